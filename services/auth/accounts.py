@@ -1,0 +1,240 @@
+"""Users: registration, credential checks and the CLI's account operations.
+
+Both registration and login answer the same way, in about the same time,
+whether or not the email exists: each path runs exactly one argon2 operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from email_validator import EmailNotValidError, validate_email
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from services.auth.audit import AuditTrail
+from services.auth.passwords import Hasher, PasswordPolicy, is_bcrypt, normalize, within_size_cap
+from services.auth.store import Document, Store, store_errors
+from shared.errors import ApiError
+
+ROLES = ("USER", "ADMIN")
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{2,64}")
+MAX_EMAIL_LENGTH = 254
+REGISTER_MESSAGE = "Registration received. If the email can be used, the account is ready to log in."
+
+
+def normalize_email(email: str) -> str:
+    """The one canonical form: NFC, trimmed, lower-cased (LibreChat stores lower-case)."""
+    return unicodedata.normalize("NFC", email).strip().lower()
+
+
+def check_email_syntax(email: str) -> str:
+    """Bounded, linear validation for new addresses; returns the canonical form."""
+    canonical = normalize_email(email)
+    if len(canonical) > MAX_EMAIL_LENGTH or any(unicodedata.category(ch)[0] == "C" for ch in canonical):
+        raise ApiError(422, "invalid_input", "email: not a valid email address")
+    try:
+        validate_email(canonical, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise ApiError(422, "invalid_input", f"email: {exc}") from None
+    return canonical
+
+
+def user_id_of(doc: Document) -> str:
+    return str(doc["_id"])
+
+
+def object_id(user_id: str) -> ObjectId | str:
+    """LibreChat's ids are ObjectIds; anything else is looked up as given."""
+    try:
+        return ObjectId(user_id)
+    except (InvalidId, TypeError):
+        return user_id
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return str(value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))
+    return None
+
+
+def public_user(doc: Document) -> dict[str, Any]:
+    """The user as clients see it: never the hash, never internal fields."""
+    return {
+        "id": user_id_of(doc),
+        "email": doc.get("email", ""),
+        "username": doc.get("username"),
+        "name": doc.get("name"),
+        "role": doc.get("role", "USER"),
+        "provider": doc.get("provider", "local"),
+        "emailVerified": bool(doc.get("emailVerified", False)),
+        "avatar": doc.get("avatar"),
+        "createdAt": _iso(doc.get("createdAt")),
+        "updatedAt": _iso(doc.get("updatedAt")),
+    }
+
+
+@dataclass(frozen=True)
+class NewUser:
+    email: str
+    name: str
+    username: str | None
+    password: str
+    role: str = "USER"
+    email_verified: bool = False
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+class EmailTaken(Exception):
+    pass
+
+
+class Accounts:
+    def __init__(self, store: Store, hasher: Hasher, policy: PasswordPolicy, audit: AuditTrail) -> None:
+        self._store = store
+        self.hasher = hasher
+        self.policy = policy
+        self._audit = audit
+
+    # Password policy ------------------------------------------------------------------
+
+    async def checked_password(self, password: str, context: list[str]) -> str:
+        """Apply the policy to a new password; return its normalized form for hashing."""
+        if not within_size_cap(password):
+            raise ApiError(
+                422,
+                "password_policy",
+                "Password must be at most 128 characters and 1 KiB.",
+                extra={"rule": "too_long"},
+            )
+        normalized = normalize(password)
+        violation = await asyncio.to_thread(self.policy.check, normalized, context)
+        if violation is not None:
+            raise ApiError(422, "password_policy", violation.message, extra={"rule": violation.rule})
+        return normalized
+
+    @staticmethod
+    def check_username(username: str | None) -> str | None:
+        if username is None or username == "":
+            return None
+        if not USERNAME_PATTERN.fullmatch(username):
+            raise ApiError(
+                422,
+                "invalid_input",
+                "username: 2-64 letters, digits, '.', '_' or '-'",
+                extra={"field": "username"},
+            )
+        return username
+
+    # Users ----------------------------------------------------------------------------
+
+    async def find_by_email(self, email: str) -> Document | None:
+        async with store_errors():
+            return await self._store.c.users.find_one({"email": normalize_email(email)})
+
+    async def find_by_id(self, user_id: str) -> Document | None:
+        async with store_errors():
+            return await self._store.c.users.find_one({"_id": object_id(user_id)})
+
+    async def username_exists(self, username: str) -> bool:
+        async with store_errors():
+            return await self._store.c.users.find_one({"username": username}, {"_id": 1}) is not None
+
+    async def create(self, new: NewUser) -> Document:
+        """Insert a user whose password is already policy-checked and normalized."""
+        if new.role not in ROLES:
+            raise ApiError(422, "invalid_input", f"role must be one of {', '.join(ROLES)}")
+        hashed = await self.hasher.hash(new.password)
+        now = dt.datetime.now(dt.UTC)
+        doc: Document = {
+            "name": new.name,
+            "username": new.username,
+            "email": new.email,
+            "emailVerified": new.email_verified,
+            "password": hashed,
+            "avatar": None,
+            "provider": "local",
+            "role": new.role,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        if new.username is None:
+            del doc["username"]
+        try:
+            async with store_errors():
+                result = await self._store.c.users.insert_one(doc)
+        except DuplicateKeyError as exc:
+            pattern = (exc.details or {}).get("keyPattern") or {}
+            if "username" in pattern or "username" in str(exc):
+                raise UsernameTaken from None
+            raise EmailTaken from None
+        doc["_id"] = result.inserted_id
+        return doc
+
+    async def authenticate(self, email: str, password: str) -> Document | None:
+        """One argon2 (or bcrypt) operation whether or not the user exists."""
+        user = await self.find_by_email(email) if len(email) <= MAX_EMAIL_LENGTH else None
+        stored = (
+            user.get("password") if user is not None and user.get("provider", "local") == "local" else None
+        )
+        ok = await self.hasher.verify(stored if isinstance(stored, str) else None, password)
+        if not ok or user is None:
+            return None
+        if isinstance(stored, str) and self.hasher.needs_rehash(stored):
+            await self._upgrade_hash(user, stored, password)
+        return user
+
+    async def _upgrade_hash(self, user: Document, stored: str, password: str) -> None:
+        """bcrypt or outdated argon2 parameters → argon2id of the normalized password."""
+        new_hash = await self.hasher.hash(normalize(password))
+        async with store_errors():
+            await self._store.c.users.update_one(
+                {"_id": user["_id"], "password": stored},
+                {"$set": {"password": new_hash, "updatedAt": dt.datetime.now(dt.UTC)}},
+            )
+        user["password"] = new_hash
+        await self._audit.record(
+            "password_rehashed", user_id=user_id_of(user), legacy="bcrypt" if is_bcrypt(stored) else "argon2"
+        )
+
+    async def set_password(self, user: Document, normalized_password: str) -> None:
+        new_hash = await self.hasher.hash(normalized_password)
+        async with store_errors():
+            await self._store.c.users.update_one(
+                {"_id": user["_id"]}, {"$set": {"password": new_hash, "updatedAt": dt.datetime.now(dt.UTC)}}
+            )
+
+    async def set_role(self, user: Document, role: str) -> Document:
+        if role not in ROLES:
+            raise ApiError(422, "invalid_input", f"role must be one of {', '.join(ROLES)}")
+        async with store_errors():
+            updated = await self._store.c.users.find_one_and_update(
+                {"_id": user["_id"]},
+                {"$set": {"role": role, "updatedAt": dt.datetime.now(dt.UTC)}},
+                return_document=ReturnDocument.AFTER,
+            )
+        if updated is None:
+            raise ApiError(404, "not_found", "User not found.")
+        return updated
+
+    async def delete(self, user: Document) -> None:
+        async with store_errors():
+            await self._store.c.users.delete_one({"_id": user["_id"]})
+            await self._store.c.user_state.delete_one({"_id": user_id_of(user)})
+
+    async def list_users(self, limit: int = 10_000) -> list[Document]:
+        async with store_errors():
+            cursor = self._store.c.users.find({}, {"password": 0}).sort("createdAt", 1).limit(limit)
+            return [doc async for doc in cursor]

@@ -1,0 +1,164 @@
+"""POST /api/auth/register, /login, /refresh, /logout: LibreChat's paths and shapes."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.auth.accounts import (
+    REGISTER_MESSAGE,
+    Accounts,
+    EmailTaken,
+    NewUser,
+    UsernameTaken,
+    check_email_syntax,
+    public_user,
+    user_id_of,
+)
+from services.auth.api.common import (
+    NO_STORE,
+    REFRESH_COOKIE,
+    clear_refresh_cookie,
+    client_ip,
+    ctx,
+    token_response,
+    user_agent,
+)
+from services.auth.passwords import within_size_cap
+from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
+from services.auth.sessions import InvalidRefreshToken
+from services.auth.store import Document
+from services.auth.tokens import AccessTokens, InvalidToken
+from shared.errors import ApiError
+from shared.http import bearer_token, parse_body
+
+INVALID_CREDENTIALS = ApiError(401, "invalid_credentials", "Invalid email or password.")
+
+
+def _invalid_credentials() -> ApiError:
+    return ApiError(INVALID_CREDENTIALS.status, INVALID_CREDENTIALS.code, INVALID_CREDENTIALS.message)
+
+
+def _invalid_refresh() -> ApiError:
+    return ApiError(401, "invalid_refresh_token", "The refresh token is missing, invalid or expired.")
+
+
+async def register(request: Request) -> Response:
+    context = ctx(request)
+    if not context.settings.allow_registration:
+        raise ApiError(403, "registration_disabled", "Registration is disabled.")
+    body = await parse_body(request, RegisterRequest)
+    if body.password != body.confirm_password:
+        raise ApiError(422, "invalid_input", "confirm_password: passwords do not match")
+    email = check_email_syntax(body.email)
+    username = Accounts.check_username(body.username)
+    name = body.name.strip()
+    password = await context.accounts.checked_password(body.password, [email, username or "", name])
+    if username is not None and await context.accounts.username_exists(username):
+        raise ApiError(409, "username_taken", "That username is taken.")
+    ip = client_ip(request)
+    try:
+        user = await context.accounts.create(
+            NewUser(email=email, name=name, username=username, password=password)
+        )
+    except UsernameTaken:
+        raise ApiError(409, "username_taken", "That username is taken.") from None
+    except EmailTaken:
+        # Same answer as a new registration: an existing address is never revealed.
+        await context.audit.record("register_existing_email", ip=ip, outcome="ignored")
+    else:
+        await context.audit.record("register", user_id=user_id_of(user), ip=ip)
+    return JSONResponse({"message": REGISTER_MESSAGE}, headers=NO_STORE)
+
+
+async def login(request: Request) -> Response:
+    context = ctx(request)
+    if not context.settings.allow_email_login:
+        raise ApiError(403, "email_login_disabled", "Email login is disabled.")
+    body = await parse_body(request, LoginRequest)
+    if not within_size_cap(body.password):
+        raise ApiError(422, "invalid_input", "password: at most 128 characters and 1 KiB")
+    ip = client_ip(request)
+    user = await context.accounts.authenticate(body.email, body.password)
+    if user is None:
+        await context.audit.record("login_failed", ip=ip, outcome="failure")
+        raise _invalid_credentials()
+    return await issue_session(request, user, ip, in_body=body.refresh_token_in_body)
+
+
+async def issue_session(request: Request, user: Document, ip: str, *, in_body: bool) -> Response:
+    context = ctx(request)
+    user_id = user_id_of(user)
+    session, refresh_token = await context.sessions.create(user_id, ip, user_agent(request))
+    issued = _access_token(context.tokens, user, session.id)
+    await context.audit.record("login", user_id=user_id, ip=ip, session_id=session.id)
+    return token_response(
+        request, {"token": issued, "user": public_user(user)}, refresh_token, in_body=in_body
+    )
+
+
+def _access_token(tokens: AccessTokens, user: Document, session_id: str) -> str:
+    return tokens.issue(
+        user_id=user_id_of(user),
+        session_id=session_id,
+        email=str(user.get("email", "")),
+        username=str(user.get("username") or ""),
+        role=str(user.get("role", "USER")),
+        provider=str(user.get("provider", "local")),
+    ).token
+
+
+def _refresh_token_from(request: Request, body_token: str | None) -> tuple[str | None, bool]:
+    """The body field wins (service clients); browsers send the cookie."""
+    if body_token:
+        return body_token, True
+    return request.cookies.get(REFRESH_COOKIE), False
+
+
+async def refresh(request: Request) -> Response:
+    context = ctx(request)
+    body = await parse_body(request, RefreshRequest, allow_empty=True)
+    token, in_body = _refresh_token_from(request, body.refresh_token)
+    if not token:
+        raise _invalid_refresh()
+    ip = client_ip(request)
+    try:
+        session, child = await context.sessions.rotate(token, ip, user_agent(request))
+    except InvalidRefreshToken:
+        raise _invalid_refresh() from None
+    user = await context.accounts.find_by_id(session.user_id)
+    if user is None:
+        await context.sessions.revoke(user_id=session.user_id, reason="user_deleted", actor="system")
+        raise _invalid_refresh()
+    issued = _access_token(context.tokens, user, session.id)
+    return token_response(request, {"token": issued, "user": public_user(user)}, child, in_body=in_body)
+
+
+async def logout(request: Request) -> Response:
+    """Revoke the session named by the bearer token or by the refresh token."""
+    context = ctx(request)
+    body = await parse_body(request, LogoutRequest, allow_empty=True)
+    session_id: str | None = None
+    user_id: str | None = None
+    bearer = bearer_token(request)
+    if bearer is not None:
+        try:
+            claims = context.tokens.verify(bearer)
+        except InvalidToken:
+            claims = None
+        if claims is not None:
+            live = await context.sessions.find_live(claims.session_id)
+            if live is not None and live.user_id == claims.user_id:
+                session_id, user_id = live.id, live.user_id
+    if session_id is None:
+        token, _ = _refresh_token_from(request, body.refresh_token)
+        found = await context.sessions.find_by_token(token) if token else None
+        if found is not None:
+            session_id, user_id = found.id, found.user_id
+    if session_id is None or user_id is None:
+        raise ApiError(401, "unauthorized", "No live session to log out.", {"WWW-Authenticate": "Bearer"})
+    await context.sessions.revoke(user_id=user_id, session_ids=[session_id], reason="logout", actor=user_id)
+    await context.audit.record("logout", user_id=user_id, ip=client_ip(request), session_id=session_id)
+    response = JSONResponse({"message": "Logged out."}, headers=NO_STORE)
+    clear_refresh_cookie(request, response)
+    return response

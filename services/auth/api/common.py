@@ -1,0 +1,89 @@
+"""Helpers every auth handler uses: the context, the caller's identity, token responses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from services.auth.context import AuthContext
+from services.auth.sessions import Session
+from services.auth.tokens import AccessClaims, InvalidToken
+from shared.errors import ApiError
+from shared.http import bearer_token
+
+REFRESH_COOKIE = "refreshToken"
+REFRESH_COOKIE_PATH = "/api/auth"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def ctx(request: Request) -> AuthContext:
+    context: AuthContext = request.app.state.ctx
+    return context
+
+
+def client_ip(request: Request) -> str:
+    return ctx(request).settings.client_ip.from_request(request)
+
+
+def user_agent(request: Request) -> str | None:
+    return request.headers.get("user-agent")
+
+
+def unauthorized(message: str = "A valid access token is required.") -> ApiError:
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    claims: AccessClaims
+    session: Session
+
+
+async def require_access(request: Request) -> Caller:
+    """A valid access token whose session is still live (revocation is honoured here)."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized()
+    context = ctx(request)
+    try:
+        claims = context.tokens.verify(token)
+    except InvalidToken:
+        raise unauthorized("The access token is invalid or expired.") from None
+    session = await context.sessions.find_live(claims.session_id)
+    if session is None or session.user_id != claims.user_id:
+        raise unauthorized("The session has ended.")
+    return Caller(claims, session)
+
+
+def token_response(
+    request: Request, body: dict[str, Any], refresh_token: str, *, in_body: bool, status: int = 200
+) -> JSONResponse:
+    """Access token in the body; refresh token in an HttpOnly cookie or, for service clients, the body."""
+    context = ctx(request)
+    if in_body:
+        body = {**body, "refresh_token": refresh_token}
+    response = JSONResponse(body, status_code=status, headers=NO_STORE)
+    if not in_body:
+        response.set_cookie(
+            REFRESH_COOKIE,
+            refresh_token,
+            max_age=context.settings.refresh_token_expiry_ms // 1000,
+            path=REFRESH_COOKIE_PATH,
+            secure=not context.settings.development,
+            httponly=True,
+            samesite="strict",
+        )
+    return response
+
+
+def clear_refresh_cookie(request: Request, response: JSONResponse) -> None:
+    response.delete_cookie(
+        REFRESH_COOKIE,
+        path=REFRESH_COOKIE_PATH,
+        secure=not ctx(request).settings.development,
+        httponly=True,
+        samesite="strict",
+    )

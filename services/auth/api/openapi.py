@@ -1,0 +1,97 @@
+"""GET /openapi.json for the auth service, generated from the request/response models."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.auth import schemas as s
+from shared.openapi import Operation, build_openapi
+
+E = s.ErrorResponse
+BEARER = ["bearer"]
+
+OPERATIONS = [
+    Operation(
+        "/api/auth/register",
+        "POST",
+        "Register a local account",
+        {200: s.MessageResponse, 400: E, 403: E, 409: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        body=s.RegisterRequest,
+    ),
+    Operation(
+        "/api/auth/login",
+        "POST",
+        "Log in with email and password",
+        {200: s.TokenResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        body=s.LoginRequest,
+    ),
+    Operation(
+        "/api/auth/refresh",
+        "POST",
+        "Rotate the refresh token (cookie or body) and get a new access token",
+        {200: s.TokenResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        body=s.RefreshRequest,
+    ),
+    Operation(
+        "/api/auth/logout",
+        "POST",
+        "Revoke the current session",
+        {200: s.MessageResponse, 400: E, 401: E, 413: E, 415: E, 422: E, 503: E},
+        body=s.LogoutRequest,
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/sessions",
+        "GET",
+        "List the caller's sessions",
+        {200: s.SessionList, 401: E, 503: E},
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/sessions",
+        "DELETE",
+        "Revoke every session but the current one",
+        {200: s.RevokedResponse, 401: E, 503: E},
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/sessions/{session_id}",
+        "DELETE",
+        "Revoke one of the caller's sessions",
+        {200: s.RevokedResponse, 401: E, 404: E, 503: E},
+        security=BEARER,
+        parameters=[{"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+    ),
+    Operation(
+        "/api/user", "GET", "The authenticated user", {200: s.UserOut, 401: E, 503: E}, security=BEARER
+    ),
+    Operation("/api/config", "GET", "Public login configuration", {200: s.ConfigResponse}),
+    Operation("/healthz", "GET", "Liveness", {200: s.HealthResponse}),
+    Operation("/readyz", "GET", "Readiness", {200: s.HealthResponse, 503: s.HealthResponse}),
+]
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    doc = build_openapi(
+        "authgate auth service",
+        "0.1.0",
+        OPERATIONS,
+        E,
+        {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+    )
+    # The session list is a bare JSON array, as LibreChat-style clients expect.
+    doc["paths"]["/api/auth/sessions"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/SessionOut"},
+    }
+    doc["components"]["schemas"]["SessionOut"] = s.SessionOut.model_json_schema()
+    return doc
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(document())

@@ -1,0 +1,110 @@
+"""Request and response models: validation and the OpenAPI document come from the same source.
+
+Strict string types mean `{"$gt": ""}` is a 422, never a query; unknown fields
+are refused, so `role` or `emailVerified` cannot be mass-assigned.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+_OUT = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RegisterRequest(BaseModel):
+    model_config = _STRICT
+    name: StrictStr = Field(min_length=1, max_length=128)
+    username: StrictStr | None = Field(default=None, max_length=64)
+    email: StrictStr = Field(min_length=3, max_length=254)
+    password: StrictStr = Field(max_length=4096)
+    confirm_password: StrictStr = Field(max_length=4096)
+
+
+class LoginRequest(BaseModel):
+    model_config = _STRICT
+    email: StrictStr = Field(min_length=1, max_length=254)
+    password: StrictStr = Field(max_length=4096)
+    refresh_token_in_body: StrictBool = False
+
+
+class RefreshRequest(BaseModel):
+    model_config = _STRICT
+    refresh_token: StrictStr | None = Field(default=None, max_length=256)
+
+
+class LogoutRequest(BaseModel):
+    model_config = _STRICT
+    refresh_token: StrictStr | None = Field(default=None, max_length=256)
+
+
+class MessageResponse(BaseModel):
+    model_config = _OUT
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class UserOut(BaseModel):
+    model_config = _OUT
+    id: str
+    email: str
+    username: str | None
+    name: str | None
+    role: Literal["USER", "ADMIN"] | str
+    provider: str
+    emailVerified: bool
+    avatar: str | None
+    createdAt: str | None
+    updatedAt: str | None
+
+
+class TokenResponse(BaseModel):
+    model_config = _OUT
+    token: str
+    user: UserOut
+    refresh_token: str | None = None
+
+
+class SessionOut(BaseModel):
+    model_config = _OUT
+    id: str
+    created: str
+    last_used: str
+    expires: str
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class SessionList(BaseModel):
+    model_config = _OUT
+    sessions: list[SessionOut]
+
+
+class RevokedResponse(BaseModel):
+    model_config = _OUT
+    message: str
+    revoked: int
+
+
+class ConfigResponse(BaseModel):
+    model_config = _OUT
+    emailLoginEnabled: bool
+    registrationEnabled: bool
+    socialLoginEnabled: bool
+    socialRegistrationEnabled: bool
+    passwordResetEnabled: bool
+    emailEnabled: bool
+    minPasswordLength: int
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str

@@ -1,0 +1,254 @@
+"""Sessions as refresh-token families: creation, atomic rotation, reuse detection, revocation.
+
+Refresh tokens are 256-bit random values; only their SHA-256 hashes are stored.
+A child token is derived from its parent with a keyed hash, so every concurrent
+refresh of the same parent (parallel tabs) computes the same child inside the
+grace period and the family stays one chain. Presenting an older token, or the
+parent after the grace period, revokes the whole session.
+
+Every revocation, whatever its cause, goes through `SessionService.revoke`,
+which also records it in `auth_revocations` for the forward-auth cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pymongo import DESCENDING, ReturnDocument
+
+from services.auth.audit import AuditTrail
+from services.auth.store import Document, Store, store_errors
+
+TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
+
+
+class InvalidRefreshToken(Exception):
+    """Missing, unknown, expired, idle, revoked or replayed; callers answer 401 either way."""
+
+
+def derive_key(secret: str, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret.encode())
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    user_id: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    expires_at: dt.datetime
+    ip: str | None
+    user_agent: str | None
+    revoked_at: dt.datetime | None
+
+    @classmethod
+    def from_doc(cls, doc: Document) -> Session:
+        return cls(
+            id=doc["_id"],
+            user_id=doc["user_id"],
+            created_at=doc["created_at"],
+            last_used_at=doc["last_used_at"],
+            expires_at=doc["expires_at"],
+            ip=doc.get("ip"),
+            user_agent=doc.get("user_agent"),
+            revoked_at=doc.get("revoked_at"),
+        )
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    absolute_ms: int
+    idle_ms: int
+    grace_ms: int
+    max_per_user: int
+    access_lifetime_ms: int
+
+
+class SessionService:
+    def __init__(self, store: Store, audit: AuditTrail, refresh_secret: str, policy: SessionPolicy) -> None:
+        self._store = store
+        self._audit = audit
+        self._child_key = derive_key(refresh_secret, b"refresh-child")
+        self.policy = policy
+
+    # Tokens ---------------------------------------------------------------------
+
+    def child_of(self, token: str) -> str:
+        digest = hmac.new(self._child_key, token.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def _live_filter(self, now: dt.datetime) -> dict[str, Any]:
+        return {
+            "revoked_at": None,
+            "expires_at": {"$gt": now},
+            "last_used_at": {"$gt": now - dt.timedelta(milliseconds=self.policy.idle_ms)},
+        }
+
+    def is_live(self, doc: Document, now: dt.datetime | None = None) -> bool:
+        now = now or utcnow()
+        return (
+            doc.get("revoked_at") is None
+            and doc["expires_at"] > now
+            and doc["last_used_at"] > now - dt.timedelta(milliseconds=self.policy.idle_ms)
+        )
+
+    # Lifecycle --------------------------------------------------------------------
+
+    async def create(self, user_id: str, ip: str | None, user_agent: str | None) -> tuple[Session, str]:
+        """A fresh family for each login; client-supplied identifiers are never reused."""
+        token = secrets.token_urlsafe(32)
+        hashed = token_hash(token)
+        now = utcnow()
+        doc: Document = {
+            "_id": secrets.token_urlsafe(16),
+            "user_id": user_id,
+            "current_hash": hashed,
+            "parent_hash": None,
+            "token_hashes": [hashed],
+            "created_at": now,
+            "last_used_at": now,
+            "rotated_at": now,
+            "expires_at": now + dt.timedelta(milliseconds=self.policy.absolute_ms),
+            "revoked_at": None,
+            "revoked_reason": None,
+            "ip": ip,
+            "user_agent": (user_agent or "")[:512] or None,
+        }
+        async with store_errors():
+            await self._store.c.sessions.insert_one(doc)
+        await self._evict_beyond_limit(user_id)
+        return Session.from_doc(doc), token
+
+    async def _evict_beyond_limit(self, user_id: str) -> None:
+        now = utcnow()
+        async with store_errors():
+            cursor = (
+                self._store.c.sessions.find({"user_id": user_id, **self._live_filter(now)}, {"_id": 1})
+                .sort("created_at", DESCENDING)
+                .skip(self.policy.max_per_user)
+            )
+            extra = [doc["_id"] async for doc in cursor]
+        if extra:
+            await self.revoke(user_id=user_id, session_ids=extra, reason="max_sessions", actor="system")
+
+    async def rotate(self, token: str, ip: str | None, user_agent: str | None) -> tuple[Session, str]:
+        """One conditional update rotates; losers of a race get the same child within the grace period."""
+        if not token or len(token) > 256:
+            raise InvalidRefreshToken("malformed")
+        hashed = token_hash(token)
+        child = self.child_of(token)
+        child_hash = token_hash(child)
+        now = utcnow()
+        async with store_errors():
+            doc = await self._store.c.sessions.find_one_and_update(
+                {"current_hash": hashed, **self._live_filter(now)},
+                {
+                    "$set": {
+                        "current_hash": child_hash,
+                        "parent_hash": hashed,
+                        "rotated_at": now,
+                        "last_used_at": now,
+                        "ip": ip,
+                        "user_agent": (user_agent or "")[:512] or None,
+                    },
+                    "$push": {"token_hashes": {"$each": [child_hash], "$slice": -TOKEN_HISTORY}},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return Session.from_doc(doc), child
+            doc = await self._store.c.sessions.find_one({"token_hashes": hashed})
+        if doc is None or not self.is_live(doc, now):
+            raise InvalidRefreshToken("unknown or ended")
+        within_grace = now - doc["rotated_at"] <= dt.timedelta(milliseconds=self.policy.grace_ms)
+        if doc.get("parent_hash") == hashed and doc.get("current_hash") == child_hash and within_grace:
+            return Session.from_doc(doc), child
+        await self.revoke(
+            user_id=doc["user_id"], session_ids=[doc["_id"]], reason="refresh_token_reuse", actor="system"
+        )
+        await self._audit.record(
+            "refresh_token_reuse", user_id=doc["user_id"], ip=ip, outcome="revoked", session_id=doc["_id"]
+        )
+        raise InvalidRefreshToken("reuse")
+
+    async def find_live(self, session_id: str) -> Session | None:
+        async with store_errors():
+            doc = await self._store.c.sessions.find_one({"_id": session_id})
+        if doc is None or not self.is_live(doc):
+            return None
+        return Session.from_doc(doc)
+
+    async def find_by_token(self, token: str) -> Session | None:
+        if not token or len(token) > 256:
+            return None
+        async with store_errors():
+            doc = await self._store.c.sessions.find_one({"current_hash": token_hash(token)})
+        if doc is None or not self.is_live(doc):
+            return None
+        return Session.from_doc(doc)
+
+    async def list_live(self, user_id: str) -> list[Session]:
+        async with store_errors():
+            cursor = self._store.c.sessions.find({"user_id": user_id, **self._live_filter(utcnow())}).sort(
+                "last_used_at", DESCENDING
+            )
+            return [Session.from_doc(doc) async for doc in cursor]
+
+    async def revoke(
+        self,
+        *,
+        user_id: str,
+        reason: str,
+        actor: str,
+        session_ids: list[str] | None = None,
+        keep: str | None = None,
+    ) -> int:
+        """The one revocation path: mark sessions revoked and record them for /verify."""
+        now = utcnow()
+        flt: dict[str, Any] = {"user_id": user_id, "revoked_at": None}
+        id_filter: dict[str, Any] = {}
+        if session_ids is not None:
+            id_filter["$in"] = session_ids
+        if keep is not None:
+            id_filter["$ne"] = keep
+        if id_filter:
+            flt["_id"] = id_filter
+        expires = now + dt.timedelta(milliseconds=self.policy.access_lifetime_ms + 120_000)
+        async with store_errors():
+            ids = [doc["_id"] async for doc in self._store.c.sessions.find(flt, {"_id": 1})]
+            records: list[Document] = [
+                {"sid": sid, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires}
+                for sid in ids
+            ]
+            if session_ids is None and keep is None:
+                records.append(
+                    {"sid": None, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires}
+                )
+            if records:
+                await self._store.c.revocations.insert_many(records)
+            if ids:
+                await self._store.c.sessions.update_many(
+                    {"_id": {"$in": ids}, "revoked_at": None},
+                    {"$set": {"revoked_at": now, "revoked_reason": reason}},
+                )
+        if ids:
+            await self._audit.record(
+                "session_revoked", user_id=user_id, actor=actor, reason=reason, sessions=len(ids)
+            )
+        return len(ids)

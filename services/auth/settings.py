@@ -1,0 +1,154 @@
+"""Every auth-service variable, parsed and validated once at startup.
+
+Names and semantics follow LibreChat where it has them; differences are listed in
+the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.config import (
+    DEVELOPMENT,
+    ConfigError,
+    Env,
+    IPNetwork,
+    check_secret,
+    environment,
+    generate_dev_secret,
+)
+from shared.http import ClientIPResolver, ServiceKey, parse_service_keys, proxy_settings
+
+EMBEDDED_MONGO_PORT_FILE = "data/mongo.port"
+SERVICE_KEY_SCOPES = ("introspect",)
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    memory_kib: int = 19456
+    time_cost: int = 2
+    parallelism: int = 1
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    env: str
+    host: str
+    port: int
+    jwt_secret: str
+    jwt_refresh_secret: str
+    mongo_uri: str
+    allow_email_login: bool = True
+    allow_registration: bool = False
+    allow_social_login: bool = False
+    allow_social_registration: bool = False
+    session_expiry_ms: int = 1000 * 60 * 15
+    refresh_token_expiry_ms: int = 1000 * 60 * 60 * 24 * 7
+    session_idle_timeout_ms: int = 1000 * 60 * 60 * 24
+    refresh_grace_period_ms: int = 1000 * 10
+    max_sessions_per_user: int = 50
+    jwt_issuer: str = "authgate"
+    jwt_audience: str = "authgate"
+    min_password_length: int = 15
+    password_min_strength: int = 3
+    argon2: Argon2Params = field(default_factory=Argon2Params)
+    hash_threads: int = 2
+    hash_queue: int = 64
+    domain_client: str | None = None
+    domain_server: str | None = None
+    client_ip: ClientIPResolver = field(default_factory=ClientIPResolver)
+    mongo_timeout_ms: int = 2000
+    mongo_db: str | None = None
+    audit_retention_days: int = 90
+    service_keys: tuple[ServiceKey, ...] = ()
+    log_level: str = "INFO"
+
+    @property
+    def development(self) -> bool:
+        return self.env == DEVELOPMENT
+
+    @property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return self.client_ip.trusted
+
+
+def _mongo_uri(env: Env, root: Path, development: bool) -> str:
+    uri = env.secret("MONGO_URI")
+    if uri is not None:
+        return uri
+    port_file = root / EMBEDDED_MONGO_PORT_FILE
+    if port_file.is_file():
+        port = port_file.read_text().strip()
+        if port.isdigit():
+            return f"mongodb://127.0.0.1:{port}/authgate?retryWrites=false"
+    if development:
+        return "mongodb://127.0.0.1:27017/authgate?retryWrites=false"
+    raise ConfigError("MONGO_URI", "is required outside development")
+
+
+def _jwt_secrets(env: Env, root: Path, development: bool) -> tuple[str, str]:
+    values: list[str] = []
+    for name in ("JWT_SECRET", "JWT_REFRESH_SECRET"):
+        value = env.secret(name)
+        check_secret(name, value, development=development)
+        if value is None:
+            value = generate_dev_secret(root, name, lambda: secrets.token_hex(32))
+        values.append(value)
+    if values[0] == values[1]:
+        raise ConfigError("JWT_REFRESH_SECRET", "must differ from JWT_SECRET")
+    return values[0], values[1]
+
+
+def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSettings:
+    root = root if root is not None else Path.cwd()
+    env = env if env is not None else Env.load(root)
+    mode = environment(env)
+    development = mode == DEVELOPMENT
+    jwt_secret, jwt_refresh_secret = _jwt_secrets(env, root, development)
+    trusted = env.networks("TRUSTED_PROXIES")
+    hops = env.integer("TRUST_PROXY", 0, minimum=0)
+    min_length = env.integer("MIN_PASSWORD_LENGTH", 15, minimum=1)
+    if min_length > 128:
+        raise ConfigError("MIN_PASSWORD_LENGTH", "must be <= 128 (the maximum password length)")
+    strength = env.integer("PASSWORD_MIN_STRENGTH", 3, minimum=0)
+    if strength > 4:
+        raise ConfigError("PASSWORD_MIN_STRENGTH", "must be between 0 and 4")
+    memory = env.integer("ARGON2_MEMORY_KIB", 19456, minimum=8)
+    time_cost = env.integer("ARGON2_TIME_COST", 2, minimum=1)
+    parallelism = env.integer("ARGON2_PARALLELISM", 1, minimum=1)
+    return AuthSettings(
+        env=mode,
+        host=env.string("AUTH_HOST", "127.0.0.1") or "127.0.0.1",
+        port=env.integer("AUTH_PORT", 3080, minimum=0),
+        jwt_secret=jwt_secret,
+        jwt_refresh_secret=jwt_refresh_secret,
+        mongo_uri=_mongo_uri(env, root, development),
+        allow_email_login=env.boolean("ALLOW_EMAIL_LOGIN", True),
+        allow_registration=env.boolean("ALLOW_REGISTRATION", False),
+        allow_social_login=env.boolean("ALLOW_SOCIAL_LOGIN", False),
+        allow_social_registration=env.boolean("ALLOW_SOCIAL_REGISTRATION", False),
+        session_expiry_ms=env.duration_ms("SESSION_EXPIRY", "1000 * 60 * 15"),
+        refresh_token_expiry_ms=env.duration_ms("REFRESH_TOKEN_EXPIRY", "(1000 * 60 * 60 * 24) * 7"),
+        session_idle_timeout_ms=env.duration_ms("SESSION_IDLE_TIMEOUT", "1000 * 60 * 60 * 24"),
+        refresh_grace_period_ms=env.duration_ms("REFRESH_GRACE_PERIOD", "1000 * 10", allow_non_positive=True),
+        max_sessions_per_user=env.integer("MAX_SESSIONS_PER_USER", 50, minimum=1),
+        jwt_issuer=env.string("JWT_ISSUER", "authgate") or "authgate",
+        jwt_audience=env.string("JWT_AUDIENCE", "authgate") or "authgate",
+        min_password_length=min_length,
+        password_min_strength=strength,
+        argon2=Argon2Params(memory, time_cost, parallelism),
+        hash_threads=env.integer("ARGON2_THREADS", 2, minimum=1),
+        hash_queue=env.integer("ARGON2_MAX_QUEUE", 64, minimum=1),
+        domain_client=env.string("DOMAIN_CLIENT"),
+        domain_server=env.string("DOMAIN_SERVER"),
+        client_ip=proxy_settings(trusted, hops),
+        mongo_timeout_ms=env.duration_ms("MONGO_TIMEOUT", "2000"),
+        mongo_db=env.string("MONGO_DB"),
+        audit_retention_days=env.integer("AUDIT_RETENTION_DAYS", 90, minimum=1),
+        service_keys=parse_service_keys(
+            "AUTH_SERVICE_KEYS", env.secret("AUTH_SERVICE_KEYS"), SERVICE_KEY_SCOPES
+        ),
+        log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    )

@@ -1,0 +1,138 @@
+"""Access tokens: short-lived JWTs that LibreChat's API can read (HS256 with JWT_SECRET).
+
+Verification pins the algorithm list from configuration, requires `typ: at+jwt`
+so no other JWT (a refresh or reset token of another system) passes as an access
+token, and requires every claim the service relies on.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+MAX_TOKEN_BYTES = 8 * 1024
+LEEWAY_SECONDS = 30
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "sid", "jti"]
+
+
+class InvalidToken(Exception):
+    """Any reason a presented access token is not acceptable; the reason stays internal."""
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
+    email: str
+    username: str
+    role: str
+    provider: str
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    claims: AccessClaims
+
+
+class AccessTokens:
+    """Signs and verifies access tokens with one pinned algorithm family."""
+
+    def __init__(self, secret: str, issuer: str, audience: str, lifetime_ms: int) -> None:
+        self._secret = secret.encode()
+        self._issuer = issuer
+        self._audience = audience
+        self._lifetime = max(1, lifetime_ms // 1000)
+        self.algorithm = "HS256"
+
+    @property
+    def lifetime_seconds(self) -> int:
+        return self._lifetime
+
+    def issue(
+        self, *, user_id: str, session_id: str, email: str, username: str, role: str, provider: str
+    ) -> IssuedToken:
+        now = int(time.time())
+        claims = AccessClaims(
+            user_id=user_id,
+            session_id=session_id,
+            email=email,
+            username=username,
+            role=role,
+            provider=provider,
+            jti=secrets.token_urlsafe(16),
+            issued_at=now,
+            expires_at=now + self._lifetime,
+        )
+        payload = {
+            "sub": user_id,
+            "id": user_id,  # LibreChat's API reads `id`
+            "username": username,
+            "provider": provider,
+            "email": email,
+            "role": role,
+            "sid": session_id,
+            "jti": claims.jti,
+            "iat": now,
+            "exp": claims.expires_at,
+            "iss": self._issuer,
+            "aud": self._audience,
+        }
+        token = jwt.encode(
+            payload, self._secret, algorithm=self.algorithm, headers={"typ": ACCESS_TOKEN_TYPE}
+        )
+        return IssuedToken(token, claims)
+
+    def verify(self, token: str) -> AccessClaims:
+        if not token or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+            raise InvalidToken("malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed header") from None
+        if header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidToken("wrong typ")
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+            )
+        except jwt.PyJWTError:
+            raise InvalidToken("signature or claims") from None
+        return claims_from_payload(payload)
+
+
+def claims_from_payload(payload: dict[str, Any]) -> AccessClaims:
+    try:
+        return AccessClaims(
+            user_id=_text(payload["sub"]),
+            session_id=_text(payload["sid"]),
+            email=_text(payload.get("email", "")),
+            username=_text(payload.get("username", "")),
+            role=_text(payload.get("role", "USER")),
+            provider=_text(payload.get("provider", "local")),
+            jti=_text(payload["jti"]),
+            issued_at=int(payload["iat"]),
+            expires_at=int(payload["exp"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise InvalidToken("claim types") from None
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("claim must be a string")
+    return value
