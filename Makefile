@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format bench audit tools clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,embedded]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start MongoDB stand-in (unless MONGO_URI is set), moderation and auth; Ctrl-C stops all.
+run: install
+	AUTHGATE_ENV=development $(BIN)/python scripts/devrun.py
+
+## Tools the tests need outside the venv (redis-server, nginx, kubectl, checkov venv).
+tools:
+	@bash scripts/install_tools.sh
+
+## Lint, then the whole suite against real servers started on free ports.
+test: install tools lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Throughput and latency against baselines measured in the same run (loopback only).
+bench: install
+	$(BIN)/python -m bench
+
+## Known vulnerabilities in the locked runtime dependencies (needs PyPI's advisory data).
+audit: install
+	$(BIN)/python -m pip install -q pip-audit
+	$(BIN)/pip-audit --strict --requirement requirements.lock --disable-pip
+
+clean:
+	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,149 @@
+"""`make run`: the embedded store (unless MONGO_URI is set), moderation and auth; Ctrl-C stops all.
+
+Development only. Secrets that are missing are generated into the git-ignored
+`data/secrets.env` so both services (and the CLI) read the same values.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.config import GENERATED_SECRETS_FILE, Env, generate_dev_secret  # noqa: E402
+
+DATA = ROOT / "data"
+PORT_FILE = DATA / "mongo.port"
+
+
+def say(message: str) -> None:
+    print(f"[make run] {message}", flush=True)
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"[make run] process exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"[make run] nothing listening on port {port} after {timeout}s")
+
+
+def ensure_secrets() -> list[str]:
+    env = Env.load(ROOT)
+    created: list[str] = []
+
+    def make(name: str, factory: object) -> str:
+        existing = env.secret(name)
+        if existing:
+            return existing
+        created.append(name)
+        return generate_dev_secret(ROOT, name, factory)  # type: ignore[arg-type]
+
+    make("JWT_SECRET", lambda: secrets.token_hex(32))
+    make("JWT_REFRESH_SECRET", lambda: secrets.token_hex(32))
+    auth_key = make("MODERATION_API_KEY", lambda: secrets.token_urlsafe(32))
+    admin_key = make("MODERATION_ADMIN_KEY", lambda: secrets.token_urlsafe(32))
+    make("MODERATION_API_KEYS", lambda: f"auth:report+report-user:{auth_key},cli:admin:{admin_key}")
+    return created
+
+
+def main() -> None:
+    DATA.mkdir(exist_ok=True)
+    env = Env.load(ROOT)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    child_env = dict(os.environ, AUTHGATE_ENV="development", PYTHONUNBUFFERED="1")
+
+    def stop_all(*_: object) -> None:
+        for name, proc in reversed(children):
+            if proc.poll() is None:
+                say(f"stopping {name}")
+                proc.terminate()
+        for _name, proc in reversed(children):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        PORT_FILE.unlink(missing_ok=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    try:
+        if env.secret("MONGO_URI") is None:
+            exe = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
+            port = free_port(27017)
+            store_dir = DATA / "mongo"
+            say(f"MONGO_URI is unset: starting the embedded MongoDB stand-in on 127.0.0.1:{port}")
+            say("its data lives in ./data/mongo (git-ignored); set MONGO_URI to use a real MongoDB")
+            proc = subprocess.Popen(
+                [
+                    exe,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--storage-path",
+                    str(store_dir),
+                    "--log-level",
+                    "WARNING",
+                ]
+            )
+            children.append(("embedded store", proc))
+            wait_port(port, proc)
+            PORT_FILE.write_text(str(port))
+        else:
+            say("MONGO_URI is set: using it, no store started")
+        created = ensure_secrets()
+        if created:
+            bar = "!" * 78
+            say(bar)
+            say(f"GENERATED development secrets {', '.join(created)} into ./{GENERATED_SECRETS_FILE}")
+            say("Never use them in production: set real secrets (or *_FILE) there.")
+            say(bar)
+        mod_port = Env.load(ROOT).integer("MODERATION_PORT", 3081)
+        child_env.setdefault("MODERATION_URL", f"http://127.0.0.1:{mod_port}")
+        for name, module, port_var, default in (
+            ("moderation", "services.moderation", "MODERATION_PORT", 3081),
+            ("auth", "services.auth", "AUTH_PORT", 3080),
+        ):
+            proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=child_env)
+            children.append((name, proc))
+            wait_port(Env.load(ROOT).integer(port_var, default), proc)
+            say(f"{name} service is up")
+        say("auth API on http://127.0.0.1:3080 (Ctrl-C stops everything)")
+        while all(proc.poll() is None for _, proc in children):
+            time.sleep(0.5)
+        for name, proc in children:
+            if proc.poll() is not None:
+                say(f"{name} exited with code {proc.returncode}; stopping the rest")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    main()
