@@ -15,12 +15,13 @@ from shared.logging import configure_logging
 def main() -> None:
     try:
         settings = load_settings()
+        app = create_app(settings)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(json_output=not settings.development, level=settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -6,17 +6,22 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
+from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.auth.accounts import Accounts
-from services.auth.api import auth, health, sessions, user
+from services.auth.api import auth, health, introspect, sessions, user, wellknown
 from services.auth.api.openapi import openapi
+from services.auth.api.verify import VerifyEndpoint, is_verify_path
 from services.auth.audit import AuditTrail
 from services.auth.context import AuthContext
+from services.auth.keys import load_key_ring
 from services.auth.passwords import Hasher, PasswordPolicy
+from services.auth.revocations import RevocationCache
 from services.auth.sessions import SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
@@ -28,6 +33,12 @@ log = structlog.get_logger("authgate.auth")
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
+    ring = load_key_ring(
+        settings.jwt_algorithm,
+        settings.jwt_secret,
+        settings.jwt_keys_dir,
+        retired_window_s=settings.session_expiry_ms / 1000 + settings.jwks_max_age_s,
+    )
     store = Store(settings.mongo_uri, settings.mongo_timeout_ms, settings.mongo_db)
     audit = AuditTrail(store)
     hasher = Hasher(settings.argon2, settings.hash_threads, settings.hash_queue)
@@ -39,16 +50,36 @@ def build_context(settings: AuthSettings) -> AuthContext:
         max_per_user=settings.max_sessions_per_user,
         access_lifetime_ms=settings.session_expiry_ms,
     )
+    sessions = SessionService(store, audit, settings.jwt_refresh_secret, session_policy)
+    revocations = RevocationCache(
+        store,
+        poll_interval_s=settings.verify_max_staleness_ms / 1000 / 4,
+        stale_grace_s=settings.verify_stale_grace_ms / 1000,
+    )
+    sessions.revocation_listeners.append(revocations.add_many)
     return AuthContext(
         settings=settings,
         store=store,
         audit=audit,
         accounts=Accounts(store, hasher, policy, audit),
-        sessions=SessionService(store, audit, settings.jwt_refresh_secret, session_policy),
-        tokens=AccessTokens(
-            settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms
-        ),
+        sessions=sessions,
+        tokens=AccessTokens(ring, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms),
+        revocations=revocations,
     )
+
+
+class VerifyFastPath:
+    """Send /verify straight to its lean endpoint, past the router and other middleware."""
+
+    def __init__(self, app: ASGIApp, endpoint: VerifyEndpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_verify_path(scope["path"]):
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def routes() -> list[Route]:
@@ -65,6 +96,8 @@ def routes() -> list[Route]:
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
+        Route("/api/auth/introspect", introspect.introspect, methods=["POST"]),
     ]
 
 
@@ -79,14 +112,29 @@ def create_app(settings: AuthSettings) -> Starlette:
             )
         except StoreUnavailable:
             log.warning("store_unavailable_at_start", detail="indexes will be created on the next start")
+        try:
+            await context.revocations.refresh_once()
+        except PyMongoError:
+            log.warning("revocations_not_loaded", detail="/verify answers 503 until the store answers")
+        context.revocations.start()
         log.info("auth_started", env=settings.env, host=settings.host, port=settings.port)
         try:
             yield
         finally:
+            await context.revocations.stop()
             context.accounts.hasher.close()
             await context.store.close()
 
-    middleware = [Middleware(RequestIdMiddleware)]
+    verify = VerifyEndpoint(
+        context.tokens,
+        context.revocations,
+        lambda: None,
+        settings.client_ip,
+        settings.verify_header_prefix,
+        settings.verify_log_sample,
+        settings.verify_cache_size,
+    )
+    middleware = [Middleware(VerifyFastPath, endpoint=verify), Middleware(RequestIdMiddleware)]
     if settings.domain_client:
         middleware.append(
             Middleware(
@@ -104,4 +152,5 @@ def create_app(settings: AuthSettings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.ctx = context
+    app.state.verify = verify
     return app

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.auth.accounts import Accounts
 from services.auth.audit import AuditTrail
+from services.auth.revocations import RevocationCache
 from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
@@ -20,3 +21,4 @@ class AuthContext:
     accounts: Accounts
     sessions: SessionService
     tokens: AccessTokens
+    revocations: RevocationCache

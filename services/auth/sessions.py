@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,7 @@ class SessionService:
         self._audit = audit
         self._child_key = derive_key(refresh_secret, b"refresh-child")
         self.policy = policy
+        self.revocation_listeners: list[Callable[[list[str], float], None]] = []
 
     # Tokens ---------------------------------------------------------------------
 
@@ -247,6 +249,8 @@ class SessionService:
                     {"_id": {"$in": ids}, "revoked_at": None},
                     {"$set": {"revoked_at": now, "revoked_reason": reason}},
                 )
+        for listener in self.revocation_listeners:
+            listener(ids, expires.timestamp())
         if ids:
             await self._audit.record(
                 "session_revoked", user_id=user_id, actor=actor, reason=reason, sessions=len(ids)

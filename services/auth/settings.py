@@ -64,6 +64,14 @@ class AuthSettings:
     audit_retention_days: int = 90
     service_keys: tuple[ServiceKey, ...] = ()
     log_level: str = "INFO"
+    jwt_algorithm: str = "HS256"
+    jwt_keys_dir: str | None = None
+    jwks_max_age_s: int = 300
+    verify_header_prefix: str = "X-Auth-"
+    verify_max_staleness_ms: int = 1000
+    verify_stale_grace_ms: int = 10_000
+    verify_log_sample: float = 0.01
+    verify_cache_size: int = 10_000
 
     @property
     def development(self) -> bool:
@@ -151,4 +159,24 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
             "AUTH_SERVICE_KEYS", env.secret("AUTH_SERVICE_KEYS"), SERVICE_KEY_SCOPES
         ),
         log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        jwt_algorithm=env.choice("JWT_ALGORITHM", "HS256", ("HS256", "ES256", "RS256", "EdDSA")),
+        jwt_keys_dir=env.string("JWT_KEYS_DIR"),
+        jwks_max_age_s=env.integer("JWKS_MAX_AGE", 300, minimum=0),
+        verify_header_prefix=_header_prefix(env.string("VERIFY_HEADER_PREFIX", "X-Auth-") or "X-Auth-"),
+        verify_max_staleness_ms=env.duration_ms("VERIFY_MAX_STALENESS", "1000"),
+        verify_stale_grace_ms=env.duration_ms("VERIFY_STALE_GRACE", "1000 * 10"),
+        verify_log_sample=_fraction(env.number("VERIFY_LOG_SAMPLE", 0.01, minimum=0.0)),
+        verify_cache_size=env.integer("VERIFY_CACHE_SIZE", 10_000, minimum=0),
     )
+
+
+def _header_prefix(value: str) -> str:
+    if not all(ch.isalnum() or ch == "-" for ch in value):
+        raise ConfigError("VERIFY_HEADER_PREFIX", "may contain only letters, digits and '-'")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if value > 1:
+        raise ConfigError("VERIFY_LOG_SAMPLE", "must be between 0 and 1")
+    return value

@@ -14,6 +14,8 @@ from typing import Any
 
 import jwt
 
+from services.auth.keys import KeyRing
+
 ACCESS_TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_BYTES = 8 * 1024
 LEEWAY_SECONDS = 30
@@ -44,14 +46,13 @@ class IssuedToken:
 
 
 class AccessTokens:
-    """Signs and verifies access tokens with one pinned algorithm family."""
+    """Signs and verifies access tokens with one pinned algorithm family (see keys.py)."""
 
-    def __init__(self, secret: str, issuer: str, audience: str, lifetime_ms: int) -> None:
-        self._secret = secret.encode()
+    def __init__(self, ring: KeyRing, issuer: str, audience: str, lifetime_ms: int) -> None:
+        self.ring = ring
         self._issuer = issuer
         self._audience = audience
         self._lifetime = max(1, lifetime_ms // 1000)
-        self.algorithm = "HS256"
 
     @property
     def lifetime_seconds(self) -> int:
@@ -86,9 +87,14 @@ class AccessTokens:
             "iss": self._issuer,
             "aud": self._audience,
         }
-        token = jwt.encode(
-            payload, self._secret, algorithm=self.algorithm, headers={"typ": ACCESS_TOKEN_TYPE}
-        )
+        active = self.ring.active
+        if active is None:
+            token = jwt.encode(
+                payload, self.ring.hmac_secret, algorithm="HS256", headers={"typ": ACCESS_TOKEN_TYPE}
+            )
+        else:
+            headers = {"typ": ACCESS_TOKEN_TYPE, "kid": active.kid}
+            token = jwt.encode(payload, active.private, algorithm=active.algorithm, headers=headers)
         return IssuedToken(token, claims)
 
     def verify(self, token: str) -> AccessClaims:
@@ -100,11 +106,18 @@ class AccessTokens:
             raise InvalidToken("malformed header") from None
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidToken("wrong typ")
+        kid, alg = header.get("kid"), header.get("alg")
+        if (kid is not None and not isinstance(kid, str)) or not isinstance(alg, str):
+            raise InvalidToken("malformed header")
+        found = self.ring.verification_key(kid, alg)
+        if found is None:
+            raise InvalidToken("unknown key or algorithm")
+        key, algorithm = found
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[self.algorithm],
+                key,
+                algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_SECONDS,

@@ -1,0 +1,246 @@
+"""GET /verify (and /verify/...): the forward-auth check for nginx, Traefik and Envoy.
+
+A lean ASGI endpoint outside the router and middleware: it makes no network
+call (revocations and bans come from in-process caches) and caches verified
+signatures, so it costs about as much as a bare endpoint. It answers 2xx only
+for a valid, unrevoked, unbanned token with the required role; any exception
+becomes a 500, never a 2xx.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs
+
+import structlog
+from starlette.types import Receive, Scope, Send
+
+from services.auth.revocations import RevocationCache
+from services.auth.tokens import LEEWAY_SECONDS, AccessClaims, AccessTokens, InvalidToken
+from shared.http import ClientIPResolver
+
+log = structlog.get_logger("authgate.verify")
+
+VERIFY_PATH = "/verify"
+REQUIRED_ROLES_HEADER = b"x-auth-required-roles"
+
+
+@dataclass(frozen=True)
+class BanNotice:
+    subject: str
+    reason: str
+    expires_at: str
+    retry_after: int
+
+
+class BanView(Protocol):
+    def ban_for(self, ip: str | None, user_id: str | None) -> BanNotice | None: ...
+
+
+@dataclass
+class VerifyCounters:
+    allowed: int = 0
+    unauthorized: int = 0
+    forbidden: int = 0
+    banned: int = 0
+    stale: int = 0
+    errors: int = 0
+    bad_request: int = 0
+    cache_hits: int = 0
+
+
+def is_verify_path(path: str) -> bool:
+    return path == VERIFY_PATH or path.startswith(VERIFY_PATH + "/")
+
+
+class TokenCache:
+    """Verified tokens by their exact text; bounded, least recently used out first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, AccessClaims] = OrderedDict()
+
+    def get(self, token: str) -> AccessClaims | None:
+        claims = self._items.get(token)
+        if claims is None:
+            return None
+        if claims.expires_at + LEEWAY_SECONDS < time.time():
+            del self._items[token]
+            return None
+        self._items.move_to_end(token)
+        return claims
+
+    def put(self, token: str, claims: AccessClaims) -> None:
+        if self._size <= 0:
+            return
+        self._items[token] = claims
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
+class VerifyEndpoint:
+    def __init__(
+        self,
+        tokens: AccessTokens,
+        revocations: RevocationCache,
+        bans: Callable[[], BanView | None],
+        client_ip: ClientIPResolver,
+        header_prefix: str,
+        log_sample: float,
+        cache_size: int,
+    ) -> None:
+        self._tokens = tokens
+        self._revocations = revocations
+        self._bans = bans
+        self._client_ip = client_ip
+        self._cache = TokenCache(cache_size)
+        self._log_sample = log_sample
+        prefix = header_prefix.lower().encode()
+        self._names = {
+            field: prefix + suffix
+            for field, suffix in (
+                ("user_id", b"user-id"),
+                ("email", b"email"),
+                ("username", b"username"),
+                ("role", b"role"),
+                ("session_id", b"session-id"),
+            )
+        }
+        self.counters = VerifyCounters()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = ""
+        try:
+            headers = dict(scope["headers"])
+            incoming = headers.get(b"x-request-id", b"")
+            request_id = incoming.decode("latin-1") if 0 < len(incoming) <= 128 else secrets.token_hex(8)
+            status, response_headers, body = self._decide(scope, headers)
+        except Exception:
+            self.counters.errors += 1
+            log.exception("verify_error", request_id=request_id)
+            status, response_headers, body = 500, [], _body("internal_error", "Internal error.")
+        response_headers.append((b"x-request-id", request_id.encode("latin-1", "replace")))
+        response_headers.append((b"cache-control", b"no-store"))
+        if body:
+            response_headers.append((b"content-type", b"application/json"))
+        response_headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})
+        if self._log_sample and random.random() < self._log_sample:  # noqa: S311 - sampling, not security
+            log.info("verify", status=status, request_id=request_id, path=scope["path"])
+
+    def _decide(
+        self, scope: Scope, headers: dict[bytes, bytes]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if not self._revocations.usable():
+            self.counters.stale += 1
+            return (
+                503,
+                [(b"retry-after", b"1")],
+                _body("revocation_state_stale", "Revocation state is not current; retry shortly."),
+            )
+        required = self._required_roles(scope, headers)
+        if required is None:
+            self.counters.bad_request += 1
+            return 400, [], _body("bad_request", "Give 'roles' once.")
+        token = _bearer(headers.get(b"authorization"))
+        if token is None:
+            return self._unauthorized("missing_token")
+        claims = self._cache.get(token)
+        if claims is None:
+            try:
+                claims = self._tokens.verify(token)
+            except InvalidToken:
+                return self._unauthorized("invalid_token")
+            self._cache.put(token, claims)
+        else:
+            self.counters.cache_hits += 1
+        if self._revocations.is_revoked(claims.session_id):
+            return self._unauthorized("invalid_token")
+        bans = self._bans()
+        if bans is not None:
+            peer = scope.get("client")
+            forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+            ip = self._client_ip.resolve(peer[0] if peer else None, forwarded)
+            notice = bans.ban_for(ip, claims.user_id)
+            if notice is not None:
+                self.counters.banned += 1
+                return (
+                    403,
+                    [(b"retry-after", str(notice.retry_after).encode())],
+                    _body(
+                        "banned",
+                        "Access is temporarily banned.",
+                        reason=notice.reason,
+                        expires_at=notice.expires_at,
+                    ),
+                )
+        if required and claims.role not in required:
+            self.counters.forbidden += 1
+            return 403, [], _body("forbidden", "Your role may not access this resource.")
+        self.counters.allowed += 1
+        names = self._names
+        return (
+            200,
+            [
+                (names["user_id"], claims.user_id.encode()),
+                (names["email"], _header_value(claims.email)),
+                (names["username"], _header_value(claims.username)),
+                (names["role"], _header_value(claims.role)),
+                (names["session_id"], claims.session_id.encode()),
+            ],
+            b"",
+        )
+
+    def _unauthorized(self, error: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        self.counters.unauthorized += 1
+        challenge = b'Bearer error="invalid_token"' if error == "invalid_token" else b"Bearer"
+        return (
+            401,
+            [(b"www-authenticate", challenge)],
+            _body("unauthorized", "A valid access token is required."),
+        )
+
+    @staticmethod
+    def _required_roles(scope: Scope, headers: dict[bytes, bytes]) -> frozenset[str] | None:
+        """`roles` from /verify's own query (nginx, Traefik) or, under /verify/..., from the proxy's header.
+
+        Under /verify/... (Envoy), the query string is the client's, so a `roles`
+        there is ignored: only the header the proxy sets counts.
+        """
+        if scope["path"] == VERIFY_PATH:
+            values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(
+                "roles", []
+            )
+            if len(values) > 1:
+                return None
+            raw = values[0] if values else ""
+        else:
+            raw = headers.get(REQUIRED_ROLES_HEADER, b"").decode("latin-1")
+        return frozenset(role.strip().upper() for role in raw.split(",") if role.strip())
+
+
+def _bearer(value: bytes | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, credential = value.decode("latin-1").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    return credential
+
+
+def _header_value(value: str) -> bytes:
+    """Identity values go upstream as headers: drop anything that could split a header."""
+    return "".join(ch for ch in value if ch.isprintable()).encode("utf-8")
+
+
+def _body(code: str, message: str, **extra: object) -> bytes:
+    return json.dumps({"code": code, "message": message, **extra}).encode()

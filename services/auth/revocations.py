@@ -1,0 +1,121 @@
+"""In-process view of revoked sessions, so /verify needs no network call per request.
+
+Every revocation is written to `auth_revocations` (see sessions.py); each auth
+process polls that collection every `poll_interval` and also learns its own
+revocations at once. The published bound: a revocation reaches /verify on every
+process within VERIFY_MAX_STALENESS. When the store cannot be read, /verify
+keeps serving for VERIFY_STALE_GRACE and then refuses (503) until it catches
+up; a process that never loaded the state refuses from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+import structlog
+from pymongo.errors import PyMongoError
+
+from services.auth.store import Store
+
+log = structlog.get_logger("authgate.revocations")
+
+# Writers stamp `at` with their own clock and commit slightly later; re-reading
+# this much history on every poll covers both.
+OVERLAP = dt.timedelta(seconds=5)
+
+
+@dataclass
+class RevocationStats:
+    polls: int = 0
+    failures: int = 0
+    loaded: int = 0
+
+
+class RevocationCache:
+    def __init__(self, store: Store, poll_interval_s: float, stale_grace_s: float) -> None:
+        self._store = store
+        self._poll_interval = poll_interval_s
+        self._stale_grace = stale_grace_s
+        self._revoked: dict[str, float] = {}  # session id -> epoch seconds after which it can be forgotten
+        self._last_success: float | None = None
+        self._since: dt.datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.stats = RevocationStats()
+
+    # Reads (hot path, synchronous) ---------------------------------------------------
+
+    def is_revoked(self, session_id: str) -> bool:
+        return session_id in self._revoked
+
+    def staleness_s(self) -> float | None:
+        """Seconds since the last successful refresh; None when never loaded."""
+        if self._last_success is None:
+            return None
+        return time.monotonic() - self._last_success
+
+    def usable(self) -> bool:
+        staleness = self.staleness_s()
+        return staleness is not None and staleness <= self._stale_grace
+
+    # Writes ------------------------------------------------------------------------
+
+    def add(self, session_id: str, forget_after: float) -> None:
+        self._revoked[session_id] = forget_after
+
+    def add_many(self, session_ids: list[str], forget_after: float) -> None:
+        """This process's own revocations apply at once, before the next poll."""
+        for session_id in session_ids:
+            self._revoked[session_id] = forget_after
+
+    async def refresh_once(self) -> None:
+        started = dt.datetime.now(dt.UTC)
+        if self._since is None:
+            flt = {"expires_at": {"$gt": started}}
+        else:
+            flt = {"at": {"$gte": self._since - OVERLAP}}
+        cursor = self._store.c.revocations.find(flt, {"sid": 1, "expires_at": 1, "_id": 0})
+        count = 0
+        async for doc in cursor:
+            sid = doc.get("sid")
+            expires = doc.get("expires_at")
+            if isinstance(sid, str) and isinstance(expires, dt.datetime):
+                self._revoked[sid] = expires.timestamp()
+                count += 1
+        self._since = started
+        self._last_success = time.monotonic()
+        self.stats.polls += 1
+        self.stats.loaded += count
+        self._prune()
+
+    def _prune(self) -> None:
+        now = time.time()
+        if self.stats.polls % 50 == 0:
+            for sid in [sid for sid, until in self._revoked.items() if until < now]:
+                del self._revoked[sid]
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh_once()
+            except PyMongoError as exc:
+                self.stats.failures += 1
+                if self.stats.failures % 20 == 1:
+                    log.warning(
+                        "revocation_refresh_failed", error=type(exc).__name__, staleness=self.staleness_s()
+                    )
+            await asyncio.sleep(self._poll_interval)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="revocation-cache")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
