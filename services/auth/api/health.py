@@ -13,7 +13,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready once the signing keys are loaded; the store's state is reported, not required.
+    """Ready once keys and the revocation state are loaded; the store's state is reported, not required.
 
     /verify keeps serving from memory while MongoDB is briefly down, so draining
     every replica on a store blip would turn a partial outage into a full one.
