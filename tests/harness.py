@@ -108,6 +108,9 @@ def start_service(module: str, port: int, env: Mapping[str, str], log_path: Path
     """Run `python -m <module>` (an authgate service) with the given environment."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH", "MODERATION", "JWT_"))}
     full_env.update(env)
+    # Each process gets its own management port, so two services never collide on 9080/9081.
+    full_env.setdefault("AUTH_MANAGEMENT_PORT", str(free_port()))
+    full_env.setdefault("MODERATION_MANAGEMENT_PORT", str(free_port()))
     proc = _spawn([sys.executable, "-m", module], log_path, full_env)
     try:
         wait_port(port, 30, proc)

@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.auth import metrics
 from services.auth.accounts import Accounts
 from services.auth.api import auth, health, introspect, sessions, user, wellknown
 from services.auth.api.openapi import openapi
@@ -28,6 +29,7 @@ from services.auth.store import Store
 from services.auth.tokens import AccessTokens
 from shared.errors import EXCEPTION_HANDLERS, StoreUnavailable
 from shared.http import RequestIdMiddleware
+from shared.metrics import MetricsMiddleware
 
 log = structlog.get_logger("authgate.auth")
 
@@ -134,7 +136,12 @@ def create_app(settings: AuthSettings) -> Starlette:
         settings.verify_log_sample,
         settings.verify_cache_size,
     )
-    middleware = [Middleware(VerifyFastPath, endpoint=verify), Middleware(RequestIdMiddleware)]
+    metrics.bind(verify, context.revocations)
+    middleware = [
+        Middleware(VerifyFastPath, endpoint=verify),
+        Middleware(RequestIdMiddleware),
+        Middleware(MetricsMiddleware, service="auth"),
+    ]
     if settings.domain_client:
         middleware.append(
             Middleware(

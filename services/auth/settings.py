@@ -72,6 +72,8 @@ class AuthSettings:
     verify_stale_grace_ms: int = 10_000
     verify_log_sample: float = 0.01
     verify_cache_size: int = 10_000
+    management_host: str = "127.0.0.1"
+    management_port: int = 9080
 
     @property
     def development(self) -> bool:
@@ -167,6 +169,10 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         verify_stale_grace_ms=env.duration_ms("VERIFY_STALE_GRACE", "1000 * 10"),
         verify_log_sample=_fraction(env.number("VERIFY_LOG_SAMPLE", 0.01, minimum=0.0)),
         verify_cache_size=env.integer("VERIFY_CACHE_SIZE", 10_000, minimum=0),
+        management_host=env.string("AUTH_MANAGEMENT_HOST")
+        or env.string("AUTH_HOST", "127.0.0.1")
+        or "127.0.0.1",
+        management_port=env.integer("AUTH_MANAGEMENT_PORT", 9080, minimum=0),
     )
 
 
