@@ -87,8 +87,14 @@ else
     # Cloud) apt repository is configured; try it only when apt knows it.
     if is_root && command -v apt-cache >/dev/null 2>&1; then
         [ "$APT_UPDATED" = 0 ] && { apt-get update -qq || true; APT_UPDATED=1; }
-        if apt-cache policy kubectl 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-            apt_install kubectl && kubectl_works kubectl && installed=1 || true
+        # (Read the whole output first: `grep -q` closing the pipe early would
+        # fail the pipeline under pipefail.)
+        policy="$(apt-cache policy kubectl 2>/dev/null || true)"
+        if printf '%s\n' "$policy" | grep 'Candidate: [0-9]' >/dev/null; then
+            if apt_install kubectl && kubectl_works kubectl; then
+                installed=1
+                say "kubectl ok: $(command -v kubectl)"
+            fi
         else
             say "apt has no kubectl package here"
         fi
@@ -106,7 +112,8 @@ fi
 if [ -x /usr/sbin/nginx ]; then
     say "nginx ok: /usr/sbin/nginx"
 else
-    # nginx-light is the smallest Debian flavour that has auth_request.
+    # Debian's nginx has the auth_request module; on bookworm "nginx-light" is a
+    # small transitional package that pulls it in, "nginx" is the fallback name.
     apt_install nginx-light || apt_install nginx || true
     if [ -x /usr/sbin/nginx ]; then
         say "nginx ok: /usr/sbin/nginx"
