@@ -154,4 +154,11 @@ def load_key_ring(algorithm: str, hmac_secret: str, keys_dir: str | None, retire
         raise ConfigError("JWT_KEYS_DIR", f"exactly one key may be active, found {', '.join(actives)}")
     if not ring.keys:
         raise ConfigError("JWT_KEYS_DIR", f"no <kid>.<state>.pem keys in {keys_dir}")
+    retired = [key.kid for key in ring.keys.values() if key.state == "retired"]
+    if retired and not actives:
+        # Only before the first activation may HS256 sign; a retired key means that moment
+        # has passed, and silently falling back to the shared secret would mix families.
+        raise ConfigError(
+            "JWT_KEYS_DIR", f"retired key(s) {', '.join(retired)} but no active key: activate one"
+        )
     return ring

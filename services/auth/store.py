@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import pymongo
 import structlog
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -61,8 +62,9 @@ class Store:
             uri,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
+            # No `timeoutMS`: with it PyMongo ignores serverSelectionTimeoutMS and uses the
+            # whole operation budget for server selection, so an outage took 5 s to surface.
             socketTimeoutMS=max(timeout_ms * 2, 5000),
-            timeoutMS=max(timeout_ms * 2, 5000),
             appname="authgate-auth",
             tz_aware=True,
         )
@@ -80,9 +82,11 @@ class Store:
     async def close(self) -> None:
         await self._client.close()
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout_s: float = 0.5) -> bool:
+        """A quick health probe; bounded well below a Kubernetes probe's 1 s timeout."""
         try:
-            await self.db.command("ping")
+            with pymongo.timeout(timeout_s):
+                await self.db.command("ping")
         except PyMongoError:
             return False
         return True

@@ -45,7 +45,7 @@ async def introspect(request: Request) -> Response:
     return JSONResponse(
         {
             "active": True,
-            "token_type": "access_token",
+            "token_type": "Bearer",  # RFC 7662 §2.2: a type from RFC 6749 §5.1
             "sub": claims.user_id,
             "username": claims.username,
             "email": claims.email,
