@@ -1,0 +1,355 @@
+"""One event in, one decision out: which windows it counts in, what it scores, who is banned.
+
+The engine knows the policy and nothing of HTTP or of any particular store. It
+turns an event into one `SubjectOp` per subject, so the store can run them in
+one round trip, and needs a second one only when a message or concurrency
+violation committed by a logged-in user must also score the other subject.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import structlog
+
+from services.moderation.policy import (
+    ALWAYS_VIOLATION,
+    CONCURRENT_LEASE_MS,
+    Limit,
+    Policy,
+)
+from services.moderation.store import (
+    BanPage,
+    BanState,
+    Change,
+    FeedPage,
+    Store,
+    SubjectOp,
+    SubjectResult,
+    WindowMode,
+    WindowOp,
+)
+from services.moderation.subjects import ClientAddress, client_address, is_exempt, user_subject
+from shared.logging import audit
+
+log = structlog.get_logger("authgate.moderation")
+SCORING_MODES = ("hit", "lease")  # exceeding these is a violation; `check`/`record` windows never score
+
+
+class SubjectExempt(ValueError):
+    """A ban on a trusted proxy or an exempt network would lock out everyone behind it."""
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    ip: str
+    user_id: str | None = None
+    account: str | None = None  # `account:<hmac>` subject
+    device_trusted: bool = False
+    release: bool = False
+
+
+@dataclass(frozen=True)
+class Violation:
+    type: str
+    ip: str | None = None
+    user_id: str | None = None
+    score: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: int  # seconds
+    limit: int
+    remaining: int
+    score: int
+    ban: BanState | None
+    now_ms: int
+
+
+def seconds_until(at_ms: int, now_ms: int) -> int:
+    return max(0, math.ceil((at_ms - now_ms) / 1000))
+
+
+@dataclass
+class _Plan:
+    ops: list[SubjectOp]
+    ip_subject: str | None
+    user: str | None
+    limit: int  # reported when no window counted the event (an exempt address)
+
+
+class Engine:
+    def __init__(self, store: Store, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+
+    # Planning ------------------------------------------------------------------------------
+
+    def _reason(self, violation: str) -> str:
+        return f"automatic: violation score reached {self.policy.bans.interval} ({violation})"
+
+    def _op(
+        self,
+        subject: str,
+        actor: str,
+        violation: str,
+        windows: tuple[WindowOp, ...] = (),
+        score_always: int = 0,
+        score_on_exceed: int = 0,
+        check_ban: bool = True,
+    ) -> SubjectOp:
+        return SubjectOp(
+            subject=subject,
+            check_ban=check_ban,
+            windows=windows,
+            score_always=score_always,
+            score_on_exceed=score_on_exceed,
+            violation=violation,
+            ban_reason=self._reason(violation),
+            actor=actor,
+        )
+
+    def _plan(self, event: Event, actor: str) -> _Plan:
+        limits = self.policy.limits
+        kind = event.type
+        client = client_address(event.ip, self.policy.exempt)
+        user = user_subject(event.user_id) if event.user_id is not None else None
+        score = self.policy.score(kind)
+        ops: list[SubjectOp] = []
+        ip_windows: tuple[WindowOp, ...] = ()
+        user_windows: tuple[WindowOp, ...] = ()
+        ip_score_always = user_score_always = 0
+        check_ip_ban = True
+        per_ip: dict[str, Limit] = {
+            "login": limits.login,
+            "register": limits.register,
+            "refresh": limits.refresh,
+            "reset_password": limits.reset_password,
+            "verify_email": limits.verify_email,
+        }
+        reported = 0
+        if kind in per_ip:
+            limit = per_ip[kind]
+            ip_windows = (WindowOp(kind, "hit", limit.max, limit.window_ms),)
+            reported = limit.max
+            if kind == "login" and event.account is not None:
+                ops.append(self._account_op(event, actor, check=True))
+        elif kind == "login_failed":
+            check_ip_ban = False
+            if event.account is not None:
+                ops.append(self._account_op(event, actor, check=False))
+            reported = self._account_limit(event).max
+        elif kind == "message":
+            if limits.message_ip is not None:
+                ip_windows = (
+                    WindowOp("message_ip", "hit", limits.message_ip.max, limits.message_ip.window_ms),
+                )
+                reported = limits.message_ip.max
+            if user is not None and limits.message_user is not None:
+                user_windows = (
+                    WindowOp("message_user", "hit", limits.message_user.max, limits.message_user.window_ms),
+                )
+        elif kind == "concurrent_message":
+            if user is not None and limits.concurrent_messages is not None:
+                mode: WindowMode = "release" if event.release else "lease"
+                user_windows = (
+                    WindowOp("concurrent", mode, limits.concurrent_messages, CONCURRENT_LEASE_MS),
+                )
+                reported = limits.concurrent_messages
+        elif kind in ALWAYS_VIOLATION:
+            ip_score_always = user_score_always = score
+        if not client.exempt:
+            ops.extend(self._ip_ops(client, actor, kind, ip_windows, ip_score_always, score, check_ip_ban))
+        if user is not None:
+            ops.append(self._op(user, actor, kind, user_windows, user_score_always, score))
+        return _Plan(ops, None if client.exempt else client.counted, user, reported)
+
+    def _ip_ops(
+        self,
+        client: ClientAddress,
+        actor: str,
+        kind: str,
+        windows: tuple[WindowOp, ...],
+        score_always: int,
+        score_on_exceed: int,
+        check_ban: bool,
+    ) -> list[SubjectOp]:
+        if not (check_ban or windows or score_always):
+            return []
+        ops = [self._op(client.counted, actor, kind, windows, score_always, score_on_exceed, check_ban)]
+        if check_ban:
+            ops.extend(self._op(subject, actor, kind) for subject in client.ban_only)
+        return ops
+
+    def _account_limit(self, event: Event) -> Limit:
+        limits = self.policy.limits
+        if event.device_trusted:
+            return Limit(limits.login_device_max, limits.login_account.window_ms)
+        return limits.login_account
+
+    def _account_op(self, event: Event, actor: str, check: bool) -> SubjectOp:
+        """The per-account failure throttle: never scored, never banned (it is not the attacker)."""
+        assert event.account is not None
+        limit = self._account_limit(event)
+        name = "fail_device" if event.device_trusted else "fail"
+        window = WindowOp(name, "check" if check else "record", limit.max, limit.window_ms)
+        return SubjectOp(subject=event.account, check_ban=False, windows=(window,), actor=actor)
+
+    # Events -------------------------------------------------------------------------------
+
+    async def event(self, event: Event, actor: str, now_ms: int | None = None) -> Decision:
+        plan = self._plan(event, actor)
+        results = await self.store.apply(plan.ops, now_ms)
+        results += await self._cross_score(event, plan, results, actor, now_ms)
+        await self._announce(results)
+        return self._decide(event.type, plan, results, now_ms)
+
+    async def _cross_score(
+        self, event: Event, plan: _Plan, results: list[SubjectResult], actor: str, now_ms: int | None
+    ) -> list[SubjectResult]:
+        """A logged-in user's violation scores the user and the IP, whichever window it exceeded.
+
+        Each subject's script can only score its own subject, so this is the one case that
+        takes a second round trip (a refusal, never the common path).
+        """
+        if plan.user is None:
+            return []
+        score = self.policy.score(event.type)
+        exceeded = {
+            result.subject
+            for op, result in zip(plan.ops, results, strict=True)
+            if result.ban is None
+            and any(
+                w.mode in SCORING_MODES and r.exceeded
+                for w, r in zip(op.windows, result.windows, strict=True)
+            )
+        }
+        if not exceeded or score <= 0:
+            return []
+        banned = {result.subject for result in results if result.ban is not None}
+        others = [s for s in (plan.ip_subject, plan.user) if s is not None and s not in exceeded | banned]
+        ops = [self._op(subject, actor, event.type, score_always=score) for subject in others]
+        return await self.store.apply(ops, now_ms) if ops else []
+
+    def _decide(self, kind: str, plan: _Plan, results: list[SubjectResult], now_ms: int | None) -> Decision:
+        now = results[0].now_ms if results else (now_ms or 0)
+        score = max((r.score for r in results), default=0)
+        bans = [r.ban for r in results if r.ban is not None]
+        if bans:
+            ban = max(bans, key=lambda b: b.expires_at_ms)
+            return Decision(False, seconds_until(ban.expires_at_ms, now), plan.limit, 0, score, ban, now)
+        allowed = kind not in ALWAYS_VIOLATION
+        counted: list[tuple[int, int, int]] = []  # (retry ms, limit, remaining)
+        blocked: list[tuple[int, int, int]] = []
+        for op, result in zip(plan.ops, results, strict=False):
+            for window, outcome in zip(op.windows, result.windows, strict=True):
+                entry = (outcome.retry_after_ms, window.max, max(0, window.max - outcome.count))
+                (blocked if outcome.exceeded else counted).append(entry)
+        if blocked:
+            allowed = False
+            binding = max(blocked, key=lambda e: e[0])
+        elif counted:
+            binding = min(counted, key=lambda e: e[2])
+        else:
+            binding = (0, plan.limit, plan.limit)
+        retry_ms, limit, remaining = binding
+        return Decision(allowed, seconds_until(now + retry_ms, now), limit, remaining, score, None, now)
+
+    async def _announce(self, results: list[SubjectResult]) -> None:
+        """New automatic bans go to the index, the change feed and the audit log."""
+        for result in results:
+            if result.new_ban and result.ban is not None:
+                await self._record_ban(result.ban)
+            elif result.threshold:
+                log.info("score_threshold_without_ban", subject=result.subject, score=result.score)
+
+    async def _record_ban(self, ban: BanState) -> None:
+        change = Change(
+            "ban",
+            ban.subject,
+            ban.reason,
+            ban.created_at_ms,
+            ban.by,
+            ban.expires_at_ms,
+            ban.automatic,
+            ban.violation,
+        )
+        await self.store.record_change(change, ban)
+        audit(
+            "moderation_ban",
+            subject=ban.subject,
+            by=ban.by,
+            reason=ban.reason,
+            expires_at_ms=ban.expires_at_ms,
+            automatic=ban.automatic,
+        )
+
+    # Violations reported by other services ---------------------------------------------------
+
+    async def violation(self, violation: Violation, actor: str, now_ms: int | None = None) -> Decision:
+        configured = self.policy.score(violation.type)
+        score = configured if violation.score is None else min(violation.score, configured)
+        ops: list[SubjectOp] = []
+        if violation.ip is not None:
+            client = client_address(violation.ip, self.policy.exempt)
+            if not client.exempt:
+                ops.append(self._op(client.counted, actor, violation.type, score_always=score))
+        if violation.user_id is not None:
+            ops.append(self._op(user_subject(violation.user_id), actor, violation.type, score_always=score))
+        results = await self.store.apply(ops, now_ms)
+        await self._announce(results)
+        plan = _Plan(ops, None, None, 0)
+        decision = self._decide(violation.type, plan, results, now_ms)
+        return decision
+
+    # Checks and manual bans ----------------------------------------------------------------
+
+    async def check(self, ip: str | None, user_id: str | None, now_ms: int | None = None) -> Decision:
+        subjects: list[str] = []
+        if user_id is not None:
+            subjects.append(user_subject(user_id))
+        if ip is not None:
+            client = client_address(ip, self.policy.exempt)
+            if not client.exempt:
+                subjects.extend(client.subjects)
+        results = await self.store.apply([SubjectOp(subject=s) for s in subjects], now_ms)
+        return self._decide("check", _Plan([], None, None, 0), results, now_ms)
+
+    def ensure_bannable(self, subject: str) -> None:
+        if subject.startswith("account:"):
+            raise SubjectExempt("account subjects are throttled, never banned; ban the user instead")
+        if is_exempt(subject, self.policy.exempt):
+            raise SubjectExempt(
+                f"{subject} is inside TRUSTED_PROXIES or BAN_EXEMPT_CIDRS and is never banned"
+            )
+
+    async def ban(
+        self, subject: str, reason: str, duration_ms: int, actor: str, now_ms: int | None = None
+    ) -> BanState:
+        self.ensure_bannable(subject)
+        ban = await self.store.set_ban(subject, reason, duration_ms, actor, now_ms)
+        await self._record_ban(ban)
+        return ban
+
+    async def unban(
+        self, subject: str, reason: str, actor: str, now_ms: int | None = None
+    ) -> BanState | None:
+        at, ban = await self.store.delete_ban(subject, now_ms)
+        if ban is None:
+            return None
+        await self.store.record_change(Change("unban", subject, reason, at, actor), None)
+        audit("moderation_unban", subject=subject, by=actor, reason=reason)
+        return ban
+
+    async def list_bans(self, after: str | None, limit: int, now_ms: int | None = None) -> BanPage:
+        return await self.store.list_bans(after, limit, now_ms)
+
+    async def changes(self, since: str | None, limit: int) -> FeedPage:
+        return await self.store.feed(since, limit)
+
+    async def audit_trail(self, subject: str | None, since_ms: int | None, limit: int) -> list[Change]:
+        return await self.store.audit(subject, since_ms, limit)

@@ -1,0 +1,65 @@
+"""Every moderation-service variable, parsed and checked once at startup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.moderation.policy import EVENT_TYPES, Policy, load_policy
+from shared.config import DEVELOPMENT, ConfigError, Env, environment
+from shared.http import ServiceKey, parse_service_keys
+
+# `report` reads (checks, ban list, change feed); each event type a key may report is a
+# scope of its own; `report-user` lets a key score `user:` subjects; `admin` may do all.
+SCOPES = frozenset({"report", "report-user", "admin", *EVENT_TYPES})
+
+
+@dataclass(frozen=True)
+class ModerationSettings:
+    env: str
+    host: str
+    port: int
+    redis_uri: str | None
+    redis_prefix: str
+    replicas_shared: bool
+    keys: tuple[ServiceKey, ...]
+    policy: Policy
+    audit_max_len: int
+    log_level: str = "INFO"
+
+    @property
+    def development(self) -> bool:
+        return self.env == DEVELOPMENT
+
+
+def load_settings(env: Env | None = None, root: Path | None = None) -> ModerationSettings:
+    env = env if env is not None else Env.load(root if root is not None else Path.cwd())
+    mode = environment(env)
+    development = mode == DEVELOPMENT
+    redis_uri = env.secret("REDIS_URI")
+    if redis_uri is not None and not redis_uri.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URI", "must start with redis://, rediss:// or unix://")
+    replicas_shared = env.boolean("MODERATION_REPLICAS_SHARED", False)
+    if replicas_shared and redis_uri is None:
+        raise ConfigError(
+            "MODERATION_REPLICAS_SHARED",
+            "is true but REDIS_URI is unset: the embedded store serves one replica only",
+        )
+    keys = parse_service_keys("MODERATION_API_KEYS", env.secret("MODERATION_API_KEYS"), SCOPES)
+    if not keys and not development:
+        raise ConfigError("MODERATION_API_KEYS", "is required outside development (name:scope:secret, ...)")
+    prefix = env.string("MODERATION_REDIS_PREFIX", "mod") or "mod"
+    if not all(c.isalnum() or c in "_.:-" for c in prefix):
+        raise ConfigError("MODERATION_REDIS_PREFIX", "use letters, digits and _ . : - only")
+    return ModerationSettings(
+        env=mode,
+        host=env.string("MODERATION_HOST", "127.0.0.1") or "127.0.0.1",
+        port=env.integer("MODERATION_PORT", 3081, minimum=0),
+        redis_uri=redis_uri,
+        redis_prefix=prefix,
+        replicas_shared=replicas_shared,
+        keys=keys,
+        policy=load_policy(env),
+        audit_max_len=env.integer("MODERATION_AUDIT_MAX_LEN", 100_000, minimum=1),
+        log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
