@@ -83,6 +83,9 @@ def ensure_secrets() -> list[str]:
     admin_key = make("MODERATION_ADMIN_KEY", lambda: secrets.token_urlsafe(32))
     auth_scopes = "+".join(("report", "report-user", *AUTH_EVENT_TYPES))
     make("MODERATION_API_KEYS", lambda: f"auth:{auth_scopes}:{auth_key},cli:admin:{admin_key}")
+    # Not a secret, but the CLI in another shell needs it to find the moderation service.
+    port = env.integer("MODERATION_PORT", 3081)
+    make("MODERATION_URL", lambda: f"http://127.0.0.1:{port}")
     return created
 
 

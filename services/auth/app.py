@@ -10,6 +10,7 @@ from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -17,17 +18,20 @@ from services.auth import metrics
 from services.auth.accounts import Accounts
 from services.auth.api import auth, health, introspect, sessions, user, wellknown
 from services.auth.api.openapi import openapi
-from services.auth.api.verify import VerifyEndpoint, is_verify_path
+from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
 from services.auth.audit import AuditTrail
 from services.auth.context import AuthContext
+from services.auth.devices import DeviceCookies
 from services.auth.keys import load_key_ring
+from services.auth.moderation import BanInfo, ModerationClient
 from services.auth.passwords import Hasher, PasswordPolicy
+from services.auth.protection import Protection, banned_error
 from services.auth.revocations import RevocationCache
 from services.auth.sessions import SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
-from shared.errors import EXCEPTION_HANDLERS, StoreUnavailable
+from shared.errors import EXCEPTION_HANDLERS, StoreUnavailable, error_response
 from shared.http import RequestIdMiddleware
 from shared.metrics import MetricsMiddleware
 
@@ -59,6 +63,8 @@ def build_context(settings: AuthSettings) -> AuthContext:
         stale_grace_s=settings.verify_stale_grace_ms / 1000,
     )
     sessions.revocation_listeners.append(revocations.add_many)
+    devices = DeviceCookies(settings.jwt_refresh_secret, settings.refresh_token_expiry_ms, store)
+    protection = Protection(ModerationClient(settings.moderation), devices, settings.jwt_refresh_secret)
     return AuthContext(
         settings=settings,
         store=store,
@@ -67,7 +73,52 @@ def build_context(settings: AuthSettings) -> AuthContext:
         sessions=sessions,
         tokens=AccessTokens(ring, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms),
         revocations=revocations,
+        protection=protection,
     )
+
+
+class BanCacheView:
+    """/verify's view of moderation's bans: the client's in-memory cache, no network call."""
+
+    def __init__(self, client: ModerationClient) -> None:
+        self._client = client
+
+    def ban_for(self, ip: str | None, user_id: str | None) -> BanNotice | None:
+        ban = self._client.is_banned(ip=ip, user_id=user_id)
+        if ban is None:
+            return None
+        return BanNotice(ban.subject, ban.reason, ban.expires_at_iso(), max(1, ban.retry_after()))
+
+
+# Routes that a banned IP may still reach: probes, public documents, and the way out.
+IP_BAN_EXEMPT = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/.well-known/jwks.json", "/api/auth/logout"}
+)
+
+
+class IpBanMiddleware:
+    """403 `banned` (reason, expires_at, Retry-After) for a banned client IP on every other route."""
+
+    def __init__(self, app: ASGIApp, context: AuthContext) -> None:
+        self.app = app
+        self.context = context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in IP_BAN_EXEMPT:
+            request = Request(scope)
+            ban = self.context.protection.ip_ban(self.context.settings.client_ip.from_request(request))
+            if ban is not None:
+                error = banned_error(ban)
+                response = error_response(error.status, error.code, error.message, error.headers, error.extra)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _revoke_banned_user(context: AuthContext, user_id: str, ban: BanInfo) -> None:
+    """A user ban ends every session at once (through the one revocation function)."""
+    revoked = await context.sessions.revoke(user_id=user_id, reason="user_banned", actor="moderation")
+    log.info("user_ban_applied", user_id=user_id, sessions=revoked, expires_at=ban.expires_at_iso())
 
 
 class VerifyFastPath:
@@ -119,18 +170,23 @@ def create_app(settings: AuthSettings) -> Starlette:
         except PyMongoError:
             log.warning("revocations_not_loaded", detail="/verify answers 503 until the store answers")
         context.revocations.start()
+        client = context.protection.client
+        client.on_user_ban(lambda user_id, ban: _revoke_banned_user(context, user_id, ban))
+        await client.start()
         log.info("auth_started", env=settings.env, host=settings.host, port=settings.port)
         try:
             yield
         finally:
+            await client.aclose()
             await context.revocations.stop()
             context.accounts.hasher.close()
             await context.store.close()
 
+    ban_view = BanCacheView(context.protection.client)
     verify = VerifyEndpoint(
         context.tokens,
         context.revocations,
-        lambda: None,
+        lambda: ban_view,
         settings.client_ip,
         settings.verify_header_prefix,
         settings.verify_log_sample,
@@ -141,6 +197,7 @@ def create_app(settings: AuthSettings) -> Starlette:
         Middleware(VerifyFastPath, endpoint=verify),
         Middleware(RequestIdMiddleware),
         Middleware(MetricsMiddleware, service="auth"),
+        Middleware(IpBanMiddleware, context=context),
     ]
     if settings.domain_client:
         middleware.append(

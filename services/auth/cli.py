@@ -29,9 +29,11 @@ from services.auth.accounts import (
     user_id_of,
 )
 from services.auth.app import build_context
+from services.auth.cli_moderation import ModerationCliError
+from services.auth.cli_moderation import add_commands as add_moderation_commands
 from services.auth.context import AuthContext
 from services.auth.settings import EMBEDDED_MONGO_PORT_FILE, load_settings
-from shared.config import ConfigError
+from shared.config import ConfigError, Env
 from shared.errors import ApiError, StoreUnavailable
 from shared.logging import configure_logging
 
@@ -168,6 +170,7 @@ async def set_role(context: AuthContext, args: argparse.Namespace) -> None:
 async def revoke_sessions(context: AuthContext, args: argparse.Namespace) -> None:
     user = await require_user(context, args.email)
     revoked = await context.sessions.revoke(user_id=user_id_of(user), reason="admin_revoked", actor=ACTOR)
+    await context.protection.devices.bump_epoch(user_id_of(user))  # old device cookies die too
     await context.audit.record("cli_revoke_sessions", user_id=user_id_of(user), actor=ACTOR, sessions=revoked)
     out(f"revoked {revoked} session(s) of {user['email']}")
 
@@ -179,6 +182,7 @@ async def reset_password(context: AuthContext, args: argparse.Namespace) -> None
     password = await context.accounts.checked_password(raw, context_words)
     await context.accounts.set_password(user, password)
     revoked = await context.sessions.revoke(user_id=user_id_of(user), reason="password_reset", actor=ACTOR)
+    await context.protection.devices.bump_epoch(user_id_of(user))
     await context.audit.record("cli_reset_password", user_id=user_id_of(user), actor=ACTOR, sessions=revoked)
     out(f"password reset for {user['email']}; revoked {revoked} session(s)")
 
@@ -235,13 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate-secrets", help="print fresh JWT_SECRET / JWT_REFRESH_SECRET")
     p.set_defaults(plain_command=generate_secrets)
+    add_moderation_commands(sub)
     return parser
 
 
-async def run_store_command(command: StoreCommand, args: argparse.Namespace) -> None:
+async def run_store_command(command: StoreCommand | None, args: argparse.Namespace) -> None:
     context = await open_context()
     try:
-        await command(context, args)
+        if getattr(args, "moderation_command", None) is not None:
+            await args.moderation_command(context, Env.load(Path.cwd()), args)
+        elif command is not None:
+            await command(context, args)
     finally:
         context.accounts.hasher.close()
         await context.store.close()
@@ -255,8 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, "plain_command", None) is not None:
             args.plain_command(args)
         else:
-            asyncio.run(run_store_command(args.store_command, args))
-    except CliError as exc:
+            asyncio.run(run_store_command(getattr(args, "store_command", None), args))
+    except (CliError, ModerationCliError) as exc:
         print(f"authgate: {exc}", file=sys.stderr)
         raise SystemExit(exc.code) from None
     except ApiError as exc:

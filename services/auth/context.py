@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.auth.accounts import Accounts
 from services.auth.audit import AuditTrail
+from services.auth.protection import Protection
 from services.auth.revocations import RevocationCache
 from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
@@ -22,3 +23,4 @@ class AuthContext:
     sessions: SessionService
     tokens: AccessTokens
     revocations: RevocationCache
+    protection: Protection

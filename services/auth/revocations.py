@@ -44,6 +44,7 @@ class RevocationCache:
         self._last_success: float | None = None
         self._since: dt.datetime | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.stats = RevocationStats()
 
     # Reads (hot path, synchronous) ---------------------------------------------------
@@ -98,7 +99,7 @@ class RevocationCache:
                 del self._revoked[sid]
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.refresh_once()
             except PyMongoError as exc:
@@ -107,14 +108,20 @@ class RevocationCache:
                     log.warning(
                         "revocation_refresh_failed", error=type(exc).__name__, staleness=self.staleness_s()
                     )
+            if self._stopping:
+                # PyMongo can absorb a cancellation that lands mid-operation (the call then
+                # returns or raises AutoReconnect); without this check stop() waited forever.
+                return
             await asyncio.sleep(self._poll_interval)
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self.run(), name="revocation-cache")
 
     async def stop(self) -> None:
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

@@ -16,7 +16,7 @@ _OUT = ConfigDict(extra="forbid", populate_by_name=True)
 
 class RegisterRequest(BaseModel):
     model_config = _STRICT
-    name: StrictStr = Field(min_length=1, max_length=128)
+    name: StrictStr = Field(min_length=1, max_length=128, pattern=r"\S")  # not blank: it is stripped
     username: StrictStr | None = Field(default=None, max_length=64)
     email: StrictStr = Field(min_length=3, max_length=254)
     password: StrictStr = Field(max_length=4096)

@@ -32,7 +32,15 @@ TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
 
 
 class InvalidRefreshToken(Exception):
-    """Missing, unknown, expired, idle, revoked or replayed; callers answer 401 either way."""
+    """Missing, unknown, expired, idle, revoked or replayed; callers answer 401 either way.
+
+    `user_id` is set when the token belonged to a known session, so a banned user's
+    refresh can be answered with the ban instead.
+    """
+
+    def __init__(self, reason: str, user_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.user_id = user_id
 
 
 def derive_key(secret: str, info: bytes) -> bytes:
@@ -176,8 +184,10 @@ class SessionService:
             if doc is not None:
                 return Session.from_doc(doc), child
             doc = await self._store.c.sessions.find_one({"token_hashes": hashed})
-        if doc is None or not self.is_live(doc, now):
-            raise InvalidRefreshToken("unknown or ended")
+        if doc is None:
+            raise InvalidRefreshToken("unknown")
+        if not self.is_live(doc, now):
+            raise InvalidRefreshToken("ended", doc["user_id"])
         within_grace = now - doc["rotated_at"] <= dt.timedelta(milliseconds=self.policy.grace_ms)
         if doc.get("parent_hash") == hashed and doc.get("current_hash") == child_hash and within_grace:
             return Session.from_doc(doc), child
@@ -187,7 +197,7 @@ class SessionService:
         await self._audit.record(
             "refresh_token_reuse", user_id=doc["user_id"], ip=ip, outcome="revoked", session_id=doc["_id"]
         )
-        raise InvalidRefreshToken("reuse")
+        raise InvalidRefreshToken("reuse", doc["user_id"])
 
     async def find_live(self, session_id: str) -> Session | None:
         async with store_errors():

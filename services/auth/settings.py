@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.auth.moderation import ModerationClientSettings, load_moderation_client_settings
 from shared.config import (
     DEVELOPMENT,
     ConfigError,
@@ -40,6 +41,7 @@ class AuthSettings:
     jwt_secret: str
     jwt_refresh_secret: str
     mongo_uri: str
+    moderation: ModerationClientSettings
     allow_email_login: bool = True
     allow_registration: bool = False
     allow_social_login: bool = False
@@ -135,6 +137,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         jwt_secret=jwt_secret,
         jwt_refresh_secret=jwt_refresh_secret,
         mongo_uri=_mongo_uri(env, root, development),
+        moderation=load_moderation_client_settings(env, development),
         allow_email_login=env.boolean("ALLOW_EMAIL_LOGIN", True),
         allow_registration=env.boolean("ALLOW_REGISTRATION", False),
         allow_social_login=env.boolean("ALLOW_SOCIAL_LOGIN", False),

@@ -30,7 +30,7 @@ from services.auth.app import create_app
 from services.auth.context import AuthContext
 from services.auth.settings import load_settings
 from shared.config import Env
-from tests.harness import ROOT, VENV_BIN, Server, free_port, mongo_uri, wait_port
+from tests.harness import ROOT, VENV_BIN, Server, free_port, mongo_uri, shared_moderation, wait_port
 
 STRONG_PASSWORD = "correct horse battery staple zebra"
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -61,6 +61,7 @@ def auth_env(mongo_port: int, **extra: str) -> dict[str, str]:
         "MONGO_TIMEOUT": "2000",
         "AUTH_HOST": "127.0.0.1",
         "LOG_LEVEL": "INFO",
+        **shared_moderation().auth_env(),
     }
     env.update(extra)
     return env

@@ -141,6 +141,8 @@ def test_service_key_configuration_is_checked(tmp_path: Any) -> None:
         "JWT_SECRET": "a" * 64,
         "JWT_REFRESH_SECRET": "b" * 64,
         "MONGO_URI": "mongodb://127.0.0.1:1/x",
+        "MODERATION_URL": "http://127.0.0.1:9",
+        "MODERATION_API_KEY": "k" * 32,
     }
     for value in (
         f"billing:admin-everything:{BILLING}",  # unknown scope

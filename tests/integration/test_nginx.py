@@ -388,6 +388,8 @@ def test_auth_service_sees_nginx_peer_not_forged_address(fresh_probe: Probe, tmp
                     "JWT_SECRET": "a" * 64,
                     "JWT_REFRESH_SECRET": "b" * 64,
                     "MONGO_URI": "mongodb://127.0.0.1:1/x",
+                    "MODERATION_URL": "http://127.0.0.1:9",
+                    "MODERATION_API_KEY": "k" * 32,
                     "TRUST_PROXY": "1",
                     "TRUSTED_PROXIES": "127.0.0.1/32",
                 }

@@ -12,19 +12,23 @@ from services.auth.accounts import (
     NewUser,
     UsernameTaken,
     check_email_syntax,
+    normalize_email,
     public_user,
     user_id_of,
 )
 from services.auth.api.common import (
     NO_STORE,
     REFRESH_COOKIE,
+    REFRESH_COOKIE_PATH,
     clear_refresh_cookie,
     client_ip,
     ctx,
     token_response,
     user_agent,
 )
+from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
+from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
 from services.auth.sessions import InvalidRefreshToken
 from services.auth.store import Document
@@ -48,6 +52,8 @@ async def register(request: Request) -> Response:
     if not context.settings.allow_registration:
         raise ApiError(403, "registration_disabled", "Registration is disabled.")
     body = await parse_body(request, RegisterRequest)
+    ip = client_ip(request)
+    await context.protection.before_register(ip)  # before any hashing: a flood costs no argon2 work
     if body.password != body.confirm_password:
         raise ApiError(422, "invalid_input", "confirm_password: passwords do not match")
     email = check_email_syntax(body.email)
@@ -56,7 +62,6 @@ async def register(request: Request) -> Response:
     password = await context.accounts.checked_password(body.password, [email, username or "", name])
     if username is not None and await context.accounts.username_exists(username):
         raise ApiError(409, "username_taken", "That username is taken.")
-    ip = client_ip(request)
     try:
         user = await context.accounts.create(
             NewUser(email=email, name=name, username=username, password=password)
@@ -79,11 +84,37 @@ async def login(request: Request) -> Response:
     if not within_size_cap(body.password):
         raise ApiError(422, "invalid_input", "password: at most 128 characters and 1 KiB")
     ip = client_ip(request)
+    protection = context.protection
+    gate = await protection.before_login(ip, normalize_email(body.email), request.cookies.get(DEVICE_COOKIE))
     user = await context.accounts.authenticate(body.email, body.password)
     if user is None:
+        await protection.after_login_failure(gate)
         await context.audit.record("login_failed", ip=ip, outcome="failure")
         raise _invalid_credentials()
-    return await issue_session(request, user, ip, in_body=body.refresh_token_in_body)
+    # Only now, after a correct password, may a user's ban be revealed.
+    ban = protection.user_ban(user_id_of(user))
+    if ban is not None:
+        await context.audit.record("login_banned", user_id=user_id_of(user), ip=ip, outcome="refused")
+        raise banned_error(ban)
+    response = await issue_session(request, user, ip, in_body=body.refresh_token_in_body)
+    if not body.refresh_token_in_body:  # service clients keep no cookies
+        await _set_device_cookie(request, response, user, gate.account)
+    return response
+
+
+async def _set_device_cookie(request: Request, response: Response, user: Document, account: str) -> None:
+    """Remember this browser for the account: its failures then count against a wider cap."""
+    devices = ctx(request).protection.devices
+    user_id = user_id_of(user)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        devices.issue(user_id, account, await devices.epoch(user_id)),
+        max_age=devices.max_age,
+        path=REFRESH_COOKIE_PATH,
+        secure=not ctx(request).settings.development,
+        httponly=True,
+        samesite="strict",
+    )
 
 
 async def issue_session(request: Request, user: Document, ip: str, *, in_body: bool) -> Response:
@@ -122,10 +153,19 @@ async def refresh(request: Request) -> Response:
     if not token:
         raise _invalid_refresh()
     ip = client_ip(request)
+    protection = context.protection
+    await protection.before_refresh(ip)
     try:
         session, child = await context.sessions.rotate(token, ip, user_agent(request))
-    except InvalidRefreshToken:
+    except InvalidRefreshToken as exc:
+        ban = protection.user_ban(exc.user_id) if exc.user_id else None
+        if ban is not None:
+            raise banned_error(ban) from None
         raise _invalid_refresh() from None
+    ban = protection.user_ban(session.user_id)
+    if ban is not None:  # the ban is known here before its revocation landed
+        await context.sessions.revoke(user_id=session.user_id, reason="user_banned", actor="moderation")
+        raise banned_error(ban)
     user = await context.accounts.find_by_id(session.user_id)
     if user is None:
         await context.sessions.revoke(user_id=session.user_id, reason="user_deleted", actor="system")

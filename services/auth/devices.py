@@ -1,0 +1,98 @@
+"""The `authgate_device` cookie: proof that this browser logged in to an account before.
+
+It widens the account owner's door under a credential-stuffing attack (failures
+from a trusted device count against LOGIN_DEVICE_MAX, not LOGIN_ACCOUNT_MAX); it
+never removes it. The cookie is HMAC-signed with a key derived from
+JWT_REFRESH_SECRET (HKDF, info "device"), bound to the account's HMAC, expires
+with REFRESH_TOKEN_EXPIRY, and carries a per-user epoch that password reset and
+`revoke-sessions` bump, so old cookies die.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+
+from services.auth.sessions import derive_key
+from services.auth.store import Store, store_errors
+
+DEVICE_COOKIE = "authgate_device"
+MAX_COOKIE_BYTES = 512
+
+
+@dataclass(frozen=True)
+class DeviceClaim:
+    user_id: str
+    account: str
+    epoch: int
+    expires_at: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class DeviceCookies:
+    def __init__(self, refresh_secret: str, lifetime_ms: int, store: Store) -> None:
+        self._key = derive_key(refresh_secret, b"device")
+        self._lifetime = max(1, lifetime_ms // 1000)
+        self._store = store
+
+    @property
+    def max_age(self) -> int:
+        return self._lifetime
+
+    def issue(self, user_id: str, account: str, epoch: int) -> str:
+        payload = json.dumps(
+            {"u": user_id, "a": account, "e": epoch, "x": int(time.time()) + self._lifetime},
+            separators=(",", ":"),
+        ).encode()
+        mac = hmac.new(self._key, payload, hashlib.sha256).digest()
+        return f"{_b64(payload)}.{_b64(mac)}"
+
+    def parse(self, value: str | None, account: str) -> DeviceClaim | None:
+        """A valid, unexpired cookie for this account; None for anything else."""
+        if not value or len(value) > MAX_COOKIE_BYTES or value.count(".") != 1:
+            return None
+        encoded, signature = value.split(".")
+        try:
+            payload = _unb64(encoded)
+            mac = _unb64(signature)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(mac, hmac.new(self._key, payload, hashlib.sha256).digest()):
+            return None
+        try:
+            data = json.loads(payload)
+            claim = DeviceClaim(str(data["u"]), str(data["a"]), int(data["e"]), int(data["x"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if claim.expires_at < time.time() or not hmac.compare_digest(claim.account, account):
+            return None
+        return claim
+
+    async def epoch(self, user_id: str) -> int:
+        async with store_errors():
+            doc = await self._store.c.user_state.find_one({"_id": user_id}, {"device_epoch": 1})
+        return int(doc.get("device_epoch", 0)) if doc else 0
+
+    async def bump_epoch(self, user_id: str) -> None:
+        """Invalidate every device cookie of this user (password reset, revoke-sessions)."""
+        async with store_errors():
+            await self._store.c.user_state.update_one(
+                {"_id": user_id}, {"$inc": {"device_epoch": 1}}, upsert=True
+            )
+
+    async def trusted(self, value: str | None, account: str) -> DeviceClaim | None:
+        claim = self.parse(value, account)
+        if claim is None or claim.epoch != await self.epoch(claim.user_id):
+            return None
+        return claim

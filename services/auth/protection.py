@@ -1,0 +1,97 @@
+"""What auth asks moderation before doing expensive work, and how it answers the client.
+
+Auth never decides windows or scores: it reports `login`, `register` and
+`refresh` before any hashing (a limited or banned client costs no argon2 work),
+reports `login_failed` after a failure, and turns the answers into 429
+`rate_limited` or 403 `banned`. A user's ban is revealed only after a correct
+password (or on refresh), so a ban never reveals that an account exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.auth.devices import DeviceCookies
+from services.auth.moderation import BanInfo, Decision, ModerationClient, account_subject
+from services.auth.sessions import derive_key
+from shared.errors import ApiError
+
+
+def banned_error(ban: BanInfo) -> ApiError:
+    retry_after = max(1, ban.retry_after())
+    return ApiError(
+        403,
+        "banned",
+        "Access is temporarily banned.",
+        {"Retry-After": str(retry_after)},
+        {"reason": ban.reason, "expires_at": ban.expires_at_iso(), "retry_after": retry_after},
+    )
+
+
+def limited_error(decision: Decision) -> ApiError:
+    retry_after = max(1, decision.retry_after)
+    return ApiError(
+        429,
+        "rate_limited",
+        "Too many attempts; retry later.",
+        {
+            "Retry-After": str(retry_after),
+            "RateLimit-Limit": str(decision.limit),
+            "RateLimit-Remaining": str(max(0, decision.remaining)),
+            "RateLimit-Reset": str(retry_after),
+        },
+        {"retry_after": retry_after},
+    )
+
+
+@dataclass(frozen=True)
+class LoginGate:
+    """What the pre-check learned, carried to the failure report."""
+
+    ip: str
+    account: str
+    device_trusted: bool
+
+
+class Protection:
+    def __init__(self, client: ModerationClient, devices: DeviceCookies, account_secret: str) -> None:
+        self.client = client
+        self.devices = devices
+        self._account_key = derive_key(account_secret, b"account")
+
+    def account(self, email_normalized: str) -> str:
+        return account_subject(email_normalized, self._account_key)
+
+    @staticmethod
+    def _enforce(decision: Decision) -> None:
+        if decision.ban is not None:
+            raise banned_error(decision.ban)
+        if not decision.allowed:
+            raise limited_error(decision)
+
+    def ip_ban(self, ip: str) -> BanInfo | None:
+        return self.client.is_banned(ip=ip)
+
+    def user_ban(self, user_id: str) -> BanInfo | None:
+        return self.client.is_banned(user_id=user_id)
+
+    async def before_login(self, ip: str, email_normalized: str, device_cookie: str | None) -> LoginGate:
+        account = self.account(email_normalized)
+        device = await self.devices.trusted(device_cookie, account) if device_cookie else None
+        gate = LoginGate(ip=ip, account=account, device_trusted=device is not None)
+        decision = await self.client.event(
+            "login", ip=ip, account=account, device_trusted=gate.device_trusted
+        )
+        self._enforce(decision)
+        return gate
+
+    async def after_login_failure(self, gate: LoginGate) -> None:
+        await self.client.event(
+            "login_failed", ip=gate.ip, account=gate.account, device_trusted=gate.device_trusted
+        )
+
+    async def before_register(self, ip: str) -> None:
+        self._enforce(await self.client.event("register", ip=ip))
+
+    async def before_refresh(self, ip: str) -> None:
+        self._enforce(await self.client.event("refresh", ip=ip))
