@@ -95,7 +95,14 @@ def main() -> None:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     child_env = dict(os.environ, AUTHGATE_ENV="development", PYTHONUNBUFFERED="1")
 
+    stopped = False
+
     def stop_all(*_: object) -> None:
+        nonlocal stopped
+        if stopped:
+            return
+        stopped = True
+        PORT_FILE.unlink(missing_ok=True)
         for name, proc in reversed(children):
             if proc.poll() is None:
                 say(f"stopping {name}")
@@ -105,7 +112,6 @@ def main() -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        PORT_FILE.unlink(missing_ok=True)
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
     try:
