@@ -216,9 +216,12 @@ def parse_networks(name: str, value: str) -> tuple[IPNetwork, ...]:
         if item in {"*", "0.0.0.0/0", "::/0"}:
             raise ConfigError(name, "trusting every address is refused; list the proxy networks")
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ConfigError(name, f"not an IP address or CIDR: {item!r}") from None
+        if network.prefixlen == 0:  # `0.0.0.0/0.0.0.0`, `0::/0`, ...: every spelling of "everyone"
+            raise ConfigError(name, "trusting every address is refused; list the proxy networks")
+        networks.append(network)
     return tuple(networks)
 
 
