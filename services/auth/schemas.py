@@ -16,7 +16,10 @@ _OUT = ConfigDict(extra="forbid", populate_by_name=True)
 
 class RegisterRequest(BaseModel):
     model_config = _STRICT
-    name: StrictStr = Field(min_length=1, max_length=128, pattern=r"\S")  # not blank: it is stripped
+    # Not blank (it is stripped) and no control characters: names end up in headers and logs.
+    name: StrictStr = Field(
+        min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+    )
     username: StrictStr | None = Field(default=None, max_length=64)
     email: StrictStr = Field(min_length=3, max_length=254)
     password: StrictStr = Field(max_length=4096)
@@ -32,12 +35,13 @@ class LoginRequest(BaseModel):
 
 class RefreshRequest(BaseModel):
     model_config = _STRICT
-    refresh_token: StrictStr | None = Field(default=None, max_length=256)
+    # Room for a mistaken access token, so it gets 401 `invalid_refresh_token`, not a schema error.
+    refresh_token: StrictStr | None = Field(default=None, max_length=8192)
 
 
 class LogoutRequest(BaseModel):
     model_config = _STRICT
-    refresh_token: StrictStr | None = Field(default=None, max_length=256)
+    refresh_token: StrictStr | None = Field(default=None, max_length=8192)
 
 
 class MessageResponse(BaseModel):
@@ -103,6 +107,33 @@ class ConfigResponse(BaseModel):
     passwordResetEnabled: bool
     emailEnabled: bool
     minPasswordLength: int
+
+
+class Jwks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keys: list[dict[str, str]]
+
+
+class IntrospectRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    token: str
+    token_type_hint: str | None = None
+
+
+class IntrospectResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    active: bool
+    token_type: str | None = None
+    sub: str | None = None
+    username: str | None = None
+    email: str | None = None
+    role: str | None = None
+    sid: str | None = None
+    jti: str | None = None
+    iat: int | None = None
+    exp: int | None = None
+    iss: str | None = None
+    aud: str | None = None
 
 
 class HealthResponse(BaseModel):

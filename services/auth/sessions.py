@@ -159,7 +159,7 @@ class SessionService:
 
     async def rotate(self, token: str, ip: str | None, user_agent: str | None) -> tuple[Session, str]:
         """One conditional update rotates; losers of a race get the same child within the grace period."""
-        if not token or len(token) > 256:
+        if not token or len(token) > 128:
             raise InvalidRefreshToken("malformed")
         hashed = token_hash(token)
         child = self.child_of(token)
@@ -207,7 +207,7 @@ class SessionService:
         return Session.from_doc(doc)
 
     async def find_by_token(self, token: str) -> Session | None:
-        if not token or len(token) > 256:
+        if not token or len(token) > 128:
             return None
         async with store_errors():
             doc = await self._store.c.sessions.find_one({"current_hash": token_hash(token)})

@@ -17,6 +17,7 @@ import jwt
 from services.auth.keys import KeyRing
 
 ACCESS_TOKEN_TYPE = "at+jwt"
+ACCEPTED_TYPES = frozenset({ACCESS_TOKEN_TYPE, "application/at+jwt"})  # RFC 9068 §2.1 allows both
 MAX_TOKEN_BYTES = 8 * 1024
 LEEWAY_SECONDS = 30
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "sid", "jti"]
@@ -104,7 +105,7 @@ class AccessTokens:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidToken("malformed header") from None
-        if header.get("typ") != ACCESS_TOKEN_TYPE:
+        if header.get("typ") not in ACCEPTED_TYPES:
             raise InvalidToken("wrong typ")
         kid, alg = header.get("kid"), header.get("alg")
         if (kid is not None and not isinstance(kid, str)) or not isinstance(alg, str):

@@ -737,10 +737,6 @@ async def test_openapi_document(auth: AuthApp) -> None:
     assert set(register_schema["required"]) == {"name", "email", "password", "confirm_password"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 routes (/.well-known/jwks.json, /api/auth/introspect) are not in the document yet",
-)
 async def test_openapi_lists_every_served_route(auth: AuthApp) -> None:
     doc = await openapi_doc(auth)
     missing = served_routes(auth) - documented_routes(doc)
@@ -1048,3 +1044,10 @@ async def test_client_ip_recorded_on_the_session(
         record = await auth.collection("auth_audit").find_one({"event": "login"})
         assert record is not None
         assert record["ip"] == expected
+
+
+@pytest.mark.parametrize("name", ["Al\x00ice", "line\nbreak", "tab\there", "del\x7f"])
+async def test_register_refuses_control_characters_in_name(auth: AuthApp, name: str) -> None:
+    response = await auth.register(email(), name=name)
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_input"

@@ -70,6 +70,15 @@ OPERATIONS = [
         "/api/user", "GET", "The authenticated user", {200: s.UserOut, 401: E, 503: E}, security=BEARER
     ),
     Operation("/api/config", "GET", "Public login configuration", {200: s.ConfigResponse}),
+    Operation("/.well-known/jwks.json", "GET", "Public signing keys (empty in HS256 mode)", {200: s.Jwks}),
+    Operation(
+        "/api/auth/introspect",
+        "POST",
+        "RFC 7662 token introspection for internal services (service key, scope introspect)",
+        {200: s.IntrospectResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 503: E},
+        form=s.IntrospectRequest,
+        security=["service_key"],
+    ),
     Operation("/healthz", "GET", "Liveness", {200: s.HealthResponse}),
     Operation("/readyz", "GET", "Readiness", {200: s.HealthResponse, 503: s.HealthResponse}),
 ]
@@ -82,7 +91,10 @@ def document() -> dict[str, Any]:
         "0.1.0",
         OPERATIONS,
         E,
-        {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "service_key": {"type": "http", "scheme": "bearer", "description": "AUTH_SERVICE_KEYS secret"},
+        },
     )
     # The session list is a bare JSON array, as LibreChat-style clients expect.
     doc["paths"]["/api/auth/sessions"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {
