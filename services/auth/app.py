@@ -192,7 +192,7 @@ def create_app(settings: AuthSettings) -> Starlette:
         settings.verify_log_sample,
         settings.verify_cache_size,
     )
-    metrics.bind(verify, context.revocations)
+    metrics.bind(verify, context.revocations, context.protection.client)
     middleware = [
         Middleware(VerifyFastPath, endpoint=verify),
         Middleware(RequestIdMiddleware),

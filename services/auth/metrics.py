@@ -6,23 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict
 
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.auth.api.verify import VerifyEndpoint
+from services.auth.moderation import ModerationClient
 from services.auth.revocations import RevocationCache
-
-LOGINS = Counter("authgate_logins_total", "Login attempts by outcome", ["outcome"])
-REGISTRATIONS = Counter("authgate_registrations_total", "Registration attempts by outcome", ["outcome"])
-REFRESHES = Counter("authgate_refreshes_total", "Refresh attempts by outcome", ["outcome"])
-REVOCATIONS = Counter("authgate_session_revocations_total", "Revoked sessions by reason", ["reason"])
 
 
 class _AuthCollector(Collector):
     def __init__(self) -> None:
         self.verify: VerifyEndpoint | None = None
         self.revocations: RevocationCache | None = None
+        self.moderation: ModerationClient | None = None
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         if self.verify is not None:
@@ -45,13 +42,39 @@ class _AuthCollector(Collector):
             )
             failures.add_metric([], self.revocations.stats.failures)
             yield failures
+        if self.moderation is not None:
+            client = self.moderation
+            state = GaugeMetricFamily(
+                "authgate_moderation_circuit_state", "1 for the breaker's current state", labels=["state"]
+            )
+            for name in ("closed", "open", "half_open"):
+                state.add_metric([name], 1.0 if client.breaker.state == name else 0.0)
+            yield state
+            reports = CounterMetricFamily(
+                "authgate_moderation_reports", "Violation reports by fate", labels=["fate"]
+            )
+            reports.add_metric(["delivered"], client.stats.delivered)
+            reports.add_metric(["dropped"], client.stats.dropped)
+            yield reports
+            degraded = CounterMetricFamily(
+                "authgate_moderation_degraded_answers", "Checks answered locally (fail open)"
+            )
+            degraded.add_metric([], client.stats.degraded_answers)
+            yield degraded
+            age = client.ban_cache_age()
+            ban_age = GaugeMetricFamily(
+                "authgate_ban_cache_age_seconds", "Age of the ban cache (-1: never synced)"
+            )
+            ban_age.add_metric([], -1.0 if age is None else age)
+            yield ban_age
 
 
 COLLECTOR = _AuthCollector()
 REGISTRY.register(COLLECTOR)
 
 
-def bind(verify: VerifyEndpoint, revocations: RevocationCache) -> None:
+def bind(verify: VerifyEndpoint, revocations: RevocationCache, moderation: ModerationClient) -> None:
     """Point the collector at this process's app (the last one created wins)."""
     COLLECTOR.verify = verify
     COLLECTOR.revocations = revocations
+    COLLECTOR.moderation = moderation

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
+from prometheus_client import Counter, Histogram
 
 from services.moderation.engine import Engine, Event
 from services.moderation.policy import EVENT_TYPES, BanPolicy, Limits, Policy, load_limits
@@ -39,6 +40,13 @@ from shared.errors import ApiError
 from shared.http import MIN_SERVICE_SECRET_BYTES
 
 log = structlog.get_logger("authgate.moderation_client")
+
+LATENCY = Histogram(
+    "authgate_moderation_call_duration_seconds",
+    "Latency of auth's calls to moderation on the request path",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0),
+)
+CALLS = Counter("authgate_moderation_calls_total", "Calls to moderation by result", ["result"])
 
 FailMode = Literal["open", "closed"]
 Transport = Literal["aiohttp", "httpx"]
@@ -344,6 +352,9 @@ class ModerationClient:
         raw_headers = self._raw_headers
         if json is not None:
             raw_headers = [*raw_headers, (b"content-length", str(len(content)).encode())]
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if request_id:  # one request id across auth and moderation logs
+            raw_headers = [*raw_headers, (b"x-request-id", str(request_id).encode("latin-1", "replace"))]
         request = httpx.Request(
             method,
             url,
@@ -374,16 +385,23 @@ class ModerationClient:
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """A request on the request path: bounded by MODERATION_TIMEOUT and guarded by the breaker."""
         if not self.breaker.allow():
+            CALLS.labels("circuit_open").inc()
             raise ModerationUnavailable("circuit open")
+        started = time.perf_counter()
         try:
             result = await self._request("POST", path, json=body, timeout_s=self.settings.timeout_ms / 1000)
         except ModerationUnavailable:
             self.breaker.failure()
+            CALLS.labels("unavailable").inc()
             raise
         except ModerationRejected:
             self.breaker.success()  # it answered; the fault is ours
+            CALLS.labels("rejected").inc()
             raise
+        finally:
+            LATENCY.observe(time.perf_counter() - started)
         self.breaker.success()
+        CALLS.labels("ok").inc()
         return result
 
     # Checks -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.auth.counters import DENIALS
 from services.auth.devices import DeviceCookies
 from services.auth.moderation import BanInfo, Decision, ModerationClient, account_subject
 from services.auth.sessions import derive_key
@@ -63,10 +64,12 @@ class Protection:
         return account_subject(email_normalized, self._account_key)
 
     @staticmethod
-    def _enforce(decision: Decision) -> None:
+    def _enforce(decision: Decision, event: str) -> None:
         if decision.ban is not None:
+            DENIALS.labels(event, "banned").inc()
             raise banned_error(decision.ban)
         if not decision.allowed:
+            DENIALS.labels(event, "limited").inc()
             raise limited_error(decision)
 
     def ip_ban(self, ip: str) -> BanInfo | None:
@@ -82,7 +85,7 @@ class Protection:
         decision = await self.client.event(
             "login", ip=ip, account=account, device_trusted=gate.device_trusted
         )
-        self._enforce(decision)
+        self._enforce(decision, "login")
         return gate
 
     async def after_login_failure(self, gate: LoginGate) -> None:
@@ -91,7 +94,7 @@ class Protection:
         )
 
     async def before_register(self, ip: str) -> None:
-        self._enforce(await self.client.event("register", ip=ip))
+        self._enforce(await self.client.event("register", ip=ip), "register")
 
     async def before_refresh(self, ip: str) -> None:
-        self._enforce(await self.client.event("refresh", ip=ip))
+        self._enforce(await self.client.event("refresh", ip=ip), "refresh")

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pymongo import DESCENDING, ReturnDocument
 
 from services.auth.audit import AuditTrail
+from services.auth.counters import REFRESHES, REVOCATIONS
 from services.auth.store import Document, Store, store_errors
 
 TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
@@ -190,7 +191,9 @@ class SessionService:
             raise InvalidRefreshToken("ended", doc["user_id"])
         within_grace = now - doc["rotated_at"] <= dt.timedelta(milliseconds=self.policy.grace_ms)
         if doc.get("parent_hash") == hashed and doc.get("current_hash") == child_hash and within_grace:
+            REFRESHES.labels("grace").inc()
             return Session.from_doc(doc), child
+        REFRESHES.labels("reuse_detected").inc()
         await self.revoke(
             user_id=doc["user_id"], session_ids=[doc["_id"]], reason="refresh_token_reuse", actor="system"
         )
@@ -259,6 +262,8 @@ class SessionService:
                     {"_id": {"$in": ids}, "revoked_at": None},
                     {"$set": {"revoked_at": now, "revoked_reason": reason}},
                 )
+        if ids:
+            REVOCATIONS.labels(reason).inc(len(ids))
         for listener in self.revocation_listeners:
             listener(ids, expires.timestamp())
         if ids:

@@ -20,6 +20,7 @@ from services.moderation.store_memory import MemoryStore
 from services.moderation.store_redis import RedisStore
 from shared.errors import EXCEPTION_HANDLERS
 from shared.http import RequestIdMiddleware
+from shared.metrics import MetricsMiddleware
 
 log = structlog.get_logger("authgate.moderation")
 
@@ -83,7 +84,7 @@ def create_app(settings: ModerationSettings, store: Store | None = None) -> Star
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(MetricsMiddleware, service="moderation")],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

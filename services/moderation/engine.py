@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from services.moderation import metrics
 from services.moderation.policy import (
     ALWAYS_VIOLATION,
     CONCURRENT_LEASE_MS,
@@ -279,6 +280,9 @@ class Engine:
             ban.violation,
         )
         await self.store.record_change(change, ban)
+        metrics.BANS.labels(
+            metrics.subject_kind(ban.subject), "automatic" if ban.automatic else "manual"
+        ).inc()
         audit(
             "moderation_ban",
             subject=ban.subject,
@@ -342,6 +346,7 @@ class Engine:
         if ban is None:
             return None
         await self.store.record_change(Change("unban", subject, reason, at, actor), None)
+        metrics.UNBANS.labels(metrics.subject_kind(subject)).inc()
         audit("moderation_unban", subject=subject, by=actor, reason=reason)
         return ban
 

@@ -26,6 +26,8 @@ class ModerationSettings:
     policy: Policy
     audit_max_len: int
     log_level: str = "INFO"
+    management_host: str = "127.0.0.1"
+    management_port: int = 9081
 
     @property
     def development(self) -> bool:
@@ -62,4 +64,8 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> Moderatio
         policy=load_policy(env),
         audit_max_len=env.integer("MODERATION_AUDIT_MAX_LEN", 100_000, minimum=1),
         log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        management_host=env.string("MODERATION_MANAGEMENT_HOST")
+        or env.string("MODERATION_HOST", "127.0.0.1")
+        or "127.0.0.1",
+        management_port=env.integer("MODERATION_MANAGEMENT_PORT", 9081, minimum=0),
     )

@@ -26,6 +26,7 @@ from services.auth.api.common import (
     token_response,
     user_agent,
 )
+from services.auth.counters import LOGINS, REFRESHES, REGISTRATIONS
 from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
 from services.auth.protection import banned_error
@@ -70,8 +71,10 @@ async def register(request: Request) -> Response:
         raise ApiError(409, "username_taken", "That username is taken.") from None
     except EmailTaken:
         # Same answer as a new registration: an existing address is never revealed.
+        REGISTRATIONS.labels("existing_email").inc()
         await context.audit.record("register_existing_email", ip=ip, outcome="ignored")
     else:
+        REGISTRATIONS.labels("created").inc()
         await context.audit.record("register", user_id=user_id_of(user), ip=ip)
     return JSONResponse({"message": REGISTER_MESSAGE}, headers=NO_STORE)
 
@@ -89,14 +92,17 @@ async def login(request: Request) -> Response:
     user = await context.accounts.authenticate(body.email, body.password)
     if user is None:
         await protection.after_login_failure(gate)
+        LOGINS.labels("failure").inc()
         await context.audit.record("login_failed", ip=ip, outcome="failure")
         raise _invalid_credentials()
     # Only now, after a correct password, may a user's ban be revealed.
     ban = protection.user_ban(user_id_of(user))
     if ban is not None:
+        LOGINS.labels("banned").inc()
         await context.audit.record("login_banned", user_id=user_id_of(user), ip=ip, outcome="refused")
         raise banned_error(ban)
     response = await issue_session(request, user, ip, in_body=body.refresh_token_in_body)
+    LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
         await _set_device_cookie(request, response, user, gate.account)
     return response
@@ -160,12 +166,15 @@ async def refresh(request: Request) -> Response:
     except InvalidRefreshToken as exc:
         ban = protection.user_ban(exc.user_id) if exc.user_id else None
         if ban is not None:
+            REFRESHES.labels("banned").inc()
             raise banned_error(ban) from None
+        REFRESHES.labels("invalid").inc()
         raise _invalid_refresh() from None
     ban = protection.user_ban(session.user_id)
     if ban is not None:  # the ban is known here before its revocation landed
         await context.sessions.revoke(user_id=session.user_id, reason="user_banned", actor="moderation")
         raise banned_error(ban)
+    REFRESHES.labels("rotated").inc()
     user = await context.accounts.find_by_id(session.user_id)
     if user is None:
         await context.sessions.revoke(user_id=session.user_id, reason="user_deleted", actor="system")

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.moderation.engine import Event
+from services.moderation.metrics import EVENTS
 from shared.http import parse_body
 
 from .common import ban_out, caller, engine, json_response, may_report
@@ -25,6 +26,8 @@ async def post_event(request: Request) -> Response:
         release=body.release,
     )
     decision = await engine(request).event(event, who.name)
+    outcome = "banned" if decision.ban is not None else "allowed" if decision.allowed else "limited"
+    EVENTS.labels(body.type, outcome).inc()
     out = EventOut(
         allowed=decision.allowed,
         retry_after=decision.retry_after,
