@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from services.moderation.policy import MINUTE_MS
 from services.moderation.settings import load_settings
 from shared.config import ConfigError, Env
-from tests.harness import ROOT
 from tests.moderation.conftest import API_KEYS
 
 
@@ -89,7 +89,7 @@ def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "services.moderation"],
         env={**clean, **env},
-        cwd=ROOT,
+        cwd=tempfile.mkdtemp(prefix="moderation-config-"),  # never the developer's .env or data/
         capture_output=True,
         text=True,
         timeout=60,
