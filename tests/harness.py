@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,10 +71,12 @@ class Server:
 
 
 def _spawn(cmd: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Run in a scratch directory: a developer's .env or data/secrets.env never reaches a test."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handle = log_path.open("ab")
+    cwd = tempfile.mkdtemp(prefix="authgate-proc-")
     return subprocess.Popen(
-        cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(env) if env else None
+        cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=dict(env) if env else None
     )
 
 
@@ -163,6 +165,7 @@ class ModerationHandle:
     server: Server
     report_key: str
     admin_key: str
+    env: dict[str, str] = field(default_factory=dict)  # what it was started with (for a restart)
 
     def auth_env(self) -> dict[str, str]:
         """What an auth service needs to talk to this moderation service."""
@@ -186,7 +189,15 @@ def start_moderation(log_dir: Path, extra_env: Mapping[str, str] | None = None) 
         **(extra_env or {}),
     }
     server = start_service("services.moderation", port, env, log_dir / f"moderation-{port}.log")
-    return ModerationHandle(server, report_key, admin_key)
+    return ModerationHandle(server, report_key, admin_key, env)
+
+
+def restart_moderation(handle: ModerationHandle) -> None:
+    """Start a stopped moderation service again: same port, keys and settings, same log."""
+    assert handle.server.proc.poll() is not None, "stop it first"
+    handle.server = start_service(
+        "services.moderation", handle.server.port, handle.env, handle.server.log_path
+    )
 
 
 _shared_moderation: ModerationHandle | None = None
