@@ -42,7 +42,7 @@ bench: install
 ## Known vulnerabilities in the locked runtime dependencies (needs PyPI's advisory data).
 audit: install
 	$(BIN)/python -m pip install -q pip-audit
-	$(BIN)/pip-audit --strict --requirement requirements.lock --disable-pip
+	$(BIN)/pip-audit --strict --requirement requirements.lock --no-deps --disable-pip
 
 clean:
 	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache

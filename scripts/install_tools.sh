@@ -122,4 +122,17 @@ else
         exit 1
     fi
 fi
+# --- 4. redis-server (the moderation tests start private ones on free ports) -------
+if command -v redis-server >/dev/null 2>&1; then
+    say "redis-server ok: $(command -v redis-server)"
+else
+    apt_install redis-server || true
+    if command -v redis-server >/dev/null 2>&1; then
+        # Debian's package starts a server on 6379; the tests never use it, leave it be.
+        say "redis-server ok: $(command -v redis-server)"
+    else
+        say "ERROR: redis-server is missing and could not be installed"
+        exit 1
+    fi
+fi
 say "done"
