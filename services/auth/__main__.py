@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 from services.auth.api import health
 from services.auth.app import create_app
 from services.auth.settings import load_settings
-from shared.config import ConfigError
-from shared.logging import configure_logging
-from shared.metrics import management_app, serve, uvicorn_config
+from shared.service import run_service
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-        app = create_app(settings)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging(json_output=not settings.development, level=settings.log_level)
-    management = None
-    if settings.management_port:
-        admin = management_app(health.healthz, health.readyz)
-        admin.state.ctx = app.state.ctx  # readyz reads the same context
-        management = uvicorn_config(admin, settings.management_host, settings.management_port, lifespan="off")
-    serve(uvicorn_config(app, settings.host, settings.port), management)
+    run_service(load_settings, create_app, health.healthz, health.readyz)
 
 
 if __name__ == "__main__":
