@@ -30,7 +30,16 @@ from services.auth.app import create_app
 from services.auth.context import AuthContext
 from services.auth.settings import load_settings
 from shared.config import Env
-from tests.harness import ROOT, VENV_BIN, Server, free_port, mongo_uri, shared_moderation, wait_port
+from tests.harness import (
+    ROOT,
+    VENV_BIN,
+    ModerationHandle,
+    Server,
+    free_port,
+    mongo_uri,
+    shared_moderation,
+    wait_port,
+)
 
 STRONG_PASSWORD = "correct horse battery staple zebra"
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -50,8 +59,11 @@ def clean_env(env: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
-def auth_env(mongo_port: int, **extra: str) -> dict[str, str]:
-    """Settings for one auth process on its own database (pass MONGO_URI to share one)."""
+def auth_env(mongo_port: int, moderation: ModerationHandle | None = None, **extra: str) -> dict[str, str]:
+    """Settings for one auth process on its own database (pass MONGO_URI to share one).
+
+    The process talks to `moderation` when given, else to the shared generous one.
+    """
     env = {
         "AUTHGATE_ENV": "test",
         "JWT_SECRET": secrets.token_hex(32),
@@ -61,7 +73,7 @@ def auth_env(mongo_port: int, **extra: str) -> dict[str, str]:
         "MONGO_TIMEOUT": "2000",
         "AUTH_HOST": "127.0.0.1",
         "LOG_LEVEL": "INFO",
-        **shared_moderation().auth_env(),
+        **(moderation or shared_moderation()).auth_env(),
     }
     env.update(extra)
     return env

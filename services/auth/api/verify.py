@@ -162,8 +162,8 @@ class VerifyEndpoint:
             self._cache.put(token, claims)
         else:
             self.counters.cache_hits += 1
-        if self._revocations.is_revoked(claims.session_id):
-            return self._unauthorized("invalid_token")
+        # Bans before revocations: a user ban also revokes the user's sessions, and the
+        # holder of a banned user's token is told `banned` (with Retry-After), not 401.
         bans = self._bans()
         if bans is not None:
             peer = scope.get("client")
@@ -182,6 +182,8 @@ class VerifyEndpoint:
                         expires_at=notice.expires_at,
                     ),
                 )
+        if self._revocations.is_revoked(claims.session_id):
+            return self._unauthorized("invalid_token")
         if required and claims.role not in required:
             self.counters.forbidden += 1
             return 403, [], _body("forbidden", "Your role may not access this resource.")
