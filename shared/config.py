@@ -183,7 +183,7 @@ def _evaluate(node: ast.AST) -> float:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         if isinstance(node.value, bool):
             raise ValueError("booleans are not durations")
-        return float(node.value)
+        return node.value  # ints stay exact, as in Python: 10**17 + 1 - 10**17 is 1, not 0
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         return _BINARY[type(node.op)](_evaluate(node.left), _evaluate(node.right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
@@ -200,7 +200,7 @@ def parse_duration_ms(name: str, value: str) -> int:
         raise ConfigError(name, f"only numbers, + - * / and parentheses are allowed: {value!r}")
     try:
         result = _evaluate(ast.parse(text, mode="eval"))
-    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError, MemoryError):
         raise ConfigError(name, f"not a valid duration expression: {value!r}") from None
     if result != result or abs(result) > _MAX_MAGNITUDE:
         raise ConfigError(name, f"duration out of range: {value!r}")

@@ -21,7 +21,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.auth.audit import AuditTrail
 from services.auth.passwords import Hasher, PasswordPolicy, is_bcrypt, normalize, within_size_cap
-from services.auth.store import Document, Store, store_errors
+from services.auth.store import Document, Store, store_errors, text_value
 from shared.errors import ApiError
 
 ROLES = ("USER", "ADMIN")
@@ -31,8 +31,12 @@ REGISTER_MESSAGE = "Registration received. If the email can be used, the account
 
 
 def normalize_email(email: str) -> str:
-    """The one canonical form: NFC, trimmed, lower-cased (LibreChat stores lower-case)."""
-    return unicodedata.normalize("NFC", email).strip().lower()
+    """The one canonical form: NFC, trimmed, lower-cased (LibreChat stores lower-case).
+
+    NFC again after lower-casing: lowering can decompose (U+03AA U+0301 lowers to a
+    sequence NFC composes), and the stored form must normalize to itself.
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", email).strip().lower())
 
 
 def check_email_syntax(email: str) -> str:
@@ -52,10 +56,12 @@ def user_id_of(doc: Document) -> str:
 
 
 def object_id(user_id: str) -> ObjectId | str:
-    """LibreChat's ids are ObjectIds; anything else is looked up as given."""
+    """LibreChat's ids are ObjectIds; any other string is looked up as given (never a non-string)."""
+    if isinstance(user_id, ObjectId):
+        return user_id
     try:
-        return ObjectId(user_id)
-    except (InvalidId, TypeError):
+        return ObjectId(text_value(user_id))
+    except InvalidId:
         return user_id
 
 
@@ -150,7 +156,9 @@ class Accounts:
 
     async def username_exists(self, username: str) -> bool:
         async with store_errors():
-            return await self._store.c.users.find_one({"username": username}, {"_id": 1}) is not None
+            return (
+                await self._store.c.users.find_one({"username": text_value(username)}, {"_id": 1}) is not None
+            )
 
     async def create(self, new: NewUser) -> Document:
         """Insert a user whose password is already policy-checked and normalized."""

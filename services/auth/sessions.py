@@ -18,16 +18,15 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ReturnDocument
 
 from services.auth.audit import AuditTrail
 from services.auth.counters import REFRESHES, REVOCATIONS
-from services.auth.store import Document, Store, store_errors
+from services.auth.store import Document, Store, store_errors, text_value
 
 TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
 
@@ -49,7 +48,15 @@ def derive_key(secret: str, info: bytes) -> bytes:
 
 
 def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(text_value(token).encode()).hexdigest()
+
+
+def session_id_of(token: str) -> str | None:
+    """Refresh tokens are `<session id>.<256 random bits>`; the id finds the family for reuse checks."""
+    session_id, dot, secret = token.partition(".")
+    if not dot or not session_id or not secret or len(session_id) > 32:
+        return None
+    return session_id
 
 
 def utcnow() -> dt.datetime:
@@ -101,15 +108,9 @@ class SessionService:
     # Tokens ---------------------------------------------------------------------
 
     def child_of(self, token: str) -> str:
+        """The next token of the family: the session id, then HMAC(key, parent) (precision of issue 2)."""
         digest = hmac.new(self._child_key, token.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-    def _live_filter(self, now: dt.datetime) -> dict[str, Any]:
-        return {
-            "revoked_at": None,
-            "expires_at": {"$gt": now},
-            "last_used_at": {"$gt": now - dt.timedelta(milliseconds=self.policy.idle_ms)},
-        }
+        return f"{session_id_of(token)}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
     def is_live(self, doc: Document, now: dt.datetime | None = None) -> bool:
         now = now or utcnow()
@@ -123,15 +124,16 @@ class SessionService:
 
     async def create(self, user_id: str, ip: str | None, user_agent: str | None) -> tuple[Session, str]:
         """A fresh family for each login; client-supplied identifiers are never reused."""
-        token = secrets.token_urlsafe(32)
+        session_id = secrets.token_urlsafe(16)
+        token = f"{session_id}.{secrets.token_urlsafe(32)}"
         hashed = token_hash(token)
         now = utcnow()
         doc: Document = {
-            "_id": secrets.token_urlsafe(16),
+            "_id": session_id,
             "user_id": user_id,
             "current_hash": hashed,
             "parent_hash": None,
-            "token_hashes": [hashed],
+            "history": [hashed],
             "created_at": now,
             "last_used_at": now,
             "rotated_at": now,
@@ -146,29 +148,39 @@ class SessionService:
         await self._evict_beyond_limit(user_id)
         return Session.from_doc(doc), token
 
+    async def _user_sessions(self, user_id: str, projection: dict[str, int] | None = None) -> list[Document]:
+        """All of a user's session documents by the indexed `user_id` alone.
+
+        Liveness is filtered here rather than in the query: a compound filter makes
+        some MongoDB-compatible stores (the embedded one) scan the whole collection.
+        """
+        async with store_errors():
+            return [doc async for doc in self._store.c.sessions.find({"user_id": user_id}, projection)]
+
     async def _evict_beyond_limit(self, user_id: str) -> None:
         now = utcnow()
-        async with store_errors():
-            cursor = (
-                self._store.c.sessions.find({"user_id": user_id, **self._live_filter(now)}, {"_id": 1})
-                .sort("created_at", DESCENDING)
-                .skip(self.policy.max_per_user)
-            )
-            extra = [doc["_id"] async for doc in cursor]
+        fields = {"created_at": 1, "expires_at": 1, "last_used_at": 1, "revoked_at": 1}
+        live = [doc for doc in await self._user_sessions(user_id, fields) if self.is_live(doc, now)]
+        if len(live) <= self.policy.max_per_user:
+            return
+        live.sort(key=lambda doc: doc["created_at"], reverse=True)
+        extra = [doc["_id"] for doc in live[self.policy.max_per_user :]]
         if extra:
             await self.revoke(user_id=user_id, session_ids=extra, reason="max_sessions", actor="system")
 
     async def rotate(self, token: str, ip: str | None, user_agent: str | None) -> tuple[Session, str]:
-        """One conditional update rotates; losers of a race get the same child within the grace period."""
-        if not token or len(token) > 128:
+        """One atomic update keyed on the current token's hash rotates; racing presenters of the
+        same parent get the same child within the grace period."""
+        if not text_value(token) or len(token) > 128 or session_id_of(token) is None:
             raise InvalidRefreshToken("malformed")
         hashed = token_hash(token)
         child = self.child_of(token)
         child_hash = token_hash(child)
         now = utcnow()
+        user_agent = (user_agent or "")[:512] or None
         async with store_errors():
-            doc = await self._store.c.sessions.find_one_and_update(
-                {"current_hash": hashed, **self._live_filter(now)},
+            before = await self._store.c.sessions.find_one_and_update(
+                {"current_hash": hashed},
                 {
                     "$set": {
                         "current_hash": child_hash,
@@ -176,16 +188,25 @@ class SessionService:
                         "rotated_at": now,
                         "last_used_at": now,
                         "ip": ip,
-                        "user_agent": (user_agent or "")[:512] or None,
+                        "user_agent": user_agent,
                     },
-                    "$push": {"token_hashes": {"$each": [child_hash], "$slice": -TOKEN_HISTORY}},
+                    "$push": {"history": {"$each": [child_hash], "$slice": -TOKEN_HISTORY}},
                 },
-                return_document=ReturnDocument.AFTER,
+                return_document=ReturnDocument.BEFORE,
             )
-            if doc is not None:
-                return Session.from_doc(doc), child
-            doc = await self._store.c.sessions.find_one({"token_hashes": hashed})
-        if doc is None:
+        if before is not None:
+            if not self.is_live(before, now):
+                # Liveness is judged on the document as it was; an ended session is closed for good.
+                if before.get("revoked_at") is None:
+                    await self.revoke(
+                        user_id=before["user_id"], session_ids=[before["_id"]], reason="ended", actor="system"
+                    )
+                raise InvalidRefreshToken("ended", before["user_id"])
+            session = replace(Session.from_doc(before), last_used_at=now, ip=ip, user_agent=user_agent)
+            return session, child
+        async with store_errors():
+            doc = await self._store.c.sessions.find_one({"_id": session_id_of(token)})
+        if doc is None or hashed not in doc.get("history", ()):
             raise InvalidRefreshToken("unknown")
         if not self.is_live(doc, now):
             raise InvalidRefreshToken("ended", doc["user_id"])
@@ -204,13 +225,13 @@ class SessionService:
 
     async def find_live(self, session_id: str) -> Session | None:
         async with store_errors():
-            doc = await self._store.c.sessions.find_one({"_id": session_id})
+            doc = await self._store.c.sessions.find_one({"_id": text_value(session_id)})
         if doc is None or not self.is_live(doc):
             return None
         return Session.from_doc(doc)
 
     async def find_by_token(self, token: str) -> Session | None:
-        if not token or len(token) > 128:
+        if not text_value(token) or len(token) > 128:
             return None
         async with store_errors():
             doc = await self._store.c.sessions.find_one({"current_hash": token_hash(token)})
@@ -219,11 +240,10 @@ class SessionService:
         return Session.from_doc(doc)
 
     async def list_live(self, user_id: str) -> list[Session]:
-        async with store_errors():
-            cursor = self._store.c.sessions.find({"user_id": user_id, **self._live_filter(utcnow())}).sort(
-                "last_used_at", DESCENDING
-            )
-            return [Session.from_doc(doc) async for doc in cursor]
+        now = utcnow()
+        live = [doc for doc in await self._user_sessions(user_id) if self.is_live(doc, now)]
+        live.sort(key=lambda doc: doc["last_used_at"], reverse=True)
+        return [Session.from_doc(doc) for doc in live]
 
     async def revoke(
         self,
@@ -236,17 +256,16 @@ class SessionService:
     ) -> int:
         """The one revocation path: mark sessions revoked and record them for /verify."""
         now = utcnow()
-        flt: dict[str, Any] = {"user_id": user_id, "revoked_at": None}
-        id_filter: dict[str, Any] = {}
-        if session_ids is not None:
-            id_filter["$in"] = session_ids
-        if keep is not None:
-            id_filter["$ne"] = keep
-        if id_filter:
-            flt["_id"] = id_filter
+        wanted = None if session_ids is None else set(session_ids)
+        ids = [
+            doc["_id"]
+            for doc in await self._user_sessions(user_id, {"revoked_at": 1})
+            if doc.get("revoked_at") is None
+            and (wanted is None or doc["_id"] in wanted)
+            and doc["_id"] != keep
+        ]
         expires = now + dt.timedelta(milliseconds=self.policy.access_lifetime_ms + 120_000)
         async with store_errors():
-            ids = [doc["_id"] async for doc in self._store.c.sessions.find(flt, {"_id": 1})]
             records: list[Document] = [
                 {"sid": sid, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires}
                 for sid in ids
@@ -259,8 +278,7 @@ class SessionService:
                 await self._store.c.revocations.insert_many(records)
             if ids:
                 await self._store.c.sessions.update_many(
-                    {"_id": {"$in": ids}, "revoked_at": None},
-                    {"$set": {"revoked_at": now, "revoked_reason": reason}},
+                    {"_id": {"$in": ids}}, {"$set": {"revoked_at": now, "revoked_reason": reason}}
                 )
         if ids:
             REVOCATIONS.labels(reason).inc(len(ids))

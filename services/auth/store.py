@@ -23,6 +23,7 @@ from pymongo.errors import (
     OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
+    WriteConcernError,
     WTimeoutError,
 )
 from pymongo.write_concern import WriteConcern
@@ -33,7 +34,22 @@ log = structlog.get_logger("authgate.store")
 
 Document = dict[str, Any]
 JOURNALED = WriteConcern(w=1, j=True)
-_OUTAGE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
+# A write concern error (WTimeoutError is one) means the write's durability is unknown, e.g. the
+# node is shutting down: a retryable 503 like an outage, never a 500 after a half-done login.
+_OUTAGE_ERRORS = (
+    ConnectionFailure,
+    ServerSelectionTimeoutError,
+    ExecutionTimeout,
+    WriteConcernError,
+    WTimeoutError,
+)
+
+
+def text_value(value: object) -> str:
+    """A query value from caller input must be a plain string: an operator object never becomes a filter."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string query value, got {type(value).__name__}")
+    return value
 
 
 @contextlib.asynccontextmanager
@@ -105,7 +121,6 @@ class Store:
                 },
             ),
             (self.c.sessions, [("current_hash", ASCENDING)], {"name": "current_hash_1"}),
-            (self.c.sessions, [("token_hashes", ASCENDING)], {"name": "token_hashes_1"}),
             (self.c.sessions, [("user_id", ASCENDING)], {"name": "user_id_1"}),
             (self.c.sessions, [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
             (self.c.revocations, [("at", ASCENDING)], {"name": "at_1"}),

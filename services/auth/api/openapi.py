@@ -13,6 +13,7 @@ from shared.openapi import Operation, build_openapi
 
 E = s.ErrorResponse
 BEARER = ["bearer"]
+# 403 `banned`: IpBanMiddleware answers it on every route but the probes, public documents and logout.
 
 OPERATIONS = [
     Operation(
@@ -48,28 +49,32 @@ OPERATIONS = [
         "/api/auth/sessions",
         "GET",
         "List the caller's sessions",
-        {200: s.SessionList, 401: E, 503: E},
+        {200: s.SessionList, 401: E, 403: E, 503: E},
         security=BEARER,
     ),
     Operation(
         "/api/auth/sessions",
         "DELETE",
         "Revoke every session but the current one",
-        {200: s.RevokedResponse, 401: E, 503: E},
+        {200: s.RevokedResponse, 401: E, 403: E, 503: E},
         security=BEARER,
     ),
     Operation(
         "/api/auth/sessions/{session_id}",
         "DELETE",
         "Revoke one of the caller's sessions",
-        {200: s.RevokedResponse, 401: E, 404: E, 503: E},
+        {200: s.RevokedResponse, 401: E, 403: E, 404: E, 503: E},
         security=BEARER,
         parameters=[{"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}],
     ),
     Operation(
-        "/api/user", "GET", "The authenticated user", {200: s.UserOut, 401: E, 503: E}, security=BEARER
+        "/api/user",
+        "GET",
+        "The authenticated user",
+        {200: s.UserOut, 401: E, 403: E, 503: E},
+        security=BEARER,
     ),
-    Operation("/api/config", "GET", "Public login configuration", {200: s.ConfigResponse}),
+    Operation("/api/config", "GET", "Public login configuration", {200: s.ConfigResponse, 403: E}),
     Operation("/.well-known/jwks.json", "GET", "Public signing keys (empty in HS256 mode)", {200: s.Jwks}),
     Operation(
         "/api/auth/introspect",
