@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -69,6 +70,7 @@ def request_id(request: Request) -> str:
 # Client IP -------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_ip(value: str) -> str | None:
     """Canonical text of an address, or None; strips ports and brackets proxies add."""
     text = value.strip()

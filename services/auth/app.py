@@ -83,6 +83,10 @@ class BanCacheView:
     def __init__(self, client: ModerationClient) -> None:
         self._client = client
 
+    @property
+    def has_bans(self) -> bool:
+        return self._client.has_bans
+
     def ban_for(self, ip: str | None, user_id: str | None) -> BanNotice | None:
         ban = self._client.is_banned(ip=ip, user_id=user_id)
         if ban is None:

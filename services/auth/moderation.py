@@ -523,8 +523,15 @@ class ModerationClient:
         """Run `callback(user_id, ban)` for every user ban seen (feed, reload or event answer)."""
         self._callbacks.append(callback)
 
+    @property
+    def has_bans(self) -> bool:
+        """Whether any ban is cached at all: /verify skips the client-IP work when none is."""
+        return bool(self._bans)
+
     def is_banned(self, *, ip: str | None = None, user_id: str | None = None) -> BanInfo | None:
         """The last-known ban of this user or address; memory only, no network call."""
+        if not self._bans:  # the usual case, on every /verify
+            return None
         subjects: list[str] = []
         try:
             if user_id is not None:

@@ -435,6 +435,7 @@ class RecordingBans:
     ips: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
     seen: list[str | None] = field(default_factory=list)
+    has_bans: bool = True
 
     def ban_for(self, ip: str | None, user_id: str | None) -> BanNotice | None:
         self.seen.append(ip)

@@ -9,6 +9,7 @@ becomes a 500, never a 2xx.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import secrets
@@ -41,6 +42,9 @@ class BanNotice:
 
 
 class BanView(Protocol):
+    @property
+    def has_bans(self) -> bool: ...
+
     def ban_for(self, ip: str | None, user_id: str | None) -> BanNotice | None: ...
 
 
@@ -60,27 +64,38 @@ def is_verify_path(path: str) -> bool:
     return path == VERIFY_PATH or path.startswith(VERIFY_PATH + "/")
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A verified token's claims and the identity headers built from them once."""
+
+    claims: AccessClaims
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
 class TokenCache:
-    """Verified tokens by their exact text; bounded, least recently used out first."""
+    """Verified tokens by their exact text; bounded, least recently used out first.
+
+    Only the signature check is cached: revocation and bans are checked on every request.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._items: OrderedDict[str, Verified] = OrderedDict()
 
-    def get(self, token: str) -> AccessClaims | None:
-        claims = self._items.get(token)
-        if claims is None:
+    def get(self, token: str) -> Verified | None:
+        found = self._items.get(token)
+        if found is None:
             return None
-        if claims.expires_at + LEEWAY_SECONDS < time.time():
+        if found.claims.expires_at + LEEWAY_SECONDS < time.time():
             del self._items[token]
             return None
         self._items.move_to_end(token)
-        return claims
+        return found
 
-    def put(self, token: str, claims: AccessClaims) -> None:
+    def put(self, token: str, verified: Verified) -> None:
         if self._size <= 0:
             return
-        self._items[token] = claims
+        self._items[token] = verified
         if len(self._items) > self._size:
             self._items.popitem(last=False)
 
@@ -114,13 +129,19 @@ class VerifyEndpoint:
             )
         }
         self.counters = VerifyCounters()
+        # Request ids: a random per-process prefix and a counter, cheaper than fresh randomness.
+        self._id_prefix = secrets.token_hex(4)
+        self._id_counter = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = ""
         try:
             headers = dict(scope["headers"])
             incoming = headers.get(b"x-request-id", b"")
-            request_id = incoming.decode("latin-1") if 0 < len(incoming) <= 128 else secrets.token_hex(8)
+            if 0 < len(incoming) <= 128:
+                request_id = incoming.decode("latin-1")
+            else:
+                request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
             status, response_headers, body = self._decide(scope, headers)
         except Exception:
             self.counters.errors += 1
@@ -153,19 +174,21 @@ class VerifyEndpoint:
         token = _bearer(headers.get(b"authorization"))
         if token is None:
             return self._unauthorized("missing_token")
-        claims = self._cache.get(token)
-        if claims is None:
+        verified = self._cache.get(token)
+        if verified is None:
             try:
                 claims = self._tokens.verify(token)
             except InvalidToken:
                 return self._unauthorized("invalid_token")
-            self._cache.put(token, claims)
+            verified = Verified(claims, self._identity_headers(claims))
+            self._cache.put(token, verified)
         else:
             self.counters.cache_hits += 1
+        claims = verified.claims
         # Bans before revocations: a user ban also revokes the user's sessions, and the
         # holder of a banned user's token is told `banned` (with Retry-After), not 401.
         bans = self._bans()
-        if bans is not None:
+        if bans is not None and bans.has_bans:
             peer = scope.get("client")
             forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
             ip = self._client_ip.resolve(peer[0] if peer else None, forwarded)
@@ -188,17 +211,16 @@ class VerifyEndpoint:
             self.counters.forbidden += 1
             return 403, [], _body("forbidden", "Your role may not access this resource.")
         self.counters.allowed += 1
+        return 200, list(verified.headers), b""
+
+    def _identity_headers(self, claims: AccessClaims) -> tuple[tuple[bytes, bytes], ...]:
         names = self._names
         return (
-            200,
-            [
-                (names["user_id"], claims.user_id.encode()),
-                (names["email"], _header_value(claims.email)),
-                (names["username"], _header_value(claims.username)),
-                (names["role"], _header_value(claims.role)),
-                (names["session_id"], claims.session_id.encode()),
-            ],
-            b"",
+            (names["user_id"], _header_value(claims.user_id)),
+            (names["email"], _header_value(claims.email)),
+            (names["username"], _header_value(claims.username)),
+            (names["role"], _header_value(claims.role)),
+            (names["session_id"], _header_value(claims.session_id)),
         )
 
     def _unauthorized(self, error: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -218,9 +240,10 @@ class VerifyEndpoint:
         there is ignored: only the header the proxy sets counts.
         """
         if scope["path"] == VERIFY_PATH:
-            values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(
-                "roles", []
-            )
+            query = scope.get("query_string", b"")
+            if not query:
+                return frozenset()
+            values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("roles", [])
             if len(values) > 1:
                 return None
             raw = values[0] if values else ""
