@@ -145,7 +145,7 @@ class SessionService:
         }
         async with store_errors():
             await self._store.c.sessions.insert_one(doc)
-        await self._evict_beyond_limit(user_id)
+        await self._evict_beyond_limit(user_id, session_id)
         return Session.from_doc(doc), token
 
     async def _user_sessions(self, user_id: str, projection: dict[str, int] | None = None) -> list[Document]:
@@ -157,16 +157,28 @@ class SessionService:
         async with store_errors():
             return [doc async for doc in self._store.c.sessions.find({"user_id": user_id}, projection)]
 
-    async def _evict_beyond_limit(self, user_id: str) -> None:
-        now = utcnow()
-        fields = {"created_at": 1, "expires_at": 1, "last_used_at": 1, "revoked_at": 1}
-        live = [doc for doc in await self._user_sessions(user_id, fields) if self.is_live(doc, now)]
-        if len(live) <= self.policy.max_per_user:
-            return
-        live.sort(key=lambda doc: doc["created_at"], reverse=True)
-        extra = [doc["_id"] for doc in live[self.policy.max_per_user :]]
-        if extra:
-            await self.revoke(user_id=user_id, session_ids=extra, reason="max_sessions", actor="system")
+    async def _evict_beyond_limit(self, user_id: str, session_id: str) -> None:
+        """Keep the user's newest MAX_SESSIONS_PER_USER sessions; revoke what falls off the end.
+
+        One bounded list per user (in `auth_user_state`) replaces a scan of every session
+        the user ever had: a session that falls off it is older than the newest N, so
+        revoking it keeps at most N live (revoking one already ended changes nothing).
+        """
+        limit = self.policy.max_per_user
+        async with store_errors():
+            before = await self._store.c.user_state.find_one_and_update(
+                {"_id": user_id},
+                {"$push": {"sessions": {"$each": [session_id], "$slice": -limit}}},
+                projection={"sessions": 1},
+                upsert=True,
+                return_document=ReturnDocument.BEFORE,
+            )
+        previous: list[str] = list((before or {}).get("sessions", []))
+        overflow = len(previous) + 1 - limit
+        if overflow > 0:
+            await self.revoke(
+                user_id=user_id, session_ids=previous[:overflow], reason="max_sessions", actor="system"
+            )
 
     async def rotate(self, token: str, ip: str | None, user_agent: str | None) -> tuple[Session, str]:
         """One atomic update keyed on the current token's hash rotates; racing presenters of the
@@ -256,14 +268,19 @@ class SessionService:
     ) -> int:
         """The one revocation path: mark sessions revoked and record them for /verify."""
         now = utcnow()
-        wanted = None if session_ids is None else set(session_ids)
-        ids = [
-            doc["_id"]
-            for doc in await self._user_sessions(user_id, {"revoked_at": 1})
-            if doc.get("revoked_at") is None
-            and (wanted is None or doc["_id"] in wanted)
-            and doc["_id"] != keep
-        ]
+        if session_ids is not None:  # by id: a small indexed lookup, not every session of the user
+            async with store_errors():
+                candidates = [
+                    doc
+                    async for doc in self._store.c.sessions.find(
+                        {"_id": {"$in": [text_value(sid) for sid in session_ids]}},
+                        {"revoked_at": 1, "user_id": 1},
+                    )
+                    if doc.get("user_id") == user_id
+                ]
+        else:
+            candidates = await self._user_sessions(user_id, {"revoked_at": 1})
+        ids = [doc["_id"] for doc in candidates if doc.get("revoked_at") is None and doc["_id"] != keep]
         expires = now + dt.timedelta(milliseconds=self.policy.access_lifetime_ms + 120_000)
         async with store_errors():
             records: list[Document] = [
