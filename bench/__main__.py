@@ -1,0 +1,203 @@
+"""`python -m bench [--quick] [--only auth|verify|moderation]`: run the benches, print and save the tables.
+
+Benches run one after another (never two at once: they share two cores); each
+starts and stops its own processes. The combined report goes to
+`bench/results/latest.md`. Exit status: 0 when every selected bench ran (missed
+targets are reported as FAIL rows, not as an error), 1 when one crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+from bench.common import ROOT, BenchConfig, NoiseWatch, Table, render, say, stop_all_processes
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
+BENCHES = (
+    ("auth", "bench.bench_auth"),
+    ("verify", "bench.bench_verify"),
+    ("moderation", "bench.bench_moderation"),
+)
+OPTIONAL = {"bench.bench_moderation"}  # another engineer's; may not exist or import yet
+
+
+@dataclass
+class Outcome:
+    name: str
+    sections: list[str]
+    failed_targets: list[str]
+    crashed: bool = False
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[name for name, _ in BENCHES],
+        help="run only this bench (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def command_line(argv: list[str]) -> str:
+    python = Path(sys.executable)
+    with_root = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python
+    return shlex.join([str(with_root), "-m", "bench", *argv])
+
+
+def load(module_name: str) -> tuple[ModuleType | None, str]:
+    try:
+        return importlib.import_module(module_name), ""
+    except ModuleNotFoundError as exc:
+        if module_name in OPTIONAL and exc.name == module_name:
+            return None, f"skipped ({module_name.replace('.', '/')}.py is not there yet)"
+        if module_name not in OPTIONAL:
+            raise
+        return None, f"skipped (import failed: {exc})"
+    except Exception as exc:  # an unfinished optional module must not stop the others
+        if module_name not in OPTIONAL:
+            raise
+        return None, f"skipped (import failed: {type(exc).__name__}: {exc})"
+
+
+def as_sections(result: Any) -> tuple[list[str], list[str]]:
+    """Accept a Table, a list of Tables or markdown text from a bench's `run`."""
+    items = result if isinstance(result, list | tuple) else [result]
+    sections: list[str] = []
+    failed: list[str] = []
+    for item in items:
+        if isinstance(item, Table):
+            sections.append(render(item))
+            failed += [f"{item.title} — {metric}" for metric in item.failed]
+        elif item is not None:
+            sections.append(str(item).rstrip() + "\n")
+    return sections, failed
+
+
+def run_module(module: ModuleType, config: BenchConfig) -> Any:
+    runner: Callable[..., Any] | None = getattr(module, "run", None)
+    if runner is None:
+        raise RuntimeError(f"{module.__name__} has no run(config)")
+    if inspect.iscoroutinefunction(runner):
+        return _run_async(runner(config))
+    result = runner(config)
+    return _run_async(result) if inspect.isawaitable(result) else result
+
+
+def _run_async(awaitable: Any) -> Any:
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(awaitable)
+
+
+def run_bench(name: str, module_name: str, config: BenchConfig) -> Outcome:
+    module, skipped = load(module_name)
+    if module is None:
+        return Outcome(name, [f"## {name}\n\n{name} bench: {skipped}\n"], [])
+    started = time.monotonic()
+    say(f"== {name} bench ({module_name}) ==")
+    watch = NoiseWatch()
+    try:
+        sections, failed = as_sections(run_module(module, config))
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        text = traceback.format_exc()
+        print(text, file=sys.stderr)
+        return Outcome(name, [f"## {name}\n\n{name} bench crashed:\n\n```\n{text}```\n"], [], crashed=True)
+    finally:
+        stop_all_processes()
+    noise = watch.stop()
+    elapsed = time.monotonic() - started
+    say(f"{name} bench took {elapsed:.0f}s; {noise}")
+    sections.append(f"_{name} bench: {elapsed:.0f} s; {noise}._\n")
+    return Outcome(name, sections, failed)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip() or "?"
+    return (
+        f"{cpu}, {cores} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def report(outcomes: list[Outcome], command: str, elapsed_s: float) -> str:
+    failed = [metric for outcome in outcomes for metric in outcome.failed_targets]
+    head = [
+        "# authgate benchmark",
+        "",
+        f"- command: `{command}` (`make bench` runs `.venv/bin/python -m bench`)",
+        f"- when: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, took {elapsed_s:.0f} s",
+        f"- machine: {machine()}; load average at the end {Path('/proc/loadavg').read_text().split()[0]}",
+        "- loopback only (127.0.0.1); one uvicorn worker per app, identical uvicorn flags for every app",
+        f"- targets missed: {len(failed) or 'none'}",
+        *[f"  - {metric}" for metric in failed],
+        "",
+    ]
+    return "\n".join(head) + "\n" + "\n".join(s for o in outcomes for s in o.sections)
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = command_line(argv)
+    config = BenchConfig.make(args.quick, command)
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    try:
+        for name, module_name in BENCHES:
+            if args.only and name not in args.only:
+                continue
+            outcome = run_bench(name, module_name, config)
+            outcomes.append(outcome)
+            for section in outcome.sections:
+                print(section, flush=True)
+    except KeyboardInterrupt:
+        say("interrupted: stopping every process the bench started")
+        return 130
+    finally:
+        stop_all_processes()
+    text = report(outcomes, command, time.monotonic() - started)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    say(f"report written to {RESULTS.relative_to(ROOT)}")
+    return 1 if any(outcome.crashed for outcome in outcomes) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
