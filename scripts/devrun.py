@@ -19,22 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from services.moderation.policy import EVENT_TYPES  # noqa: E402
 from shared.config import GENERATED_SECRETS_FILE, Env, generate_dev_secret  # noqa: E402
 
 DATA = ROOT / "data"
-# The event types auth's moderation key may report (a key lists each one it may report).
-AUTH_EVENT_TYPES = (
-    "login",
-    "login_failed",
-    "register",
-    "refresh",
-    "reset_password",
-    "verify_email",
-    "message",
-    "concurrent_message",
-    "non_browser",
-    "illegal_model",
-)
 PORT_FILE = DATA / "mongo.port"
 
 
@@ -81,7 +69,8 @@ def ensure_secrets() -> list[str]:
     make("JWT_REFRESH_SECRET", lambda: secrets.token_hex(32))
     auth_key = make("MODERATION_API_KEY", lambda: secrets.token_urlsafe(32))
     admin_key = make("MODERATION_ADMIN_KEY", lambda: secrets.token_urlsafe(32))
-    auth_scopes = "+".join(("report", "report-user", *AUTH_EVENT_TYPES))
+    # auth's key lists every event type it may report (moderation's scope rule)
+    auth_scopes = "+".join(("report", "report-user", *EVENT_TYPES))
     make("MODERATION_API_KEYS", lambda: f"auth:{auth_scopes}:{auth_key},cli:admin:{admin_key}")
     # Not a secret, but the CLI in another shell needs it to find the moderation service.
     port = env.integer("MODERATION_PORT", 3081)

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.moderation.policy import EVENT_TYPES
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -134,22 +136,7 @@ def running(server: Server) -> Iterator[Server]:
 
 # A moderation service shared by the tests that need one but do not test moderation itself -----
 
-AUTH_EVENT_SCOPES = "+".join(
-    (
-        "report",
-        "report-user",
-        "login",
-        "login_failed",
-        "register",
-        "refresh",
-        "reset_password",
-        "verify_email",
-        "message",
-        "concurrent_message",
-        "non_browser",
-        "illegal_model",
-    )
-)
+AUTH_EVENT_SCOPES = "+".join(("report", "report-user", *EVENT_TYPES))
 # Limits no functional test reaches; the moderation tests start their own services with real ones.
 GENEROUS_LIMITS = {
     "LOGIN_MAX": "1000000",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from shared.config import ConfigError, Env, IPNetwork
 
@@ -28,18 +28,7 @@ EventType = Literal[
     "non_browser",
     "illegal_model",
 ]
-EVENT_TYPES: Final[tuple[str, ...]] = (
-    "login",
-    "login_failed",
-    "register",
-    "refresh",
-    "message",
-    "concurrent_message",
-    "reset_password",
-    "verify_email",
-    "non_browser",
-    "illegal_model",
-)
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 # A failed login is a fact the account throttle counts, not a violation of its own.
 VIOLATION_TYPES: Final[tuple[str, ...]] = tuple(t for t in EVENT_TYPES if t != "login_failed")
 # Types whose every occurrence is a violation (the caller detected the abuse).
