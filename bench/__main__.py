@@ -32,6 +32,7 @@ BENCHES = (
     ("auth", "bench.bench_auth"),
     ("verify", "bench.bench_verify"),
     ("moderation", "bench.bench_moderation"),
+    ("load", "bench.bench_load"),
 )
 OPTIONAL = {"bench.bench_moderation"}  # another engineer's; may not exist or import yet
 
