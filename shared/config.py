@@ -12,7 +12,6 @@ import ipaddress
 import operator
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -58,9 +57,6 @@ class Env:
             if value is not None and value.strip() != "":
                 return value.strip()
         return None
-
-    def names(self) -> set[str]:
-        return {name for layer in self._layers for name in layer}
 
     @classmethod
     def load(cls, root: Path | None = None, environ: Mapping[str, str] | None = None) -> Env:
@@ -223,20 +219,6 @@ def parse_networks(name: str, value: str) -> tuple[IPNetwork, ...]:
             raise ConfigError(name, "trusting every address is refused; list the proxy networks")
         networks.append(network)
     return tuple(networks)
-
-
-def parse_list(value: str | None) -> list[str]:
-    if value is None:
-        return []
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-@dataclass(frozen=True)
-class SecretRule:
-    """How a secret is checked at startup."""
-
-    name: str
-    min_bytes: int = 32
 
 
 def check_secret(name: str, value: str | None, *, development: bool, min_bytes: int = 32) -> None:

@@ -164,9 +164,7 @@ def create_app(settings: AuthSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            await context.store.ensure_indexes(
-                settings.audit_retention_days, settings.session_expiry_ms // 1000
-            )
+            await context.store.ensure_indexes(settings.audit_retention_days)
         except StoreUnavailable:
             log.warning("store_unavailable_at_start", detail="indexes will be created on the next start")
         try:

@@ -65,7 +65,7 @@ async def open_context() -> AuthContext:
         if port_file.is_file() and "127.0.0.1" in settings.mongo_uri:
             raise CliError("the embedded store is not running; start it with `make run`", 3)
         raise CliError("cannot reach MongoDB at MONGO_URI (is it running and reachable?)", 3)
-    await context.store.ensure_indexes(settings.audit_retention_days, settings.session_expiry_ms // 1000)
+    await context.store.ensure_indexes(settings.audit_retention_days)
     return context
 
 

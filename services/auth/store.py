@@ -107,7 +107,7 @@ class Store:
             return False
         return True
 
-    async def ensure_indexes(self, audit_retention_days: int, revocation_ttl_seconds: int) -> None:
+    async def ensure_indexes(self, audit_retention_days: int) -> None:
         """Create the indexes the queries and TTLs rely on; tolerate LibreChat's own."""
         specs: list[tuple[AsyncCollection[Document], list[tuple[str, int]], dict[str, Any]]] = [
             (self.c.users, [("email", ASCENDING)], {"unique": True, "name": "email_1"}),
@@ -136,7 +136,6 @@ class Store:
             ),
             (self.c.audit, [("user_id", ASCENDING), ("at", ASCENDING)], {"name": "user_at"}),
         ]
-        del revocation_ttl_seconds  # expiry is per document (`expires_at`)
         async with store_errors():
             for collection, keys, options in specs:
                 try:
