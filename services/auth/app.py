@@ -108,9 +108,10 @@ class IpBanMiddleware:
         self.context = context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in IP_BAN_EXEMPT:
+        protection = self.context.protection
+        if scope["type"] == "http" and protection.client.has_bans and scope["path"] not in IP_BAN_EXEMPT:
             request = Request(scope)
-            ban = self.context.protection.ip_ban(self.context.settings.client_ip.from_request(request))
+            ban = protection.ip_ban(self.context.settings.client_ip.from_request(request))
             if ban is not None:
                 error = banned_error(ban)
                 response = error_response(error.status, error.code, error.message, error.headers, error.extra)
