@@ -31,6 +31,8 @@ PUBLISHED_EXAMPLE_SECRETS = frozenset(
 )
 
 GENERATED_SECRETS_FILE = "data/secrets.env"
+# A random hex secret of 32+ bytes uses all 16 hex digits; fewer than this is a placeholder.
+MIN_DISTINCT_CHARACTERS = 8
 
 
 class ConfigError(Exception):
@@ -231,6 +233,11 @@ def check_secret(name: str, value: str | None, *, development: bool, min_bytes: 
         return
     if len(value.encode()) < min_bytes and not development:
         raise ConfigError(name, f"must be at least {min_bytes} bytes")
+    if len(set(value)) < MIN_DISTINCT_CHARACTERS and not development:
+        # "ssss...", "aaaa..." pass a length check but are placeholders, not random keys (RFC 8725 §3.5).
+        raise ConfigError(
+            name, "looks like a placeholder, not a random secret; use `authgate generate-secrets`"
+        )
 
 
 def environment(env: Env) -> str:

@@ -375,8 +375,17 @@ def test_short_secret_refused_outside_development(tmp_path: Path, mode: str, nam
     refused(tmp_path, name, **secrets_env(AUTHGATE_ENV=mode, **{name: "s" * 31}))
     # 31 bytes even though it is fewer characters: the rule counts bytes.
     refused(tmp_path, name, **secrets_env(AUTHGATE_ENV=mode, **{name: "é" * 15 + "x"}))
-    settings = load(tmp_path, **secrets_env(AUTHGATE_ENV=mode, **{name: "s" * 32}))
-    assert getattr(settings, name.lower()) == "s" * 32
+    accepted = "0123456789abcdef" * 2  # 32 bytes, 16 distinct characters
+    settings = load(tmp_path, **secrets_env(AUTHGATE_ENV=mode, **{name: accepted}))
+    assert getattr(settings, name.lower()) == accepted
+
+
+@pytest.mark.parametrize("mode", ["production", "test"])
+@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET"])
+def test_placeholder_secret_refused_outside_development(tmp_path: Path, mode: str, name: str) -> None:
+    """Long enough but plainly not random (checklist item 28)."""
+    refused(tmp_path, name, **secrets_env(AUTHGATE_ENV=mode, **{name: "s" * 64}))
+    refused(tmp_path, name, **secrets_env(AUTHGATE_ENV=mode, **{name: "abab" * 16}))
 
 
 def test_development_generates_missing_secrets_once(tmp_path: Path) -> None:

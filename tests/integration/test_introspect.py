@@ -138,8 +138,8 @@ async def test_key_lacking_the_scope_is_403(intro: Introspection) -> None:
 def test_service_key_configuration_is_checked(tmp_path: Any) -> None:
     base = {
         "AUTHGATE_ENV": "test",
-        "JWT_SECRET": "a" * 64,
-        "JWT_REFRESH_SECRET": "b" * 64,
+        "JWT_SECRET": "0123456789abcdef" * 4,
+        "JWT_REFRESH_SECRET": "fedcba9876543210" * 4,
         "MONGO_URI": "mongodb://127.0.0.1:1/x",
         "MODERATION_URL": "http://127.0.0.1:9",
         "MODERATION_API_KEY": "k" * 32,

@@ -385,8 +385,8 @@ def test_auth_service_sees_nginx_peer_not_forged_address(fresh_probe: Probe, tmp
             [
                 {
                     "AUTHGATE_ENV": "test",
-                    "JWT_SECRET": "a" * 64,
-                    "JWT_REFRESH_SECRET": "b" * 64,
+                    "JWT_SECRET": "0123456789abcdef" * 4,
+                    "JWT_REFRESH_SECRET": "fedcba9876543210" * 4,
                     "MONGO_URI": "mongodb://127.0.0.1:1/x",
                     "MODERATION_URL": "http://127.0.0.1:9",
                     "MODERATION_API_KEY": "k" * 32,
