@@ -26,6 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+# Only these variables of the runner's environment reach a service subprocess:
+# nothing configuration-shaped leaks in from the machine running the tests.
+PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+
+
+def clean_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A subprocess environment: the pass-through basics plus exactly `env`."""
+    result = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
+    result.update(env)
+    return result
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

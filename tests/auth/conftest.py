@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import secrets
 import subprocess
 import sys
@@ -27,14 +26,11 @@ from services.auth.context import AuthContext
 from services.auth.settings import AuthSettings, load_settings
 from services.auth.store import Document
 from shared.config import Env
-from tests.harness import Server, free_port, mongo_uri, shared_moderation, wait_port
+from tests.harness import Server, clean_env, free_port, mongo_uri, shared_moderation, wait_port
 
 _db_counter = itertools.count()
 STRONG_PASSWORD = "correct horse battery staple zebra"
 CLIENT_IP = "203.0.113.10"
-# Only these variables of the runner's environment reach a service subprocess:
-# nothing configuration-shaped leaks in from the machine running the tests.
-_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
 def base_env(mongo_port: int) -> dict[str, str]:
@@ -47,13 +43,6 @@ def base_env(mongo_port: int) -> dict[str, str]:
         "MONGO_TIMEOUT": "2000",
         **shared_moderation().auth_env(),
     }
-
-
-def clean_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A subprocess environment: the pass-through basics plus exactly `env`."""
-    result = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}
-    result.update(env)
-    return result
 
 
 def run_auth_main(env: Mapping[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

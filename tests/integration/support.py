@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -35,6 +34,7 @@ from tests.harness import (
     VENV_BIN,
     ModerationHandle,
     Server,
+    clean_env,
     free_port,
     mongo_uri,
     shared_moderation,
@@ -42,7 +42,6 @@ from tests.harness import (
 )
 
 STRONG_PASSWORD = "correct horse battery staple zebra"
-PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
 IDENTITY_HEADERS = ("x-auth-user-id", "x-auth-email", "x-auth-username", "x-auth-role", "x-auth-session-id")
 # The revocation bound the tests check: generous (the published bound is 1 s; `make bench` measures p99).
@@ -50,13 +49,6 @@ REVOCATION_DEADLINE_S = 5.0
 
 _db_counter = itertools.count()
 T = TypeVar("T")
-
-
-def clean_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A subprocess environment: the pass-through basics plus exactly `env`."""
-    result = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
-    result.update(env)
-    return result
 
 
 def auth_env(mongo_port: int, moderation: ModerationHandle | None = None, **extra: str) -> dict[str, str]:
