@@ -27,7 +27,7 @@ from services.auth.moderation import BanInfo, ModerationClient
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection, banned_error
 from services.auth.revocations import RevocationCache
-from services.auth.sessions import SessionPolicy, SessionService
+from services.auth.sessions import RevokedByBan, SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
@@ -122,7 +122,12 @@ class IpBanMiddleware:
 
 async def _revoke_banned_user(context: AuthContext, user_id: str, ban: BanInfo) -> None:
     """A user ban ends every session at once (through the one revocation function)."""
-    revoked = await context.sessions.revoke(user_id=user_id, reason="user_banned", actor="moderation")
+    revoked = await context.sessions.revoke(
+        user_id=user_id,
+        reason="user_banned",
+        actor="moderation",
+        ban=RevokedByBan(ban.reason, ban.expires_at),
+    )
     log.info("user_ban_applied", user_id=user_id, sessions=revoked, expires_at=ban.expires_at_iso())
 
 

@@ -19,6 +19,7 @@ import httpx
 
 from services.auth.accounts import user_id_of
 from services.auth.context import AuthContext
+from services.auth.sessions import RevokedByBan
 from shared.config import Env
 
 DURATION = re.compile(r"(\d+)\s*([smhd])")
@@ -131,8 +132,12 @@ async def ban_user(context: AuthContext, env: Env, args: argparse.Namespace) -> 
             "POST", "/v1/bans", json={"subject": subject, "reason": args.reason, "duration_seconds": seconds}
         )
     if subject.startswith("user:"):
+        ends = dt.datetime.fromisoformat(str(ban["expires_at"]).replace("Z", "+00:00"))
         revoked = await context.sessions.revoke(
-            user_id=subject.removeprefix("user:"), reason="user_banned", actor="cli"
+            user_id=subject.removeprefix("user:"),
+            reason="user_banned",
+            actor="cli",
+            ban=RevokedByBan(args.reason, ends),
         )
     else:
         revoked = 0

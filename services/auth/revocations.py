@@ -41,6 +41,7 @@ class RevocationCache:
         self._poll_interval = poll_interval_s
         self._stale_grace = stale_grace_s
         self._revoked: dict[str, float] = {}  # session id -> epoch seconds after which it can be forgotten
+        self._banned: dict[str, tuple[str, float]] = {}  # session id -> (ban reason, ban end, epoch s)
         self._last_success: float | None = None
         self._since: dt.datetime | None = None
         self._task: asyncio.Task[None] | None = None
@@ -51,6 +52,13 @@ class RevocationCache:
 
     def is_revoked(self, session_id: str) -> bool:
         return session_id in self._revoked
+
+    def ban_of(self, session_id: str) -> tuple[str, float] | None:
+        """(reason, end) when this session was revoked by a ban that has not ended yet."""
+        found = self._banned.get(session_id)
+        if found is None or found[1] <= time.time():
+            return None
+        return found
 
     def staleness_s(self) -> float | None:
         """Seconds since the last successful refresh; None when never loaded."""
@@ -78,7 +86,8 @@ class RevocationCache:
             flt = {"expires_at": {"$gt": started}}
         else:
             flt = {"at": {"$gte": self._since - OVERLAP}}
-        cursor = self._store.c.revocations.find(flt, {"sid": 1, "expires_at": 1, "_id": 0})
+        fields = {"sid": 1, "expires_at": 1, "ban_reason": 1, "ban_expires_at": 1, "_id": 0}
+        cursor = self._store.c.revocations.find(flt, fields)
         count = 0
         async for doc in cursor:
             sid = doc.get("sid")
@@ -86,6 +95,9 @@ class RevocationCache:
             if isinstance(sid, str) and isinstance(expires, dt.datetime):
                 self._revoked[sid] = expires.timestamp()
                 count += 1
+                ban_end = doc.get("ban_expires_at")
+                if isinstance(ban_end, dt.datetime):
+                    self._banned[sid] = (str(doc.get("ban_reason", "")), ban_end.timestamp())
         self._since = started
         self._last_success = time.monotonic()
         self.stats.polls += 1
@@ -97,6 +109,7 @@ class RevocationCache:
         if self.stats.polls % 50 == 0:
             for sid in [sid for sid, until in self._revoked.items() if until < now]:
                 del self._revoked[sid]
+                self._banned.pop(sid, None)
 
     async def run(self) -> None:
         while not self._stopping:

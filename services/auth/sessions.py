@@ -89,6 +89,14 @@ class Session:
 
 
 @dataclass(frozen=True)
+class RevokedByBan:
+    """The ban behind a revocation: what /verify tells a client whose token it refuses."""
+
+    reason: str
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class SessionPolicy:
     absolute_ms: int
     idle_ms: int
@@ -265,8 +273,13 @@ class SessionService:
         actor: str,
         session_ids: list[str] | None = None,
         keep: str | None = None,
+        ban: RevokedByBan | None = None,
     ) -> int:
-        """The one revocation path: mark sessions revoked and record them for /verify."""
+        """The one revocation path: mark sessions revoked and record them for /verify.
+
+        A revocation caused by a ban carries the ban, so a /verify that learns of the
+        revocation before the ban itself still answers 403 `banned`, not 401.
+        """
         now = utcnow()
         if session_ids is not None:  # by id: a small indexed lookup, not every session of the user
             async with store_errors():
@@ -283,13 +296,23 @@ class SessionService:
         ids = [doc["_id"] for doc in candidates if doc.get("revoked_at") is None and doc["_id"] != keep]
         expires = now + dt.timedelta(milliseconds=self.policy.access_lifetime_ms + 120_000)
         async with store_errors():
+            extra: Document = (
+                {} if ban is None else {"ban_reason": ban.reason, "ban_expires_at": ban.expires_at}
+            )
             records: list[Document] = [
-                {"sid": sid, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires}
+                {"sid": sid, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires, **extra}
                 for sid in ids
             ]
             if session_ids is None and keep is None:
                 records.append(
-                    {"sid": None, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires}
+                    {
+                        "sid": None,
+                        "user_id": user_id,
+                        "reason": reason,
+                        "at": now,
+                        "expires_at": expires,
+                        **extra,
+                    }
                 )
             if records:
                 await self._store.c.revocations.insert_many(records)

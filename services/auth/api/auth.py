@@ -31,7 +31,7 @@ from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
 from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
-from services.auth.sessions import InvalidRefreshToken
+from services.auth.sessions import InvalidRefreshToken, RevokedByBan
 from services.auth.store import Document
 from services.auth.tokens import AccessTokens, InvalidToken
 from shared.errors import ApiError
@@ -172,7 +172,12 @@ async def refresh(request: Request) -> Response:
         raise _invalid_refresh() from None
     ban = protection.user_ban(session.user_id)
     if ban is not None:  # the ban is known here before its revocation landed
-        await context.sessions.revoke(user_id=session.user_id, reason="user_banned", actor="moderation")
+        await context.sessions.revoke(
+            user_id=session.user_id,
+            reason="user_banned",
+            actor="moderation",
+            ban=RevokedByBan(ban.reason, ban.expires_at),
+        )
         raise banned_error(ban)
     REFRESHES.labels("rotated").inc()
     user = await context.accounts.find_by_id(session.user_id)

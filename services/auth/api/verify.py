@@ -9,6 +9,7 @@ becomes a 500, never a 2xx.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import random
@@ -206,6 +207,17 @@ class VerifyEndpoint:
                     ),
                 )
         if self._revocations.is_revoked(claims.session_id):
+            revoked_by_ban = self._revocations.ban_of(claims.session_id)
+            if revoked_by_ban is not None:  # the revocation arrived before the ban feed did
+                reason, ends = revoked_by_ban
+                self.counters.banned += 1
+                retry_after = max(1, int(ends - time.time()) + 1)
+                expires_at = dt.datetime.fromtimestamp(ends, dt.UTC).isoformat().replace("+00:00", "Z")
+                return (
+                    403,
+                    [(b"retry-after", str(retry_after).encode())],
+                    _body("banned", "Access is temporarily banned.", reason=reason, expires_at=expires_at),
+                )
             return self._unauthorized("invalid_token")
         if required and claims.role not in required:
             self.counters.forbidden += 1
