@@ -38,6 +38,23 @@ def clean_env(env: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
+def run_to_exit(
+    module: str, env: Mapping[str, str], cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module>` run to completion (startup refusals), with exactly `env` plus the basics."""
+    workdir = cwd if cwd is not None else Path(tempfile.mkdtemp(prefix="authgate-run-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        env=clean_env(env),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import itertools
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +43,6 @@ def base_env(mongo_port: int) -> dict[str, str]:
         "MONGO_TIMEOUT": "2000",
         **shared_moderation().auth_env(),
     }
-
-
-def run_auth_main(env: Mapping[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m services.auth` to completion (used for startup refusals)."""
-    return subprocess.run(
-        [sys.executable, "-m", "services.auth"],
-        env=clean_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -24,8 +24,7 @@ from shared.config import (
     Env,
     parse_duration_ms,
 )
-from tests.auth.conftest import run_auth_main
-from tests.harness import Server
+from tests.harness import Server, run_to_exit
 
 SEED_SECRET, SEED_REFRESH_SECRET = sorted(PUBLISHED_EXAMPLE_SECRETS)
 DURATIONS = ("SESSION_EXPIRY", "REFRESH_TOKEN_EXPIRY", "SESSION_IDLE_TIMEOUT", "REFRESH_GRACE_PERIOD")
@@ -476,7 +475,7 @@ def test_service_refuses_bad_configuration_with_one_line(
     env = {"AUTHGATE_ENV": "production", **secrets_env(), **variables}
     for key in drop:
         del env[key]
-    result = run_auth_main(env, tmp_path)
+    result = run_to_exit("services.auth", env, tmp_path)
     assert result.returncode != 0
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr

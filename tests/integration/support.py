@@ -103,22 +103,6 @@ def start_auth(env: Mapping[str, str], workdir: Path, timeout: float = 30) -> Se
     return server
 
 
-def run_auth_to_exit(
-    env: Mapping[str, str], workdir: Path, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """`python -m services.auth` expected to refuse to start."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "services.auth"],
-        env=clean_env(env),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def run_cli(
     env: Mapping[str, str], workdir: Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:

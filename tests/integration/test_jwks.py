@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from services.auth.app import create_app
 from services.auth.settings import load_settings
 from shared.config import ConfigError, Env
-from tests.harness import Server
-from tests.integration.support import AuthClient, auth_env, run_auth_to_exit, wait_until
+from tests.harness import Server, run_to_exit
+from tests.integration.support import AuthClient, auth_env, wait_until
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 KTY = {"ES256": "EC", "RS256": "RSA", "EdDSA": "OKP"}
@@ -368,7 +368,7 @@ def test_key_configuration_errors_stop_startup(mongo: Server, tmp_path: Path, na
     """`python -m services.auth` exits 2 with one line on stderr naming the variable."""
     extra, variable = _config_cases(tmp_path / "cases", only=name)[name]
     env = auth_env(mongo.port, AUTH_PORT="0", AUTH_MANAGEMENT_PORT="0", **extra)
-    proc = run_auth_to_exit(env, tmp_path / "run", timeout=60)
+    proc = run_to_exit("services.auth", env, tmp_path / "run", timeout=60)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, (proc.returncode, proc.stderr, proc.stdout[-500:])
     assert len(lines) == 1, proc.stderr

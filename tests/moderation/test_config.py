@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-
 import pytest
 
 from services.moderation.policy import MINUTE_MS
 from services.moderation.settings import load_settings
 from shared.config import ConfigError, Env
+from tests.harness import run_to_exit
 from tests.moderation.conftest import API_KEYS
 
 
@@ -84,18 +80,6 @@ def test_development_starts_without_keys() -> None:
     assert settings.keys == () and settings.development
 
 
-def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH", "MODERATION", "REDIS", "BAN_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "services.moderation"],
-        env={**clean, **env},
-        cwd=tempfile.mkdtemp(prefix="moderation-config-"),  # never the developer's .env or data/
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -111,7 +95,7 @@ def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_the_process_refuses_to_start_with_one_line(env: dict[str, str], variable: str) -> None:
-    result = _start(env)
+    result = run_to_exit("services.moderation", env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"config error: {variable}: ")
