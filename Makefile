@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench audit tools clean
+.PHONY: install run test test-fast lint format bench audit tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ tools:
 ## Lint, then the whole suite against real servers started on free ports.
 test: install tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## The inner loop: everything except the multi-process scenarios marked `e2e`.
+test-fast: install tools lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
 
 lint: install
 	$(BIN)/ruff check .

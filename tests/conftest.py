@@ -26,3 +26,13 @@ def mongo(work_dir: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+_SCENARIO_DIRS = ("e2e", "faults")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole-system scenarios (several processes, kills, floods) are `e2e`: `make test-fast` skips them."""
+    for item in items:
+        if any(part in _SCENARIO_DIRS for part in Path(str(item.path)).parts[-3:-1]):
+            item.add_marker(pytest.mark.e2e)

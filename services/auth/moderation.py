@@ -34,7 +34,7 @@ from prometheus_client import Counter, Histogram
 from services.moderation.engine import Engine, Event
 from services.moderation.policy import EVENT_TYPES, BanPolicy, Limits, Policy, load_limits
 from services.moderation.store_memory import MemoryStore
-from services.moderation.subjects import InvalidSubject, client_address, user_subject
+from services.moderation.subjects import UNKNOWN_CLIENT, InvalidSubject, client_address, user_subject
 from shared.config import ConfigError, Env, IPNetwork
 from shared.errors import ApiError
 from shared.http import MIN_SERVICE_SECRET_BYTES
@@ -454,10 +454,16 @@ class ModerationClient:
                 {"Retry-After": str(max(1, self.settings.breaker_reset_ms // 1000))},
             )
         self.stats.degraded_answers += 1
+        ip = str(body["ip"])
+        try:
+            client_address(ip, self.settings.exempt)
+        except InvalidSubject:  # moderation refused it too (422): count it as the unknown client
+            log.warning("client_ip_unusable", event_type=event_type)
+            ip = UNKNOWN_CLIENT
         local = await self._local.event(
             Event(
                 type=event_type,
-                ip=body["ip"],
+                ip=ip,
                 user_id=body.get("user_id"),
                 account=body.get("account"),
                 device_trusted=bool(body.get("device_trusted", False)),
@@ -538,7 +544,7 @@ class ModerationClient:
                 subjects.append(user_subject(user_id))
             if ip is not None:
                 client = client_address(ip, self.settings.exempt)
-                if not client.exempt:
+                if not client.exempt and client.bannable:
                     subjects.extend(client.subjects)
         except InvalidSubject:
             return None

@@ -98,3 +98,17 @@ class Protection:
 
     async def before_refresh(self, ip: str) -> None:
         self._enforce(await self.client.event("refresh", ip=ip), "refresh")
+
+    async def before_logout(self, ip: str, token_verified: bool) -> None:
+        """Limit logouts per address; a banned address gets 403 from memory, no store lookup.
+
+        A ban must never keep a session alive, so an access token that verifies (signature
+        and expiry, no store) still lets a banned address end its session.
+        """
+        ban = self.ip_ban(ip)
+        if ban is not None:
+            if token_verified:
+                return
+            DENIALS.labels("logout", "banned").inc()
+            raise banned_error(ban)
+        self._enforce(await self.client.event("logout", ip=ip), "logout")

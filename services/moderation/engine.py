@@ -3,7 +3,9 @@
 The engine knows the policy and nothing of HTTP or of any particular store. It
 turns an event into one `SubjectOp` per subject, so the store can run them in
 one round trip, and needs a second one only when a message or concurrency
-violation committed by a logged-in user must also score the other subject.
+violation committed by a logged-in user must also score the other subject, or
+when a login is refused (it is then taken back out of every window and scored
+only on the subject whose own limit refused it).
 """
 
 from __future__ import annotations
@@ -81,12 +83,14 @@ class _Plan:
     ip_subject: str | None
     user: str | None
     limit: int  # reported when no window counted the event (an exempt address)
+    login_score: int = 0  # a login refused by the address's own limit scores it after the fact
 
 
 class Engine:
     def __init__(self, store: Store, policy: Policy) -> None:
         self.store = store
         self.policy = policy
+        self.login_alarm = metrics.LoginRateAlarm(policy.limits.login_alarm_per_minute)
 
     # Planning ------------------------------------------------------------------------------
 
@@ -129,6 +133,7 @@ class Engine:
             "login": limits.login,
             "register": limits.register,
             "refresh": limits.refresh,
+            "logout": limits.logout,
             "reset_password": limits.reset_password,
             "verify_email": limits.verify_email,
         }
@@ -139,6 +144,8 @@ class Engine:
             reported = limit.max
             if kind == "login" and event.account is not None:
                 ops.append(self._account_op(event, actor, check=True))
+            if kind == "login" and client.net48 is not None and not client.exempt:
+                ops.append(self._net48_op(client.net48, actor))
         elif kind == "login_failed":
             check_ip_ban = False
             if event.account is not None:
@@ -163,11 +170,25 @@ class Engine:
                 reported = limits.concurrent_messages
         elif kind in ALWAYS_VIOLATION:
             ip_score_always = user_score_always = score
+        if not client.bannable:  # the shared unknown client: limited, never scored, never banned
+            ip_score_always = 0
+        ip_on_exceed = score if client.bannable else 0
+        login_score = 0
+        if kind == "login":  # scored only once the other subjects' answers are known
+            ip_on_exceed, login_score = 0, ip_on_exceed
         if not client.exempt:
-            ops.extend(self._ip_ops(client, actor, kind, ip_windows, ip_score_always, score, check_ip_ban))
+            ops.extend(
+                self._ip_ops(client, actor, kind, ip_windows, ip_score_always, ip_on_exceed, check_ip_ban)
+            )
         if user is not None:
             ops.append(self._op(user, actor, kind, user_windows, user_score_always, score))
-        return _Plan(ops, None if client.exempt else client.counted, user, reported)
+        return _Plan(ops, None if client.exempt else client.counted, user, reported, login_score)
+
+    def _net48_op(self, subject: str, actor: str) -> SubjectOp:
+        """All logins of one IPv6 /48 together: spreading over its /64s buys nothing. Never scored."""
+        limit = self.policy.limits.login_net48
+        window = WindowOp("login48", "hit", limit.max, limit.window_ms)
+        return SubjectOp(subject=subject, check_ban=False, windows=(window,), actor=actor)
 
     def _ip_ops(
         self,
@@ -205,6 +226,9 @@ class Engine:
     async def event(self, event: Event, actor: str, now_ms: int | None = None) -> Decision:
         plan = self._plan(event, actor)
         results = await self.store.apply(plan.ops, now_ms)
+        if event.type == "login":
+            self.login_alarm.observe()
+            results += await self._settle_login(plan, results, actor)
         results += await self._cross_score(event, plan, results, actor, now_ms)
         await self._announce(results)
         return self._decide(event.type, plan, results, now_ms)
@@ -235,6 +259,44 @@ class Engine:
         others = [s for s in (plan.ip_subject, plan.user) if s is not None and s not in exceeded | banned]
         ops = [self._op(subject, actor, event.type, score_always=score) for subject in others]
         return await self.store.apply(ops, now_ms) if ops else []
+
+    async def _settle_login(
+        self, plan: _Plan, results: list[SubjectResult], actor: str
+    ) -> list[SubjectResult]:
+        """A refused login counts nowhere, and scores the address only when its own limit refused it.
+
+        Subjects live in separate keys (one Cluster slot each), so the first round trip counts
+        the attempt everywhere without scoring; a refusal (never the common path) takes this
+        second one: it takes the attempt back out of every window that counted it, and scores
+        the address when its own window was full and no account throttle refused the attempt.
+        An owner locked out by an attacker's account throttle then never gets its address
+        banned, and a flood from one address still is.
+        """
+        refused = False
+        account_refused = ip_exceeded = banned = False
+        undo: list[tuple[int, SubjectOp]] = []
+        for op, result in zip(plan.ops, results, strict=True):
+            if result.ban is not None:  # a banned subject's op stopped before its windows
+                banned = True
+                continue
+            for window, outcome in zip(op.windows, result.windows, strict=True):
+                if outcome.exceeded:
+                    refused = True
+                    account_refused = account_refused or op.subject.startswith("account:")
+                    ip_exceeded = ip_exceeded or op.subject == plan.ip_subject
+                elif window.mode == "hit":
+                    uncount = WindowOp(window.name, "uncount", window.max, window.window_ms)
+                    undo.append((result.now_ms, SubjectOp(op.subject, check_ban=False, windows=(uncount,))))
+        if not (refused or banned):
+            return []
+        if ip_exceeded and not account_refused and not banned and plan.login_score > 0:
+            assert plan.ip_subject is not None
+            now = results[0].now_ms
+            undo.append((now, self._op(plan.ip_subject, actor, "login", score_always=plan.login_score)))
+        settled: list[SubjectResult] = []
+        for at in sorted({at for at, _ in undo}):  # the undo names each entry by its timestamp
+            settled += await self.store.apply([op for when, op in undo if when == at], at)
+        return settled
 
     def _decide(self, kind: str, plan: _Plan, results: list[SubjectResult], now_ms: int | None) -> Decision:
         now = results[0].now_ms if results else (now_ms or 0)
@@ -300,7 +362,7 @@ class Engine:
         ops: list[SubjectOp] = []
         if violation.ip is not None:
             client = client_address(violation.ip, self.policy.exempt)
-            if not client.exempt:
+            if not client.exempt and client.bannable:
                 ops.append(self._op(client.counted, actor, violation.type, score_always=score))
         if violation.user_id is not None:
             ops.append(self._op(user_subject(violation.user_id), actor, violation.type, score_always=score))
@@ -318,7 +380,7 @@ class Engine:
             subjects.append(user_subject(user_id))
         if ip is not None:
             client = client_address(ip, self.policy.exempt)
-            if not client.exempt:
+            if not client.exempt and client.bannable:
                 subjects.extend(client.subjects)
         results = await self.store.apply([SubjectOp(subject=s) for s in subjects], now_ms)
         return self._decide("check", _Plan([], None, None, 0), results, now_ms)

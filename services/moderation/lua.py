@@ -74,6 +74,8 @@ for i = 1, tonumber(ARGV[8]) do
   elseif mode == 'release' and n > 0 then
     redis.call('RPOP', key)
     n = n - 1
+  elseif mode == 'uncount' then
+    n = n - redis.call('LREM', key, 1, fmt(now))
   end
   local retry = 0
   if exceeded == 1 then retry = ts_of(redis.call('LINDEX', key, max - 1)) + w - now end

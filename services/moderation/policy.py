@@ -21,6 +21,7 @@ EventType = Literal[
     "login_failed",
     "register",
     "refresh",
+    "logout",
     "message",
     "concurrent_message",
     "reset_password",
@@ -33,12 +34,17 @@ EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 VIOLATION_TYPES: Final[tuple[str, ...]] = tuple(t for t in EVENT_TYPES if t != "login_failed")
 # Types whose every occurrence is a violation (the caller detected the abuse).
 ALWAYS_VIOLATION: Final[frozenset[str]] = frozenset({"non_browser", "illegal_model"})
+# What the auth service reports, and so all its moderation key may hold (least privilege): never
+# `report-user` (auth sends no user_id) nor the chat service's types (`message`, `non_browser`, ...).
+AUTH_EVENT_TYPES: Final[tuple[str, ...]] = ("login", "login_failed", "register", "refresh", "logout")
+AUTH_KEY_SCOPES: Final[str] = "+".join(("report", *AUTH_EVENT_TYPES))
 
 # Score variable per violation type (LibreChat's names where it has one).
 SCORE_VARIABLES: Final[dict[str, tuple[str, int]]] = {
     "login": ("LOGIN_VIOLATION_SCORE", 1),
     "register": ("REGISTRATION_VIOLATION_SCORE", 1),
     "refresh": ("REFRESH_VIOLATION_SCORE", 1),
+    "logout": ("LOGOUT_VIOLATION_SCORE", 1),
     "message": ("MESSAGE_VIOLATION_SCORE", 1),
     "concurrent_message": ("CONCURRENT_VIOLATION_SCORE", 1),
     "reset_password": ("RESET_PASSWORD_VIOLATION_SCORE", 1),
@@ -69,6 +75,9 @@ class Limits:
     login: Limit = Limit(7, 5 * MINUTE_MS)
     register: Limit = Limit(5, 60 * MINUTE_MS)
     refresh: Limit = Limit(100, 5 * MINUTE_MS)
+    logout: Limit = Limit(100, 5 * MINUTE_MS)
+    login_net48: Limit = Limit(100, 5 * MINUTE_MS)  # all logins of one IPv6 /48 together
+    login_alarm_per_minute: int = 1000  # per replica; raises authgate_moderation_login_alarm
     reset_password: Limit = Limit(2, 2 * MINUTE_MS)
     verify_email: Limit = Limit(2, 2 * MINUTE_MS)
     message_ip: Limit | None = Limit(40, MINUTE_MS)
@@ -140,10 +149,16 @@ def load_limits(env: Env) -> Limits:
     message_ip = _limit(env, "MESSAGE_IP_MAX", "MESSAGE_IP_WINDOW", 40, 1)
     message_user = _limit(env, "MESSAGE_USER_MAX", "MESSAGE_USER_WINDOW", 40, 1)
     concurrent = env.integer("CONCURRENT_MESSAGE_MAX", 2, minimum=1)
+    login = _limit(env, "LOGIN_MAX", "LOGIN_WINDOW", 7, 5)
+    net48_max = env.integer("LOGIN_NET48_MAX", 100, minimum=1)
+    net48 = Limit(net48_max, window_ms(env, "LOGIN_NET48_WINDOW", login.window_ms / MINUTE_MS))
     return Limits(
-        login=_limit(env, "LOGIN_MAX", "LOGIN_WINDOW", 7, 5),
+        login=login,
+        login_net48=net48,
+        login_alarm_per_minute=env.integer("LOGIN_ALARM_PER_MINUTE", 1000, minimum=1),
         register=_limit(env, "REGISTER_MAX", "REGISTER_WINDOW", 5, 60),
         refresh=_limit(env, "REFRESH_MAX", "REFRESH_WINDOW", 100, 5),
+        logout=_limit(env, "LOGOUT_MAX", "LOGOUT_WINDOW", 100, 5),
         reset_password=_limit(env, "RESET_PASSWORD_MAX", "RESET_PASSWORD_WINDOW", 2, 2),
         verify_email=_limit(env, "VERIFY_EMAIL_MAX", "VERIFY_EMAIL_WINDOW", 2, 2),
         message_ip=message_ip if env.boolean("LIMIT_MESSAGE_IP", True) else None,

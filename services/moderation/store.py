@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-WindowMode = Literal["hit", "check", "record", "lease", "release"]
+WindowMode = Literal["hit", "check", "record", "lease", "release", "uncount"]
 ChangeAction = Literal["ban", "unban"]
 MAX_BAN_HISTORY = 64  # escalation needs the count of recent bans, never more than this
 
@@ -25,7 +25,7 @@ class WindowOp:
     `hit` counts the occurrence when under the limit (and is exceeded otherwise);
     `check` only looks; `record` always counts and keeps the newest `max` entries;
     `lease`/`release` take and give back an in-flight slot that frees itself after
-    `window_ms`.
+    `window_ms`; `uncount` takes back the entry a `hit` made at `now` (a refused attempt).
     """
 
     name: str

@@ -56,6 +56,16 @@ def _purge(entries: deque[int], cutoff: int) -> None:
         entries.popleft()
 
 
+def _uncount(entries: deque[int], at: int) -> None:
+    """Remove the newest entry made at `at` (Redis: LREM key 1 at)."""
+    for index in range(len(entries) - 1, -1, -1):
+        if entries[index] == at:
+            del entries[index]
+            return
+        if entries[index] < at:
+            return
+
+
 def _window(state: _Subject, op: WindowOp, now: int) -> WindowResult:
     entries = state.windows.setdefault(op.name, deque())
     _purge(entries, now - op.window_ms)
@@ -76,6 +86,8 @@ def _window(state: _Subject, op: WindowOp, now: int) -> WindowResult:
         exceeded = len(entries) >= op.max
     elif op.mode == "release" and entries:
         entries.popleft()
+    elif op.mode == "uncount":
+        _uncount(entries, now)
     count = len(entries)
     retry = entries[count - op.max] + op.window_ms - now if exceeded else 0
     if not entries:

@@ -1,6 +1,8 @@
 """The one subject grammar used by the API, the store, the audit trail and the CLI.
 
-`user:<id>`, `ip:<address>`, `net:<ipv6 /64>` and `account:<hex hmac-sha256>`.
+`user:<id>`, `ip:<address>`, `net:<ipv6 /64>` and `account:<hex hmac-sha256>`; internally also
+`net:<ipv6 /48>` (logins of a /48 together) and `ip:unknown` (clients a trusted proxy did not
+name), which are limited but never banned.
 IPv6 clients are counted and banned per /64 (one host owns a whole /64), while a
 manual ban may still target one exact address with `ip:`.
 """
@@ -34,6 +36,11 @@ BAN_SUBJECT_PATTERN = rf"^(?:{_BANNABLE})$"
 _USER_ID = re.compile(USER_ID_PATTERN)
 _ACCOUNT = re.compile(ACCOUNT_PATTERN)
 IPV6_PREFIX = 64
+NET48_PREFIX = 48
+# What auth sends when a trusted proxy named no client (shared.http.UNKNOWN_CLIENT): one shared
+# client, counted under this subject, never scored, never banned (the grammar refuses to ban it).
+UNKNOWN_CLIENT = "unknown"
+UNKNOWN_SUBJECT = "ip:unknown"
 
 
 class InvalidSubject(ValueError):
@@ -41,14 +48,14 @@ class InvalidSubject(ValueError):
 
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """A bare address (no port, no brackets); IPv4-mapped IPv6 becomes IPv4."""
+    """A bare address (no port, no brackets); IPv4-mapped IPv6 becomes IPv4, a zone is dropped."""
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
         raise InvalidSubject(f"not an IP address: {text[:64]!r}") from None
     if isinstance(address, ipaddress.IPv6Address):
-        if address.scope_id is not None:
-            raise InvalidSubject("scoped IPv6 addresses are not accepted")
+        if address.scope_id is not None:  # `fe80::1%eth0`: the zone is the sender's interface
+            address = ipaddress.IPv6Address(text.partition("%")[0])
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
     return address
@@ -63,14 +70,25 @@ def net_of(address: ipaddress.IPv6Address) -> str:
 class ClientAddress:
     """The subjects one client address maps to."""
 
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None  # None: the unknown client
     counted: str  # limits, scores and automatic bans
     ban_only: tuple[str, ...]  # also checked for (manual) bans
     exempt: bool  # a trusted proxy or BAN_EXEMPT_CIDRS: no limits, no scores, no bans
+    bannable: bool = True  # False for the shared unknown client: limited, never scored or banned
+    net48: str | None = None  # the IPv6 /48 whose logins are limited together, never banned
 
     @property
     def subjects(self) -> tuple[str, ...]:
         return (self.counted, *self.ban_only)
+
+
+UNKNOWN_ADDRESS = ClientAddress(None, UNKNOWN_SUBJECT, (), exempt=False, bannable=False)
+
+
+def net48_of(address: ipaddress.IPv6Address, exempt: tuple[IPNetwork, ...]) -> str | None:
+    """`net:<prefix>/48`, or None when the /48 holds an exempt network (the operator knows it)."""
+    subject = f"net:{ipaddress.IPv6Network((address, NET48_PREFIX), strict=False)}"
+    return None if is_exempt(subject, exempt) else subject
 
 
 @functools.lru_cache(maxsize=8192)
@@ -79,14 +97,17 @@ def client_address(text: str, exempt: tuple[IPNetwork, ...] = ()) -> ClientAddre
 
     Cached: parsing addresses and testing networks is most of the engine's own CPU time.
     """
+    if text == UNKNOWN_CLIENT:
+        return UNKNOWN_ADDRESS
     address = parse_ip(text)
     is_exempt_address = address_exempt(address, exempt)
     if isinstance(address, ipaddress.IPv4Address):
         return ClientAddress(address, f"ip:{address}", (), is_exempt_address)
+    net48 = net48_of(address, exempt)
     net = net_of(address)
     if is_exempt(net, exempt):
-        return ClientAddress(address, f"ip:{address}", (), is_exempt_address)
-    return ClientAddress(address, net, (f"ip:{address}",), is_exempt_address)
+        return ClientAddress(address, f"ip:{address}", (), is_exempt_address, net48=net48)
+    return ClientAddress(address, net, (f"ip:{address}",), is_exempt_address, net48=net48)
 
 
 def user_subject(user_id: str) -> str:

@@ -109,6 +109,14 @@ async def test_events_limit_then_ban_and_the_ban_is_remembered(client: Moderatio
     assert client.is_banned(ip=ip) == banned  # learned from the answer, no network call
 
 
+async def test_addresses_moderation_refuses_fall_back_without_raising(client: ModerationClient) -> None:
+    scoped = await client.event("login", ip="fe80::1%eth0")  # accepted: the zone is dropped
+    assert scoped.allowed and not scoped.degraded
+    for junk in ("not-an-address", "1.2.3.4%eth0", "fe80::1%"):
+        decision = await client.event("login", ip=junk)  # 422 from moderation, then the fallback
+        assert decision.degraded and decision.ban is None
+
+
 async def test_account_events_and_device_cookie(client: ModerationClient) -> None:
     account = fresh_account()
     for _ in range(4):

@@ -69,10 +69,14 @@ async def test_stuffing_throttles_the_account_but_not_its_owner(stack: Stack, co
         assert (await stack.check(ip=ip))["banned"] is False
     assert [r for r in await stack.audit() if r["subject"] in {f"user:{user_id}", f"ip:{home}"}] == []
 
-    # An attacker address that keeps going exceeds its own per-IP limit: it is scored, then banned.
-    persistent = attackers[-1]  # one attempt so far
-    statuses = [(await stack.login(persistent, email, WRONG)).status_code for _ in range(LOGIN_MAX + 2)]
-    assert statuses[: LOGIN_MAX - 1] == [429] * (LOGIN_MAX - 1), statuses
+    # An attacker address that keeps going on other accounts exceeds its own per-IP limit: it is
+    # scored, then banned (its refused attempts on the throttled account counted nowhere).
+    persistent = attackers[-1]
+    statuses = [
+        (await stack.login(persistent, fresh_email("other"), WRONG)).status_code for _ in range(LOGIN_MAX + 3)
+    ]
+    assert statuses[:LOGIN_MAX] == [401] * LOGIN_MAX, statuses
+    assert statuses[LOGIN_MAX:-1] == [429, 429], statuses
     assert statuses[-1] == 403, statuses
     assert (await stack.check(ip=persistent))["banned"] is True
     assert (await stack.check(ip=home))["banned"] is False
@@ -97,6 +101,25 @@ async def test_stuffing_throttles_the_account_but_not_its_owner(stack: Stack, co
     assert_limited(
         await browser.post("/api/auth/login", json={"email": email, "password": password}), ACCOUNT_MAX
     )
+
+
+async def test_an_owner_retrying_from_home_under_an_account_throttle_is_never_banned(stack: Stack) -> None:
+    email = fresh_email("owner")
+    home = stack.fresh_ip()
+    assert (await stack.register(stack.fresh_ip(), email)).status_code == 200
+    browser = stack.client(home)
+    login = {"email": email, "password": STRONG_PASSWORD}
+    assert (await browser.post("/api/auth/login", json=login)).status_code == 200  # the device cookie
+    for _ in range(ACCOUNT_MAX):  # an attacker throttles the account from elsewhere
+        assert (await stack.login(stack.fresh_ip(), email, WRONG)).status_code == 401
+    # The owner, on a new device at home, retries far past LOGIN_MAX + BAN_INTERVAL: always 429.
+    for _ in range(4 * (LOGIN_MAX + 3)):
+        assert_limited(await stack.login(home, email), ACCOUNT_MAX)
+    assert (await stack.check(ip=home))["banned"] is False
+    assert await stack.score(home) == 0
+    # The owner's device-cookie browser at home still gets in.
+    again = await browser.post("/api/auth/login", json=login)
+    assert again.status_code == 200, again.text
 
 
 async def test_the_device_cookie_widens_the_door_but_never_removes_it(stack: Stack) -> None:

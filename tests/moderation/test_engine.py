@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.moderation.engine import Engine, Event, SubjectExempt, Violation
+from services.moderation.metrics import LOGIN_ALARM, LOGIN_RATE, LoginRateAlarm
 from services.moderation.policy import BanPolicy, Limit, Limits, Policy
 from services.moderation.store import Store
 from tests.moderation.conftest import fresh_account, fresh_ip, fresh_ipv6, fresh_user
@@ -233,18 +234,26 @@ async def test_account_throttle_spares_the_owner_and_scores_nobody(
     assert not capped.allowed and capped.limit == 6
 
 
-async def test_account_throttle_scores_an_ip_only_over_its_own_limit(
+async def test_account_throttle_never_scores_or_counts_the_address(
     make_engine: Callable[..., Engine],
 ) -> None:
-    engine = make_engine()
+    engine = make_engine()  # LOGIN_MAX 3, BAN_INTERVAL 5
     account = fresh_account()
-    ip = fresh_ip()
+    home = fresh_ip()
     for i in range(4):
         await engine.event(Event("login_failed", fresh_ip(), account=account), "auth", now_ms=T0 + i)
-    throttled = [await login(engine, ip, T0 + 10 + i, account=account) for i in range(3)]
-    assert all(not d.allowed and d.score == 0 for d in throttled)  # type: ignore[attr-defined]
-    over = await login(engine, ip, T0 + 20, account=account)
-    assert over.score == 1  # type: ignore[attr-defined]  # its own per-IP limit is exceeded now
+    # The owner retries from home far past LOGIN_MAX + BAN_INTERVAL: refused by the account, never scored.
+    throttled = [await login(engine, home, T0 + 10 + i, account=account) for i in range(20)]
+    assert all(not d.allowed and d.ban is None and d.score == 0 for d in throttled)  # type: ignore[attr-defined]
+    assert (await engine.check(home, None, now_ms=T0 + 40)).ban is None
+    # Those refusals did not fill the home address's window: another account logs in from there.
+    assert (await login(engine, home, T0 + 41, account=fresh_account())).allowed  # type: ignore[attr-defined]
+    # An address over its own limit (on accounts that are not throttled) is scored, then banned.
+    flooder = fresh_ip()
+    answers = [await login(engine, flooder, T0 + 50 + i, account=fresh_account()) for i in range(3 + 5)]
+    assert [d.allowed for d in answers[:3]] == [True] * 3  # type: ignore[attr-defined]
+    assert [d.score for d in answers[3:7]] == [1, 2, 3, 4]  # type: ignore[attr-defined]
+    assert answers[-1].ban is not None  # type: ignore[attr-defined]
 
 
 async def test_message_violation_by_a_user_scores_user_and_ip(make_engine: Callable[..., Engine]) -> None:
@@ -362,3 +371,37 @@ async def test_a_logged_in_users_per_ip_violation_scores_the_user_too(
     assert not over.allowed and over.score == 1
     elsewhere = await engine.violation(Violation("login", user_id=user, score=0), "auth", now_ms=T0 + 6)
     assert elsewhere.score == 1  # the user's own score, from another address
+
+
+async def test_logins_spread_over_the_64s_of_one_48_are_limited_together(
+    store_factory: Callable[..., Store],
+) -> None:
+    base = policy()
+    limits = Limits(login=Limit(7, 60_000), login_net48=Limit(100, 60_000))
+    pol = Policy(limits=limits, scores=SCORES, bans=base.bans, exempt=EXEMPT)
+    engine = Engine(store_factory(pol.bans), pol)
+    prefix = f"2001:db8:{0x4000 + int(fresh_ip().split('.')[-1]):x}"  # one /48 nobody else uses
+    answers = []
+    for n in range(350):  # 7 per /64 (LOGIN_MAX), over 50 /64s
+        ip = f"{prefix}:{n % 50:x}::{n // 50 + 1:x}"
+        answers.append(await engine.event(Event("login", ip), "auth", now_ms=T0 + n))
+    allowed = [d.allowed for d in answers]
+    assert allowed[:100] == [True] * 100 and not any(allowed[100:])
+    assert all(d.ban is None and d.score == 0 for d in answers)  # a /48 is limited, never banned
+    assert answers[-1].limit == 100
+    # Another /48 and IPv4 clients are untouched.
+    assert (await engine.event(Event("login", f"2001:db9:{prefix[-4:]}::1"), "auth", now_ms=T0 + 400)).allowed
+    assert (await engine.event(Event("login", fresh_ip()), "auth", now_ms=T0 + 400)).allowed
+
+
+def test_the_global_login_rate_alarm_rises_and_falls() -> None:
+    now = [1000.0]
+    alarm = LoginRateAlarm(threshold_per_minute=50, clock=lambda: now[0])
+    for _ in range(50):
+        alarm.observe()
+    assert LOGIN_RATE._value.get() == 50 and LOGIN_ALARM._value.get() == 0
+    alarm.observe()
+    assert LOGIN_ALARM._value.get() == 1
+    now[0] += 61  # a minute later the burst has left the window
+    alarm.observe()
+    assert LOGIN_RATE._value.get() == 1 and LOGIN_ALARM._value.get() == 0

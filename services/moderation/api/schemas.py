@@ -19,6 +19,7 @@ from services.moderation.subjects import (
     ACCOUNT_PATTERN,
     BAN_SUBJECT_PATTERN,
     SUBJECT_PATTERN,
+    UNKNOWN_CLIENT,
     USER_ID_PATTERN,
     InvalidSubject,
     parse_ip,
@@ -29,6 +30,7 @@ ViolationType = Literal[
     "login",
     "register",
     "refresh",
+    "logout",
     "message",
     "concurrent_message",
     "reset_password",
@@ -42,10 +44,12 @@ _IP_FORMATS: list[dict[str, Any]] = [
     {"type": "string", "format": "ipv6"},
 ]
 IP_SCHEMA: dict[str, Any] = {
-    "anyOf": _IP_FORMATS,
-    "description": "A bare IPv4 or IPv6 address (no port); IPv6 counts per /64.",
+    "anyOf": [*_IP_FORMATS, {"type": "string", "const": UNKNOWN_CLIENT}],
+    "description": "A bare IPv4 or IPv6 address (no port; an IPv6 zone such as %eth0 is dropped); "
+    "IPv6 counts per /64. `unknown`: a trusted proxy named no client; all such requests are "
+    "limited as one client that is never scored or banned.",
 }
-OPTIONAL_IP_SCHEMA: dict[str, Any] = {**IP_SCHEMA, "anyOf": [*_IP_FORMATS, {"type": "null"}]}
+OPTIONAL_IP_SCHEMA: dict[str, Any] = {**IP_SCHEMA, "anyOf": [*IP_SCHEMA["anyOf"], {"type": "null"}]}
 _IN = ConfigDict(extra="forbid", strict=True)
 _QUERY = ConfigDict(extra="ignore")
 _OUT = ConfigDict(extra="forbid")
@@ -94,8 +98,8 @@ ONE_SUBJECT: list[JsonValue] = [
 
 
 def _ip(value: str | None) -> str | None:
-    if value is None:
-        return None
+    if value is None or value == UNKNOWN_CLIENT:
+        return value
     try:
         return str(parse_ip(value))
     except InvalidSubject as exc:
