@@ -30,13 +30,50 @@ MAX_EMAIL_LENGTH = 254
 REGISTER_MESSAGE = "Registration received. If the email can be used, the account is ready to log in."
 
 
-def normalize_email(email: str) -> str:
-    """The one canonical form: NFC, trimmed, lower-cased (LibreChat stores lower-case).
+def _folded(text: str) -> str:
+    """NFKC, trimmed, lower-cased, to a fixed point: lowering can leave a string NFKC changes again."""
+    value = text
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).strip().lower())
+        if folded == value:
+            break
+        value = folded
+    return value
 
-    NFC again after lower-casing: lowering can decompose (U+03AA U+0301 lowers to a
-    sequence NFC composes), and the stored form must normalize to itself.
+
+def _validated(email: str) -> tuple[str, str] | None:
+    """(canonical, Unicode-domain form) from the validator, or None if it refuses the address."""
+    try:
+        result = validate_email(
+            email, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False
+        )
+    except (EmailNotValidError, UnicodeError, ValueError):
+        return None
+    local = _folded(str(result.local_part))
+    return f"{local}@{_folded(str(result.ascii_domain))}", f"{local}@{_folded(str(result.domain))}"
+
+
+def email_forms(email: str) -> list[str]:
+    """The canonical form first, then the Unicode-domain spelling a LibreChat database may hold."""
+    folded = _folded(email)
+    if len(folded) > MAX_EMAIL_LENGTH or "@" not in folded:
+        return [folded]
+    validated = _validated(folded)
+    if validated is None:
+        return [folded]
+    return list(dict.fromkeys(validated))
+
+
+def normalize_email(email: str) -> str:
+    """The one canonical form every lookup, throttle and unique index uses.
+
+    The validator's normalized address taken after NFKC (fullwidth letters collapse), with
+    the domain in its IDNA ASCII form (so `bücher.de` and `xn--bcher-kva.de` are one domain)
+    and the whole address lower-cased as LibreChat stores it: `Root@x` and `root@x` are one
+    account and a LibreChat database keeps working. Lenient: input the validator refuses
+    still gets a stable folded form, so login never fails with 500 on odd input.
     """
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", email).strip().lower())
+    return email_forms(email)[0]
 
 
 def check_email_syntax(email: str) -> str:
@@ -49,6 +86,11 @@ def check_email_syntax(email: str) -> str:
     except EmailNotValidError as exc:
         raise ApiError(422, "invalid_input", f"email: {exc}") from None
     return canonical
+
+
+def canonical_username(username: str) -> str:
+    """NFKC then case-folded: `ROOT`, `Root` and fullwidth forms are one name (LibreChat lower-cases)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).strip().casefold())
 
 
 def user_id_of(doc: Document) -> str:
@@ -99,6 +141,15 @@ class NewUser:
     email_verified: bool = False
 
 
+@dataclass(frozen=True)
+class LookAlikes:
+    """Several accounts whose email (or username) has one canonical form."""
+
+    kind: str  # "email" or "username"
+    canonical: str
+    accounts: list[Document]
+
+
 class UsernameTaken(Exception):
     pass
 
@@ -135,6 +186,7 @@ class Accounts:
     def check_username(username: str | None) -> str | None:
         if username is None or username == "":
             return None
+        username = canonical_username(username)
         if not USERNAME_PATTERN.fullmatch(username):
             raise ApiError(
                 422,
@@ -148,23 +200,30 @@ class Accounts:
 
     async def find_by_email(self, email: str) -> Document | None:
         async with store_errors():
-            return await self._store.c.users.find_one({"email": normalize_email(email)})
+            return await self._store.c.users.find_one({"email": {"$in": email_forms(email)}})
 
     async def find_by_id(self, user_id: str) -> Document | None:
         async with store_errors():
             return await self._store.c.users.find_one({"_id": object_id(user_id)})
 
     async def username_exists(self, username: str) -> bool:
+        """Case-insensitive: a mixed-case name stored before names were lower-cased still counts."""
+        name = canonical_username(text_value(username))
+        query = {
+            "$or": [{"username": name}, {"username": {"$regex": f"^{re.escape(name)}$", "$options": "i"}}]
+        }
         async with store_errors():
-            return (
-                await self._store.c.users.find_one({"username": text_value(username)}, {"_id": 1}) is not None
-            )
+            return await self._store.c.users.find_one(query, {"_id": 1}) is not None
 
     async def create(self, new: NewUser) -> Document:
         """Insert a user whose password is already policy-checked and normalized."""
         if new.role not in ROLES:
             raise ApiError(422, "invalid_input", f"role must be one of {', '.join(ROLES)}")
+        if new.username is not None and await self.username_exists(new.username):
+            raise UsernameTaken  # also a mixed-case name the unique index (exact match) would miss
         hashed = await self.hasher.hash(new.password)
+        if len(email_forms(new.email)) > 1 and await self.find_by_email(new.email) is not None:
+            raise EmailTaken  # stored under its Unicode-domain spelling, which the unique index misses
         now = dt.datetime.now(dt.UTC)
         doc: Document = {
             "name": new.name,
@@ -241,6 +300,24 @@ class Accounts:
         async with store_errors():
             await self._store.c.users.delete_one({"_id": user["_id"]})
             await self._store.c.user_state.delete_one({"_id": user_id_of(user)})
+
+    async def look_alikes(self) -> list[LookAlikes]:
+        """Accounts sharing a canonical email or username: written before canonical forms, or by
+        another program. Reported for an operator to resolve; never merged automatically."""
+        groups: dict[tuple[str, str], list[Document]] = {}
+        async with store_errors():
+            cursor = self._store.c.users.find({}, {"email": 1, "username": 1, "role": 1, "createdAt": 1})
+            async for doc in cursor:
+                email, username = doc.get("email"), doc.get("username")
+                if isinstance(email, str) and email:
+                    groups.setdefault(("email", normalize_email(email)), []).append(doc)
+                if isinstance(username, str) and username:
+                    groups.setdefault(("username", canonical_username(username)), []).append(doc)
+        return [
+            LookAlikes(kind, canonical, docs)
+            for (kind, canonical), docs in sorted(groups.items())
+            if len(docs) > 1
+        ]
 
     async def list_users(self, limit: int = 10_000) -> list[Document]:
         async with store_errors():

@@ -9,3 +9,7 @@ REGISTRATIONS = Counter("authgate_registrations_total", "Registration attempts b
 REFRESHES = Counter("authgate_refreshes_total", "Refresh attempts by outcome", ["outcome"])
 REVOCATIONS = Counter("authgate_session_revocations_total", "Revoked sessions by reason", ["reason"])
 DENIALS = Counter("authgate_moderation_denials_total", "Requests refused by moderation", ["event", "outcome"])
+BREACH_CHECK_FAILURES = Counter(
+    "authgate_password_breach_check_failures",
+    "Breached-password range checks that failed (the password was accepted: the check fails open)",
+)

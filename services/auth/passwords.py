@@ -20,6 +20,8 @@ import zxcvbn
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from services.auth.blocklist import is_common
+from services.auth.breach import BreachCheck
 from services.auth.settings import Argon2Params
 from shared.errors import ApiError
 
@@ -50,11 +52,13 @@ class PolicyViolation:
 
 
 class PasswordPolicy:
-    """Length in code points, a size cap, zxcvbn strength with context words; no composition rules."""
+    """Length in code points, a size cap, zxcvbn strength with context words, a common-password
+    blocklist and an optional breach range check; no composition rules."""
 
-    def __init__(self, min_length: int, min_strength: int) -> None:
+    def __init__(self, min_length: int, min_strength: int, breach_check: BreachCheck | None = None) -> None:
         self.min_length = min_length
         self.min_strength = min_strength
+        self.breach_check = breach_check
 
     def check(self, password: str, context: list[str]) -> PolicyViolation | None:
         if not within_size_cap(password):
@@ -74,6 +78,12 @@ class PasswordPolicy:
             if any(w and w.lower() in password.lower() for w in words if len(w) >= 4):
                 message += "; it contains your email, name or username"
             return PolicyViolation("too_weak", f"{message}. {hint}".strip())
+        if is_common(password):
+            return PolicyViolation(
+                "common", "Password is on a list of commonly used passwords; choose another."
+            )
+        if self.breach_check is not None and self.breach_check.is_breached(password):
+            return PolicyViolation("breached", "Password appears in known data breaches; choose another.")
         return None
 
 
