@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.moderation.policy import EVENT_TYPES  # noqa: E402
+from services.moderation.policy import AUTH_KEY_SCOPES  # noqa: E402
 from shared.config import GENERATED_SECRETS_FILE, Env, generate_dev_secret  # noqa: E402
 
 DATA = ROOT / "data"
@@ -69,9 +69,8 @@ def ensure_secrets() -> list[str]:
     make("JWT_REFRESH_SECRET", lambda: secrets.token_hex(32))
     auth_key = make("MODERATION_API_KEY", lambda: secrets.token_urlsafe(32))
     admin_key = make("MODERATION_ADMIN_KEY", lambda: secrets.token_urlsafe(32))
-    # auth's key lists every event type it may report (moderation's scope rule)
-    auth_scopes = "+".join(("report", "report-user", *EVENT_TYPES))
-    make("MODERATION_API_KEYS", lambda: f"auth:{auth_scopes}:{auth_key},cli:admin:{admin_key}")
+    # auth's key holds exactly the scopes auth uses: its own event types, never report-user
+    make("MODERATION_API_KEYS", lambda: f"auth:{AUTH_KEY_SCOPES}:{auth_key},cli:admin:{admin_key}")
     # Not a secret, but the CLI in another shell needs it to find the moderation service.
     port = env.integer("MODERATION_PORT", 3081)
     make("MODERATION_URL", lambda: f"http://127.0.0.1:{port}")

@@ -7,11 +7,13 @@ import hmac
 import ipaddress
 import json
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,9 +84,43 @@ def normalize_ip(value: str) -> str | None:
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:  # a zone names the proxy's interface, not the client
+            address = ipaddress.IPv6Address(text.partition("%")[0])
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
     return str(address)
+
+
+# A trusted proxy that names no client address: one shared client, limited (fail closed), never
+# banned and never exempt (that would be the proxy's own address).
+UNKNOWN_CLIENT = "unknown"
+UNKNOWN_CLIENTS = Counter(
+    "authgate_client_ip_unknown_total",
+    "Requests from a trusted proxy that named no usable client address",
+    ["reason"],
+)
+UNKNOWN_LOG_INTERVAL_S = 60.0
+_unknown_log = {"next": 0.0, "suppressed": 0}
+log = structlog.get_logger("authgate.http")
+
+
+def _unknown_client(reason: str) -> str:
+    """Count it; warn at most once a minute (a broken proxy sends every request this way)."""
+    UNKNOWN_CLIENTS.labels(reason).inc()
+    now = time.monotonic()
+    if now >= _unknown_log["next"]:
+        log.warning(
+            "client_ip_unknown",
+            reason=reason,
+            suppressed=int(_unknown_log["suppressed"]),
+            detail="a trusted proxy sent no usable X-Forwarded-For; check its configuration",
+        )
+        _unknown_log["next"] = now + UNKNOWN_LOG_INTERVAL_S
+        _unknown_log["suppressed"] = 0
+    else:
+        _unknown_log["suppressed"] += 1
+    return UNKNOWN_CLIENT
 
 
 @dataclass(frozen=True)
@@ -107,21 +143,23 @@ class ClientIPResolver:
         return any(ip in network for network in self.trusted)
 
     def resolve(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
+        """The client's address, or UNKNOWN_CLIENT when a trusted proxy did not name one."""
         client = normalize_ip(peer or "") or "0.0.0.0"
         if self.hops <= 0 or not self.is_trusted(client):
             return client
         entries = [e for header in forwarded_for for e in header.split(",") if e.strip()]
+        if not entries:
+            return _unknown_client("no_forwarded_for")
         skipped = 1  # the peer itself was the first trusted hop
         for entry in reversed(entries):
             address = normalize_ip(entry)
             if address is None:
-                return client  # malformed: stop at the last address we could trust
+                return _unknown_client("malformed")  # `unknown`, junk: never the proxy itself
             if self.is_trusted(address) and skipped < self.hops:
                 skipped += 1
-                client = address
                 continue
             return address
-        return client
+        return _unknown_client("proxies_only")
 
     def from_request(self, request: Request) -> str:
         peer = request.client.host if request.client else None

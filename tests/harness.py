@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.moderation.policy import EVENT_TYPES
+from services.moderation.policy import AUTH_KEY_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -165,7 +165,7 @@ def running(server: Server) -> Iterator[Server]:
 
 # A moderation service shared by the tests that need one but do not test moderation itself -----
 
-AUTH_EVENT_SCOPES = "+".join(("report", "report-user", *EVENT_TYPES))
+AUTH_EVENT_SCOPES = AUTH_KEY_SCOPES  # what `make run` and the deploy docs give auth
 # Limits no functional test reaches; the moderation tests start their own services with real ones.
 GENEROUS_LIMITS = {
     "LOGIN_MAX": "1000000",
@@ -173,6 +173,8 @@ GENEROUS_LIMITS = {
     "REFRESH_MAX": "1000000",
     "LOGIN_ACCOUNT_MAX": "100",
     "LOGIN_DEVICE_MAX": "100",
+    "LOGIN_NET48_MAX": "1000000",
+    "LOGOUT_MAX": "1000000",
 }
 
 

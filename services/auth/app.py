@@ -20,6 +20,7 @@ from services.auth.api import auth, health, introspect, sessions, user, wellknow
 from services.auth.api.openapi import openapi
 from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
 from services.auth.audit import AuditTrail
+from services.auth.breach import BreachCheck
 from services.auth.context import AuthContext
 from services.auth.devices import DeviceCookies
 from services.auth.keys import load_key_ring
@@ -48,7 +49,8 @@ def build_context(settings: AuthSettings) -> AuthContext:
     store = Store(settings.mongo_uri, settings.mongo_timeout_ms, settings.mongo_db)
     audit = AuditTrail(store)
     hasher = Hasher(settings.argon2, settings.hash_threads, settings.hash_queue)
-    policy = PasswordPolicy(settings.min_password_length, settings.password_min_strength)
+    breach = BreachCheck(settings.password_breach_check_url) if settings.password_breach_check_url else None
+    policy = PasswordPolicy(settings.min_password_length, settings.password_min_strength, breach)
     session_policy = SessionPolicy(
         absolute_ms=settings.refresh_token_expiry_ms,
         idle_ms=settings.session_idle_timeout_ms,
@@ -94,7 +96,8 @@ class BanCacheView:
         return BanNotice(ban.subject, ban.reason, ban.expires_at_iso(), max(1, ban.retry_after()))
 
 
-# Routes that a banned IP may still reach: probes, public documents, and the way out.
+# Routes that a banned IP may still reach: probes, public documents, and the way out (logout
+# refuses a banned address itself, from memory, unless its access token verifies).
 IP_BAN_EXEMPT = frozenset(
     {"/healthz", "/readyz", "/openapi.json", "/.well-known/jwks.json", "/api/auth/logout"}
 )

@@ -25,6 +25,7 @@ from services.auth.accounts import (
     NewUser,
     UsernameTaken,
     check_email_syntax,
+    normalize_email,
     public_user,
     user_id_of,
 )
@@ -72,7 +73,7 @@ async def open_context() -> AuthContext:
 async def require_user(context: AuthContext, email: str) -> dict[str, Any]:
     user = await context.accounts.find_by_email(email)
     if user is None:
-        raise CliError(f"no user with email {email.strip().lower()!r}")
+        raise CliError(f"no user with email {normalize_email(email)!r}")
     return user
 
 
@@ -187,6 +188,25 @@ async def reset_password(context: AuthContext, args: argparse.Namespace) -> None
     out(f"password reset for {user['email']}; revoked {revoked} session(s)")
 
 
+async def doctor(context: AuthContext, args: argparse.Namespace) -> None:
+    """Report accounts that share a canonical email or username; exit 1 if any, merge nothing."""
+    groups = await context.accounts.look_alikes()
+    await context.audit.record("cli_doctor", actor=ACTOR, look_alike_groups=len(groups))
+    if not groups:
+        out("no look-alike accounts")
+        return
+    for group in groups:
+        out(f"{group.kind} {group.canonical}: {len(group.accounts)} accounts share it")
+        for doc in group.accounts:
+            out(
+                f"  {user_id_of(doc)}  email={doc.get('email')!r}  username={doc.get('username')!r}  "
+                f"role={doc.get('role', 'USER')}"
+            )
+    raise CliError(
+        f"{len(groups)} group(s) of look-alike accounts; resolve them by hand (delete-user or edit the store)"
+    )
+
+
 def generate_secrets(args: argparse.Namespace) -> None:
     """The seed's "JWT Keys" tool: two independent 32-byte hex secrets."""
     out(f"JWT_SECRET={secrets.token_hex(32)}")
@@ -236,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.set_defaults(store_command=reset_password)
+
+    p = sub.add_parser("doctor", help="report accounts sharing a canonical email or username")
+    p.set_defaults(store_command=doctor)
 
     p = sub.add_parser("generate-secrets", help="print fresh JWT_SECRET / JWT_REFRESH_SECRET")
     p.set_defaults(plain_command=generate_secrets)

@@ -55,6 +55,7 @@ class AuthSettings:
     jwt_audience: str = "authgate"
     min_password_length: int = 15
     password_min_strength: int = 3
+    password_breach_check_url: str | None = None
     argon2: Argon2Params = field(default_factory=Argon2Params)
     hash_threads: int = 2
     hash_queue: int = 64
@@ -151,6 +152,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         jwt_audience=env.string("JWT_AUDIENCE", "authgate") or "authgate",
         min_password_length=min_length,
         password_min_strength=strength,
+        password_breach_check_url=_breach_check_url(env.string("PASSWORD_BREACH_CHECK_URL")),
         argon2=Argon2Params(memory, time_cost, parallelism),
         hash_threads=env.integer("ARGON2_THREADS", 2, minimum=1),
         hash_queue=env.integer("ARGON2_MAX_QUEUE", 64, minimum=1),
@@ -188,4 +190,13 @@ def _header_prefix(value: str) -> str:
 def _fraction(value: float) -> float:
     if value > 1:
         raise ConfigError("VERIFY_LOG_SAMPLE", "must be between 0 and 1")
+    return value
+
+
+def _breach_check_url(value: str | None) -> str | None:
+    """Off when unset; otherwise an http(s) base URL the SHA-1 prefix is appended to."""
+    if not value:
+        return None
+    if not value.startswith(("https://", "http://")):
+        raise ConfigError("PASSWORD_BREACH_CHECK_URL", "must be an http:// or https:// URL")
     return value

@@ -1023,8 +1023,10 @@ async def test_full_flow_over_uvicorn(auth_service: Callable[..., Server]) -> No
         ),
         # The peer is not a trusted proxy: its header means nothing.
         ({"TRUST_PROXY": "1", "TRUSTED_PROXIES": "10.0.0.0/8"}, "198.51.100.7", CLIENT_IP),
-        # Garbage in the header never becomes the client address.
-        ({"TRUST_PROXY": "1", "TRUSTED_PROXIES": f"{CLIENT_IP}/32"}, "not-an-ip", CLIENT_IP),
+        # Garbage in the header never becomes the client address, nor does the (exempt) proxy.
+        ({"TRUST_PROXY": "1", "TRUSTED_PROXIES": f"{CLIENT_IP}/32"}, "not-an-ip", "unknown"),
+        # A scoped address loses its zone.
+        ({"TRUST_PROXY": "1", "TRUSTED_PROXIES": f"{CLIENT_IP}/32"}, "fe80::1%eth0", "fe80::1"),
     ],
 )
 async def test_client_ip_recorded_on_the_session(

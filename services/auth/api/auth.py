@@ -11,6 +11,7 @@ from services.auth.accounts import (
     EmailTaken,
     NewUser,
     UsernameTaken,
+    canonical_username,
     check_email_syntax,
     normalize_email,
     public_user,
@@ -26,6 +27,7 @@ from services.auth.api.common import (
     token_response,
     user_agent,
 )
+from services.auth.context import AuthContext
 from services.auth.counters import LOGINS, REFRESHES, REGISTRATIONS
 from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
@@ -33,7 +35,7 @@ from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
 from services.auth.sessions import InvalidRefreshToken, RevokedByBan
 from services.auth.store import Document
-from services.auth.tokens import AccessTokens, InvalidToken
+from services.auth.tokens import AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ApiError
 from shared.http import bearer_token, parse_body
 
@@ -138,8 +140,8 @@ def _access_token(tokens: AccessTokens, user: Document, session_id: str) -> str:
     return tokens.issue(
         user_id=user_id_of(user),
         session_id=session_id,
-        email=str(user.get("email", "")),
-        username=str(user.get("username") or ""),
+        email=normalize_email(str(user.get("email", ""))),  # upstream apps see one form per mailbox
+        username=canonical_username(str(user.get("username") or "")),
         role=str(user.get("role", "USER")),
         provider=str(user.get("provider", "local")),
     ).token
@@ -188,22 +190,30 @@ async def refresh(request: Request) -> Response:
     return token_response(request, {"token": issued, "user": public_user(user)}, child, in_body=in_body)
 
 
+def _verified_claims(context: AuthContext, bearer: str | None) -> AccessClaims | None:
+    """The bearer token's claims when it verifies and its session is not known revoked (memory only)."""
+    if bearer is None:
+        return None
+    try:
+        claims = context.tokens.verify(bearer)
+    except InvalidToken:
+        return None
+    return None if context.revocations.is_revoked(claims.session_id) else claims
+
+
 async def logout(request: Request) -> Response:
     """Revoke the session named by the bearer token or by the refresh token."""
     context = ctx(request)
     body = await parse_body(request, LogoutRequest, allow_empty=True)
     session_id: str | None = None
     user_id: str | None = None
-    bearer = bearer_token(request)
-    if bearer is not None:
-        try:
-            claims = context.tokens.verify(bearer)
-        except InvalidToken:
-            claims = None
-        if claims is not None:
-            live = await context.sessions.find_live(claims.session_id)
-            if live is not None and live.user_id == claims.user_id:
-                session_id, user_id = live.id, live.user_id
+    claims = _verified_claims(context, bearer_token(request))
+    # Before any store lookup: a banned address passes only with a token that verifies.
+    await context.protection.before_logout(client_ip(request), token_verified=claims is not None)
+    if claims is not None:
+        live = await context.sessions.find_live(claims.session_id)
+        if live is not None and live.user_id == claims.user_id:
+            session_id, user_id = live.id, live.user_id
     if session_id is None:
         token, _ = _refresh_token_from(request, body.refresh_token)
         found = await context.sessions.find_by_token(token) if token else None

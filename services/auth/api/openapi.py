@@ -13,7 +13,8 @@ from shared.openapi import Operation, build_openapi
 
 E = s.ErrorResponse
 BEARER = ["bearer"]
-# 403 `banned`: IpBanMiddleware answers it on every route but the probes, public documents and logout.
+# 403 `banned`: IpBanMiddleware answers it on every route but the probes and public documents;
+# logout answers it itself unless the caller presents an access token that verifies.
 
 OPERATIONS = [
     Operation(
@@ -41,7 +42,7 @@ OPERATIONS = [
         "/api/auth/logout",
         "POST",
         "Revoke the current session",
-        {200: s.MessageResponse, 400: E, 401: E, 413: E, 415: E, 422: E, 503: E},
+        {200: s.MessageResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
         body=s.LogoutRequest,
         security=BEARER,
     ),
