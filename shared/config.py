@@ -21,6 +21,30 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 ENVIRONMENTS = (DEVELOPMENT, PRODUCTION, "test")
+# Modes where the security floors (network breadth, argon2, password length) do not apply.
+RELAXED_ENVIRONMENTS = frozenset({DEVELOPMENT, "test"})
+
+# Trusting or exempting a public prefix this wide (or wider) hands the whole Internet, or a large part
+# of it, the power to name its own client address or to escape limits. A CDN's published /12 is fine.
+WIDEST_PUBLIC_PREFIX = {4: 8, 6: 16}
+_NON_PUBLIC = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
 
 # Published in the seed configuration: anyone can sign tokens with them.
 PUBLISHED_EXAMPLE_SECRETS = frozenset(
@@ -113,8 +137,19 @@ class Env:
         return result
 
     def networks(self, name: str) -> tuple[IPNetwork, ...]:
+        """A list of networks; outside development and test, none may cover a wide public prefix."""
         value = self.raw(name)
-        return () if value is None else parse_networks(name, value)
+        if value is None:
+            return ()
+        networks = parse_networks(name, value)
+        if not self.relaxed:
+            refuse_wide_public(name, networks)
+        return networks
+
+    @property
+    def relaxed(self) -> bool:
+        """Development and test may go below the production floors (the mode is checked elsewhere)."""
+        return (self.raw("AUTHGATE_ENV") or PRODUCTION) in RELAXED_ENVIRONMENTS
 
     def choice(self, name: str, default: str, choices: Iterable[str]) -> str:
         value = self.raw(name)
@@ -221,6 +256,27 @@ def parse_networks(name: str, value: str) -> tuple[IPNetwork, ...]:
             raise ConfigError(name, "trusting every address is refused; list the proxy networks")
         networks.append(network)
     return tuple(networks)
+
+
+def covers_wide_public(network: IPNetwork) -> bool:
+    """Whether the network is at least as wide as the floor and reaches outside private space."""
+    if network.prefixlen > WIDEST_PUBLIC_PREFIX[network.version]:
+        return False
+    return not any(
+        network.version == private.version and network.subnet_of(private)  # type: ignore[arg-type]
+        for private in _NON_PUBLIC
+    )
+
+
+def refuse_wide_public(name: str, networks: Iterable[IPNetwork]) -> None:
+    for network in networks:
+        if covers_wide_public(network):
+            widest = WIDEST_PUBLIC_PREFIX[network.version]
+            raise ConfigError(
+                name,
+                f"{network} covers a public IPv{network.version} prefix of /{widest} or wider; "
+                "list the proxy or exempt networks themselves",
+            )
 
 
 def check_secret(name: str, value: str | None, *, development: bool, min_bytes: int = 32) -> None:

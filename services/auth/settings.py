@@ -130,6 +130,9 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         raise ConfigError("PASSWORD_MIN_STRENGTH", "must be between 0 and 4")
     memory = env.integer("ARGON2_MEMORY_KIB", 19456, minimum=8)
     time_cost = env.integer("ARGON2_TIME_COST", 2, minimum=1)
+    grace_ms = env.duration_ms("REFRESH_GRACE_PERIOD", "1000 * 10", allow_non_positive=True)
+    if not env.relaxed:
+        _check_floors(min_length, memory, time_cost, grace_ms)
     parallelism = env.integer("ARGON2_PARALLELISM", 1, minimum=1)
     return AuthSettings(
         env=mode,
@@ -146,7 +149,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         session_expiry_ms=env.duration_ms("SESSION_EXPIRY", "1000 * 60 * 15"),
         refresh_token_expiry_ms=env.duration_ms("REFRESH_TOKEN_EXPIRY", "(1000 * 60 * 60 * 24) * 7"),
         session_idle_timeout_ms=env.duration_ms("SESSION_IDLE_TIMEOUT", "1000 * 60 * 60 * 24"),
-        refresh_grace_period_ms=env.duration_ms("REFRESH_GRACE_PERIOD", "1000 * 10", allow_non_positive=True),
+        refresh_grace_period_ms=grace_ms,
         max_sessions_per_user=env.integer("MAX_SESSIONS_PER_USER", 50, minimum=1),
         jwt_issuer=env.string("JWT_ISSUER", "authgate") or "authgate",
         jwt_audience=env.string("JWT_AUDIENCE", "authgate") or "authgate",
@@ -179,6 +182,27 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         or "127.0.0.1",
         management_port=env.integer("AUTH_MANAGEMENT_PORT", 9080, minimum=0),
     )
+
+
+# OWASP's argon2id configurations (memory KiB, iterations), all of equal strength; parameters at
+# least as strong as one of them pass.
+OWASP_ARGON2ID = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+MIN_PASSWORD_FLOOR = 8  # NIST 800-63B
+MAX_REFRESH_GRACE_MS = 60_000  # a replayed refresh token is honoured for at most a minute
+
+
+def _check_floors(min_length: int, memory_kib: int, time_cost: int, grace_ms: int) -> None:
+    """Production refuses what a typo or a copied test setting would quietly weaken."""
+    if min_length < MIN_PASSWORD_FLOOR:
+        raise ConfigError("MIN_PASSWORD_LENGTH", f"must be >= {MIN_PASSWORD_FLOOR} outside development")
+    if not any(memory_kib >= m and time_cost >= t for m, t in OWASP_ARGON2ID):
+        raise ConfigError(
+            "ARGON2_MEMORY_KIB",
+            f"{memory_kib} KiB with ARGON2_TIME_COST={time_cost} is weaker than every OWASP argon2id "
+            "configuration (47104/1, 19456/2, 12288/3, 9216/4, 7168/5)",
+        )
+    if grace_ms > MAX_REFRESH_GRACE_MS:
+        raise ConfigError("REFRESH_GRACE_PERIOD", f"must be at most {MAX_REFRESH_GRACE_MS} ms (one minute)")
 
 
 def _header_prefix(value: str) -> str:
