@@ -16,8 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+# Where data/ and the .env files live: the checkout, unless AUTHGATE_ROOT names another folder.
+ROOT = Path(os.environ.get("AUTHGATE_ROOT") or REPO).resolve()
 
 from services.moderation.policy import AUTH_KEY_SCOPES  # noqa: E402
 from shared.config import GENERATED_SECRETS_FILE, Env, generate_dev_secret  # noqa: E402
@@ -39,6 +41,19 @@ def free_port(preferred: int) -> int:
                 continue
             return int(sock.getsockname()[1])
     raise RuntimeError("no free port")
+
+
+def make_private(path: Path) -> None:
+    """data/ holds password hashes and secrets: 0700 folders, 0600 files, whatever made them."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    for folder, dirs, files in os.walk(path):
+        os.chmod(folder, 0o700)
+        for name in dirs:
+            os.chmod(Path(folder) / name, 0o700)
+        for name in files:
+            file = Path(folder) / name
+            if not file.is_symlink():
+                os.chmod(file, 0o600)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -77,8 +92,18 @@ def ensure_secrets() -> list[str]:
     return created
 
 
+def service_url(prefix: str) -> str:
+    """The address a service really listens on, from the same variables it reads."""
+    env = Env.load(ROOT)
+    host = env.string(f"{prefix}_HOST", "127.0.0.1") or "127.0.0.1"
+    port = env.integer(f"{prefix}_PORT", 3080 if prefix == "AUTH" else 3081)
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+
+
 def main() -> None:
-    DATA.mkdir(exist_ok=True)
+    os.umask(0o077)  # every file the store and the services create is private to this user
+    make_private(DATA)
     env = Env.load(ROOT)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     child_env = dict(os.environ, AUTHGATE_ENV="development", PYTHONUNBUFFERED="1")
@@ -100,12 +125,14 @@ def main() -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()  # return only once every child is gone: a restart must find its files free
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
     try:
         if env.secret("MONGO_URI") is None:
             exe = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
-            port = free_port(27017)
+            # Not the well-known 27017: an ephemeral port unless EMBEDDED_MONGO_PORT asks for one.
+            port = free_port(env.integer("EMBEDDED_MONGO_PORT", 0, minimum=0))
             store_dir = DATA / "mongo"
             say(f"MONGO_URI is unset: starting the embedded MongoDB stand-in on 127.0.0.1:{port}")
             say("its data lives in ./data/mongo (git-ignored); set MONGO_URI to use a real MongoDB")
@@ -144,7 +171,8 @@ def main() -> None:
             children.append((name, proc))
             wait_port(Env.load(ROOT).integer(port_var, default), proc)
             say(f"{name} service is up")
-        say("auth API on http://127.0.0.1:3080 (Ctrl-C stops everything)")
+        say(f"auth API on {service_url('AUTH')}, moderation on {service_url('MODERATION')}")
+        say("Ctrl-C stops everything")
         while all(proc.poll() is None for _, proc in children):
             time.sleep(0.5)
         for name, proc in children:

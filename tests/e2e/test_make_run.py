@@ -1,0 +1,89 @@
+"""`make run`'s launcher as a newcomer runs it: private data, no well-known store port, true URLs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.harness import ROOT, clean_env, free_port
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 120) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        lines.append(line.rstrip())
+        if needle in line:
+            return lines
+    raise AssertionError("\n".join(lines))
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_make_run_keeps_data_private_and_prints_the_real_urls(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    auth_port, moderation_port = free_port(), free_port()
+    env = clean_env(
+        {
+            "AUTHGATE_ROOT": str(root),
+            "AUTH_PORT": str(auth_port),
+            "MODERATION_PORT": str(moderation_port),
+            "AUTH_MANAGEMENT_PORT": "0",
+            "MODERATION_MANAGEMENT_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "devrun.py")],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = _wait_for_line(proc, "auth API on")
+        assert f"http://127.0.0.1:{auth_port}" in lines[-1]
+        assert f"http://127.0.0.1:{moderation_port}" in lines[-1]
+
+        store_port = int((root / "data" / "mongo.port").read_text())
+        assert store_port != 27017
+        assert _listening(store_port)
+
+        data = root / "data"
+        modes = {}
+        for folder, dirs, files in os.walk(data):
+            for name in [*dirs, *files]:
+                path = Path(folder) / name
+                modes[path] = stat.S_IMODE(path.lstat().st_mode)
+        modes[data] = stat.S_IMODE(data.stat().st_mode)
+        assert any(path.name == "secrets.env" for path in modes)
+        assert any("mongo" in str(path.relative_to(data)) for path in modes)
+        loose = {str(p): oct(m) for p, m in modes.items() if m & 0o077}
+        assert loose == {}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    # Every child is gone when the launcher returns.
+    assert not _listening(auth_port)
+    assert not _listening(moderation_port)
+    assert not _listening(store_port)
