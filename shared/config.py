@@ -12,6 +12,7 @@ import ipaddress
 import operator
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -294,6 +295,25 @@ def check_secret(name: str, value: str | None, *, development: bool, min_bytes: 
         raise ConfigError(
             name, "looks like a placeholder, not a random secret; use `authgate generate-secrets`"
         )
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What uvicorn can bound itself: idle keep-alive connections and concurrent work.
+
+    uvicorn cannot time out a slow request read; the proxy in front does that
+    (deploy/ ships client_header_timeout, readTimeout, request_headers_timeout).
+    """
+
+    keep_alive_timeout_s: int = 5
+    limit_concurrency: int = 1000
+
+
+def load_http_limits(env: Env) -> HttpLimits:
+    return HttpLimits(
+        keep_alive_timeout_s=env.integer("HTTP_KEEP_ALIVE_TIMEOUT", 5, minimum=1),
+        limit_concurrency=env.integer("HTTP_LIMIT_CONCURRENCY", 1000, minimum=1),
+    )
 
 
 def environment(env: Env) -> str:

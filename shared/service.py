@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared.config import ConfigError
+from shared.config import ConfigError, HttpLimits
 from shared.logging import configure_logging
 from shared.metrics import management_app, serve, uvicorn_config
 
@@ -30,6 +30,8 @@ class ServiceSettings(Protocol):
     def management_host(self) -> str: ...
     @property
     def management_port(self) -> int: ...
+    @property
+    def http(self) -> HttpLimits: ...
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -57,4 +59,11 @@ def run_service(
         admin = management_app(healthz, readyz)
         admin.state._state.update(app.state._state)  # the probes read the same context/store
         management = uvicorn_config(admin, settings.management_host, settings.management_port, lifespan="off")
-    serve(uvicorn_config(app, settings.host, settings.port), management)
+    public = uvicorn_config(
+        app,
+        settings.host,
+        settings.port,
+        timeout_keep_alive=settings.http.keep_alive_timeout_s,
+        limit_concurrency=settings.http.limit_concurrency,
+    )
+    serve(public, management)

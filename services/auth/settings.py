@@ -15,10 +15,12 @@ from shared.config import (
     DEVELOPMENT,
     ConfigError,
     Env,
+    HttpLimits,
     IPNetwork,
     check_secret,
     environment,
     generate_dev_secret,
+    load_http_limits,
 )
 from shared.http import ClientIPResolver, ServiceKey, parse_service_keys, proxy_settings
 
@@ -77,6 +79,7 @@ class AuthSettings:
     verify_cache_size: int = 10_000
     management_host: str = "127.0.0.1"
     management_port: int = 9080
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     @property
     def development(self) -> bool:
@@ -181,6 +184,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         or env.string("AUTH_HOST", "127.0.0.1")
         or "127.0.0.1",
         management_port=env.integer("AUTH_MANAGEMENT_PORT", 9080, minimum=0),
+        http=load_http_limits(env),
     )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.moderation.policy import EVENT_TYPES, Policy, load_policy
-from shared.config import DEVELOPMENT, ConfigError, Env, environment
+from shared.config import DEVELOPMENT, ConfigError, Env, HttpLimits, environment, load_http_limits
 from shared.http import ServiceKey, parse_service_keys
 
 # `report` reads (checks, ban list, change feed); each event type a key may report is a
@@ -28,6 +28,7 @@ class ModerationSettings:
     log_level: str = "INFO"
     management_host: str = "127.0.0.1"
     management_port: int = 9081
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     @property
     def development(self) -> bool:
@@ -68,4 +69,5 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> Moderatio
         or env.string("MODERATION_HOST", "127.0.0.1")
         or "127.0.0.1",
         management_port=env.integer("MODERATION_MANAGEMENT_PORT", 9081, minimum=0),
+        http=load_http_limits(env),
     )
