@@ -31,8 +31,8 @@ Model = TypeVar("Model", bound=BaseModel)
 # Request ids ---------------------------------------------------------------------
 
 
-def _valid_request_id(value: str) -> bool:
-    return 0 < len(value) <= 128 and all(c.isalnum() or c in "-_.:" for c in value)
+def valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and all((c.isascii() and c.isalnum()) or c in "-_.:" for c in value)
 
 
 class RequestIdMiddleware:
@@ -50,7 +50,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _valid_request_id(incoming) else secrets.token_hex(8)
+        request_id = incoming if valid_request_id(incoming) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -246,13 +246,26 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """`application/json` or a `+json` type: what no cross-site form or no-cors fetch can send."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 async def parse_body(request: Request, model: type[Model], *, allow_empty: bool = False) -> Model:
-    """Read, decode and validate a JSON body against a pydantic model."""
-    content_type = request.headers.get("content-type", "")
+    """Read, decode and validate a JSON body against a pydantic model.
+
+    The content type is checked before the body is read: a cross-site page can post text/plain,
+    a form or (with a no-cors fetch) no type at all, never application/json. Only an empty body
+    without any content type may stand for "no fields" where `allow_empty` says so.
+    """
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json_media_type(content_type):
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
     raw = await read_body(request)
-    if allow_empty and not raw.strip():
+    if allow_empty and not raw.strip() and (content_type is not None or not raw):
         return model.model_validate({})
-    if content_type and not content_type.split(";")[0].strip().lower().endswith("json"):
+    if content_type is None:
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
     value = decode_json(raw)
     if not isinstance(value, dict):
@@ -316,7 +329,11 @@ def parse_service_keys(name: str, value: str | None, allowed_scopes: Iterable[st
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    """The one bearer credential; two Authorization headers are refused, never one picked."""
+    headers = request.headers.getlist("authorization")
+    if len(headers) > 1:
+        raise ApiError(400, "bad_request", "Send one Authorization header.")
+    header = headers[0] if headers else ""
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return None

@@ -24,6 +24,7 @@ from services.auth.api.common import (
     clear_refresh_cookie,
     client_ip,
     ctx,
+    refuse_foreign_origin,
     token_response,
     user_agent,
 )
@@ -103,6 +104,14 @@ async def login(request: Request) -> Response:
         LOGINS.labels("banned").inc()
         await context.audit.record("login_banned", user_id=user_id_of(user), ip=ip, outcome="refused")
         raise banned_error(ban)
+    if user.get("twoFactorEnabled") is True:
+        # LibreChat's two-factor accounts: a password alone never opens them, and until a second
+        # factor can be checked here they are told so (only after the correct password).
+        LOGINS.labels("2fa_required").inc()
+        await context.audit.record("login_2fa_required", user_id=user_id_of(user), ip=ip, outcome="refused")
+        raise ApiError(
+            403, "2fa_required", "This account uses two-factor sign-in, which is not available yet."
+        )
     response = await issue_session(request, user, ip, in_body=body.refresh_token_in_body)
     LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
@@ -156,6 +165,7 @@ def _refresh_token_from(request: Request, body_token: str | None) -> tuple[str |
 
 async def refresh(request: Request) -> Response:
     context = ctx(request)
+    refuse_foreign_origin(request)
     body = await parse_body(request, RefreshRequest, allow_empty=True)
     token, in_body = _refresh_token_from(request, body.refresh_token)
     if not token:
@@ -204,6 +214,7 @@ def _verified_claims(context: AuthContext, bearer: str | None) -> AccessClaims |
 async def logout(request: Request) -> Response:
     """Revoke the session named by the bearer token or by the refresh token."""
     context = ctx(request)
+    refuse_foreign_origin(request)
     body = await parse_body(request, LogoutRequest, allow_empty=True)
     session_id: str | None = None
     user_id: str | None = None

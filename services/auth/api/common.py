@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,6 +31,35 @@ def client_ip(request: Request) -> str:
 
 def user_agent(request: Request) -> str | None:
     return request.headers.get("user-agent")
+
+
+def _origin_of(url: str | None) -> str | None:
+    """`scheme://host[:port]`, lower-cased, the way browsers write an Origin header."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def refuse_foreign_origin(request: Request) -> None:
+    """Cookie-authenticated routes answer only our own pages: SameSite is not the only guard.
+
+    A browser names the page that sent a request in `Origin`; a service client sends none.
+    Allowed: the service's own origin (the Host it was reached at, or DOMAIN_SERVER) and
+    DOMAIN_CLIENT. Anything else, `null` included, is 403 `origin_refused`.
+    """
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    settings = ctx(request).settings
+    presented = _origin_of(origin)
+    host = request.headers.get("host", "").lower()
+    allowed = {_origin_of(settings.domain_client), _origin_of(settings.domain_server)} - {None}
+    if presented is not None and (presented in allowed or presented.split("://", 1)[1] == host):
+        return
+    raise ApiError(403, "origin_refused", "Requests from this origin are refused.")
 
 
 def unauthorized(message: str = "A valid access token is required.") -> ApiError:

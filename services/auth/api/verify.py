@@ -19,14 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import structlog
 from starlette.types import Receive, Scope, Send
 
 from services.auth.revocations import RevocationCache
 from services.auth.tokens import LEEWAY_SECONDS, AccessClaims, AccessTokens, InvalidToken
-from shared.http import ClientIPResolver
+from shared.http import ClientIPResolver, valid_request_id
 
 log = structlog.get_logger("authgate.verify")
 
@@ -138,9 +138,9 @@ class VerifyEndpoint:
         request_id = ""
         try:
             headers = dict(scope["headers"])
-            incoming = headers.get(b"x-request-id", b"")
-            if 0 < len(incoming) <= 128:
-                request_id = incoming.decode("latin-1")
+            incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+            if valid_request_id(incoming):  # the same rule as every other route
+                request_id = incoming
             else:
                 request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
             status, response_headers, body = self._decide(scope, headers)
@@ -168,10 +168,13 @@ class VerifyEndpoint:
                 [(b"retry-after", b"1")],
                 _body("revocation_state_stale", "Revocation state is not current; retry shortly."),
             )
-        required = self._required_roles(scope, headers)
-        if required is None:
+        required = self._required_roles(scope)
+        if isinstance(required, str):  # the proxy's configuration is wrong: say so, never "any role"
             self.counters.bad_request += 1
-            return 400, [], _body("bad_request", "Give 'roles' once.")
+            return 400, [], _body("bad_request", required)
+        if sum(1 for name, _ in scope["headers"] if name == b"authorization") > 1:
+            self.counters.bad_request += 1
+            return 400, [], _body("bad_request", "Send one Authorization header.")
         token = _bearer(headers.get(b"authorization"))
         if token is None:
             return self._unauthorized("missing_token")
@@ -245,22 +248,28 @@ class VerifyEndpoint:
         )
 
     @staticmethod
-    def _required_roles(scope: Scope, headers: dict[bytes, bytes]) -> frozenset[str] | None:
+    def _required_roles(scope: Scope) -> frozenset[str] | str:
         """`roles` from /verify's own query (nginx, Traefik) or, under /verify/..., from the proxy's header.
 
-        Under /verify/... (Envoy), the query string is the client's, so a `roles`
-        there is ignored: only the header the proxy sets counts.
+        /verify's query belongs to the proxy's configuration: anything but one `roles` there is
+        a mistake (`role=`, `Roles=`, `roles[]=`), answered 400 rather than read as "any role".
+        Under /verify/... (Envoy) the query string is the client's, so it is ignored and only
+        the header the proxy sets counts, given at most once. Returns an error message on misuse.
         """
         if scope["path"] == VERIFY_PATH:
             query = scope.get("query_string", b"")
             if not query:
                 return frozenset()
-            values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("roles", [])
-            if len(values) > 1:
-                return None
-            raw = values[0] if values else ""
+            pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            names = [name for name, _ in pairs]
+            if not pairs or names != ["roles"]:
+                return "The only query parameter /verify takes is 'roles', once."
+            raw = pairs[0][1]
         else:
-            raw = headers.get(REQUIRED_ROLES_HEADER, b"").decode("latin-1")
+            values = [value for name, value in scope["headers"] if name == REQUIRED_ROLES_HEADER]
+            if len(values) > 1:
+                return "Send X-Auth-Required-Roles once."
+            raw = values[0].decode("latin-1") if values else ""
         return frozenset(role.strip().upper() for role in raw.split(",") if role.strip())
 
 
