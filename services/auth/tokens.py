@@ -129,7 +129,15 @@ class AccessTokens:
         return claims_from_payload(payload)
 
 
+NUMERIC_CLAIMS = ("exp", "iat", "nbf")
+
+
 def claims_from_payload(payload: dict[str, Any]) -> AccessClaims:
+    # RFC 7519 NumericDate is a JSON number; PyJWT would read "9999999999" as one.
+    for name in NUMERIC_CLAIMS:
+        value = payload.get(name)
+        if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidToken("claim types")
     try:
         return AccessClaims(
             user_id=_text(payload["sub"]),

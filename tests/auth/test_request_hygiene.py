@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import jwt
 import pytest
 from prometheus_client import REGISTRY
 
@@ -175,3 +177,18 @@ async def test_two_factor_account_gets_no_session_from_a_password(auth: AuthApp)
     assert await auth.collection("auth_audit").count_documents({"event": "login_2fa_required"}) >= 1
     # A wrong password still says nothing about two-factor.
     assert_error(await auth.login(address, "not the password at all 123"), 401, "invalid_credentials")
+
+
+# Token claims -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_numeric_string_time_claims_are_refused(auth: AuthApp, claim: str) -> None:
+    """A correctly signed token whose NumericDate is a string is not an access token."""
+    body = await auth.user(email())
+    payload = jwt.decode(body["token"], options={"verify_signature": False})
+    payload[claim] = str(int(time.time()) + (3600 if claim == "exp" else -60))
+    forged = jwt.encode(payload, auth.settings.jwt_secret, algorithm="HS256", headers={"typ": "at+jwt"})
+    headers = {"Authorization": f"Bearer {forged}"}
+    assert (await auth.client.get("/verify", headers=headers)).status_code == 401
+    assert_error(await auth.client.get("/api/user", headers=headers), 401, "unauthorized")
