@@ -252,7 +252,18 @@ class Accounts:
 
     async def authenticate(self, email: str, password: str) -> Document | None:
         """One argon2 (or bcrypt) operation whether or not the user exists."""
-        user = await self.find_by_email(email) if len(email) <= MAX_EMAIL_LENGTH else None
+        return await self.check_password(await self.find_for_login(email), password)
+
+    async def find_for_login(self, email: str) -> Document | None:
+        """The account a login names, looked up before its password is checked.
+
+        Login reads the user's session epoch between this and `check_password`, so a
+        revocation that lands while the hash runs is seen as newer than the check.
+        """
+        return await self.find_by_email(email) if len(email) <= MAX_EMAIL_LENGTH else None
+
+    async def check_password(self, user: Document | None, password: str) -> Document | None:
+        """One argon2 (or bcrypt) operation whether or not `user` exists; the user when it matches."""
         stored = (
             user.get("password") if user is not None and user.get("provider", "local") == "local" else None
         )

@@ -65,6 +65,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         stale_grace_s=settings.verify_stale_grace_ms / 1000,
     )
     sessions.revocation_listeners.append(revocations.add_many)
+    sessions.epoch_listeners.append(revocations.add_epoch)
     devices = DeviceCookies(settings.jwt_refresh_secret, settings.refresh_token_expiry_ms, store)
     protection = Protection(ModerationClient(settings.moderation), devices, settings.jwt_refresh_secret)
     return AuthContext(

@@ -41,7 +41,9 @@ class RevocationCache:
         self._poll_interval = poll_interval_s
         self._stale_grace = stale_grace_s
         self._revoked: dict[str, float] = {}  # session id -> epoch seconds after which it can be forgotten
-        self._banned: dict[str, tuple[str, float]] = {}  # session id -> (ban reason, ban end, epoch s)
+        self._banned: dict[str, tuple[str, float]] = {}
+        # user id -> (lowest session epoch still accepted, epoch seconds after which it can be forgotten)
+        self._epochs: dict[str, tuple[int, float]] = {}  # session id -> (ban reason, ban end, epoch s)
         self._last_success: float | None = None
         self._since: dt.datetime | None = None
         self._task: asyncio.Task[None] | None = None
@@ -52,6 +54,11 @@ class RevocationCache:
 
     def is_revoked(self, session_id: str) -> bool:
         return session_id in self._revoked
+
+    def min_epoch(self, user_id: str) -> int:
+        """Tokens of this user with a lower `ep` claim predate an all-sessions revocation."""
+        found = self._epochs.get(user_id)
+        return 0 if found is None else found[0]
 
     def ban_of(self, session_id: str) -> tuple[str, float] | None:
         """(reason, end) when this session was revoked by a ban that has not ended yet."""
@@ -75,6 +82,12 @@ class RevocationCache:
     def add(self, session_id: str, forget_after: float) -> None:
         self._revoked[session_id] = forget_after
 
+    def add_epoch(self, user_id: str, epoch: int, forget_after: float) -> None:
+        """An all-sessions revocation: this user's tokens from earlier epochs are refused."""
+        known = self._epochs.get(user_id)
+        if known is None or known[0] < epoch:
+            self._epochs[user_id] = (epoch, forget_after)
+
     def add_many(self, session_ids: list[str], forget_after: float) -> None:
         """This process's own revocations apply at once, before the next poll."""
         for session_id in session_ids:
@@ -86,12 +99,24 @@ class RevocationCache:
             flt = {"expires_at": {"$gt": started}}
         else:
             flt = {"at": {"$gte": self._since - OVERLAP}}
-        fields = {"sid": 1, "expires_at": 1, "ban_reason": 1, "ban_expires_at": 1, "_id": 0}
+        fields = {
+            "sid": 1,
+            "user_id": 1,
+            "epoch": 1,
+            "expires_at": 1,
+            "ban_reason": 1,
+            "ban_expires_at": 1,
+            "_id": 0,
+        }
         cursor = self._store.c.revocations.find(flt, fields)
         count = 0
         async for doc in cursor:
             sid = doc.get("sid")
             expires = doc.get("expires_at")
+            epoch, user_id = doc.get("epoch"), doc.get("user_id")
+            if isinstance(epoch, int) and isinstance(user_id, str) and isinstance(expires, dt.datetime):
+                self.add_epoch(user_id, epoch, expires.timestamp())
+                count += 1
             if isinstance(sid, str) and isinstance(expires, dt.datetime):
                 self._revoked[sid] = expires.timestamp()
                 count += 1
@@ -110,6 +135,8 @@ class RevocationCache:
             for sid in [sid for sid, until in self._revoked.items() if until < now]:
                 del self._revoked[sid]
                 self._banned.pop(sid, None)
+            for user_id in [u for u, (_, until) in self._epochs.items() if until < now]:
+                del self._epochs[user_id]
 
     async def run(self) -> None:
         while not self._stopping:

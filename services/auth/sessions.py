@@ -31,6 +31,10 @@ from services.auth.store import Document, Store, store_errors, text_value
 TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
 
 
+class StaleCredentials(Exception):
+    """An all-sessions revocation landed while these credentials were being checked."""
+
+
 class InvalidRefreshToken(Exception):
     """Missing, unknown, expired, idle, revoked or replayed; callers answer 401 either way.
 
@@ -73,6 +77,7 @@ class Session:
     ip: str | None
     user_agent: str | None
     revoked_at: dt.datetime | None
+    epoch: int = 0
 
     @classmethod
     def from_doc(cls, doc: Document) -> Session:
@@ -85,6 +90,7 @@ class Session:
             ip=doc.get("ip"),
             user_agent=doc.get("user_agent"),
             revoked_at=doc.get("revoked_at"),
+            epoch=int(doc.get("epoch", 0)),
         )
 
 
@@ -112,6 +118,7 @@ class SessionService:
         self._child_key = derive_key(refresh_secret, b"refresh-child")
         self.policy = policy
         self.revocation_listeners: list[Callable[[list[str], float], None]] = []
+        self.epoch_listeners: list[Callable[[str, int, float], None]] = []
 
     # Tokens ---------------------------------------------------------------------
 
@@ -130,8 +137,22 @@ class SessionService:
 
     # Lifecycle --------------------------------------------------------------------
 
-    async def create(self, user_id: str, ip: str | None, user_agent: str | None) -> tuple[Session, str]:
-        """A fresh family for each login; client-supplied identifiers are never reused."""
+    async def epoch(self, user_id: str) -> int:
+        """The user's session epoch: every all-sessions revocation increments it."""
+        async with store_errors():
+            doc = await self._store.c.user_state.find_one({"_id": user_id}, {"session_epoch": 1})
+        return int((doc or {}).get("session_epoch", 0))
+
+    async def create(
+        self, user_id: str, ip: str | None, user_agent: str | None, epoch: int = 0
+    ) -> tuple[Session, str]:
+        """A fresh family for each login; client-supplied identifiers are never reused.
+
+        `epoch` is the user's session epoch read before the credentials were checked. If an
+        all-sessions revocation bumped it since, the new session is ended at once: the
+        credentials were checked before that revocation and must not outlive it. (A bump
+        after the re-read below finds this session in its sweep.)
+        """
         session_id = secrets.token_urlsafe(16)
         token = f"{session_id}.{secrets.token_urlsafe(32)}"
         hashed = token_hash(token)
@@ -150,9 +171,15 @@ class SessionService:
             "revoked_reason": None,
             "ip": ip,
             "user_agent": (user_agent or "")[:512] or None,
+            "epoch": epoch,
         }
         async with store_errors():
             await self._store.c.sessions.insert_one(doc)
+        if await self.epoch(user_id) > epoch:
+            await self.revoke(
+                user_id=user_id, session_ids=[session_id], reason="stale_credentials", actor="system"
+            )
+            raise StaleCredentials(user_id)
         await self._evict_beyond_limit(user_id, session_id)
         return Session.from_doc(doc), token
 
@@ -215,6 +242,15 @@ class SessionService:
                 return_document=ReturnDocument.BEFORE,
             )
         if before is not None:
+            if int(before.get("epoch", 0)) < await self.epoch(before["user_id"]):
+                # Created from credentials checked before an all-sessions revocation.
+                await self.revoke(
+                    user_id=before["user_id"],
+                    session_ids=[before["_id"]],
+                    reason="stale_epoch",
+                    actor="system",
+                )
+                raise InvalidRefreshToken("stale epoch", before["user_id"])
             if not self.is_live(before, now):
                 # Liveness is judged on the document as it was; an ended session is closed for good.
                 if before.get("revoked_at") is None:
@@ -281,6 +317,19 @@ class SessionService:
         revocation before the ban itself still answers 403 `banned`, not 401.
         """
         now = utcnow()
+        epoch: int | None = None
+        if session_ids is None and keep is None:
+            # First the epoch, then the sweep: a login whose credentials were checked before this
+            # point either sees the new epoch when it re-reads it, or is found by the sweep.
+            async with store_errors():
+                state = await self._store.c.user_state.find_one_and_update(
+                    {"_id": user_id},
+                    {"$inc": {"session_epoch": 1}},
+                    projection={"session_epoch": 1},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            epoch = int((state or {}).get("session_epoch", 1))
         if session_ids is not None:  # by id: a small indexed lookup, not every session of the user
             async with store_errors():
                 candidates = [
@@ -303,16 +352,9 @@ class SessionService:
                 {"sid": sid, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires, **extra}
                 for sid in ids
             ]
-            if session_ids is None and keep is None:
+            if epoch is not None:  # /verify refuses this user's tokens from older epochs
                 records.append(
-                    {
-                        "sid": None,
-                        "user_id": user_id,
-                        "reason": reason,
-                        "at": now,
-                        "expires_at": expires,
-                        **extra,
-                    }
+                    {"user_id": user_id, "epoch": epoch, "reason": reason, "at": now, "expires_at": expires}
                 )
             if records:
                 await self._store.c.revocations.insert_many(records)
@@ -324,6 +366,9 @@ class SessionService:
             REVOCATIONS.labels(reason).inc(len(ids))
         for listener in self.revocation_listeners:
             listener(ids, expires.timestamp())
+        if epoch is not None:
+            for epoch_listener in self.epoch_listeners:
+                epoch_listener(user_id, epoch, expires.timestamp())
         if ids:
             await self._audit.record(
                 "session_revoked", user_id=user_id, actor=actor, reason=reason, sessions=len(ids)

@@ -38,6 +38,7 @@ class AccessClaims:
     jti: str
     issued_at: int
     expires_at: int
+    epoch: int = 0  # the user's session epoch at login; tokens without the claim count as 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,15 @@ class AccessTokens:
         return self._lifetime
 
     def issue(
-        self, *, user_id: str, session_id: str, email: str, username: str, role: str, provider: str
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        email: str,
+        username: str,
+        role: str,
+        provider: str,
+        epoch: int = 0,
     ) -> IssuedToken:
         now = int(time.time())
         claims = AccessClaims(
@@ -73,6 +82,7 @@ class AccessTokens:
             jti=secrets.token_urlsafe(16),
             issued_at=now,
             expires_at=now + self._lifetime,
+            epoch=epoch,
         )
         payload = {
             "sub": user_id,
@@ -82,6 +92,7 @@ class AccessTokens:
             "email": email,
             "role": role,
             "sid": session_id,
+            "ep": epoch,
             "jti": claims.jti,
             "iat": now,
             "exp": claims.expires_at,
@@ -149,9 +160,16 @@ def claims_from_payload(payload: dict[str, Any]) -> AccessClaims:
             jti=_text(payload["jti"]),
             issued_at=int(payload["iat"]),
             expires_at=int(payload["exp"]),
+            epoch=_epoch(payload.get("ep", 0)),
         )
     except (KeyError, TypeError, ValueError):
         raise InvalidToken("claim types") from None
+
+
+def _epoch(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError("ep must be a non-negative integer")
+    return value
 
 
 def _text(value: object) -> str:

@@ -18,6 +18,7 @@ from tests.auth.conftest import AuthApp
 
 ACCESS_CLAIMS = {
     "sub",
+    "ep",  # the user's session epoch: tokens from before an all-sessions revocation are refused
     "id",
     "username",
     "provider",

@@ -34,7 +34,7 @@ from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
 from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
-from services.auth.sessions import InvalidRefreshToken, RevokedByBan
+from services.auth.sessions import InvalidRefreshToken, RevokedByBan, StaleCredentials
 from services.auth.store import Document
 from services.auth.tokens import AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ApiError
@@ -92,7 +92,14 @@ async def login(request: Request) -> Response:
     ip = client_ip(request)
     protection = context.protection
     gate = await protection.before_login(ip, normalize_email(body.email), request.cookies.get(DEVICE_COOKIE))
-    user = await context.accounts.authenticate(body.email, body.password)
+    # The session epoch is read before the credentials are: a revocation that lands while the
+    # password is being checked ends the session this login is about to create.
+    found = await context.accounts.find_for_login(body.email)
+    epoch = 0
+    if found is not None:
+        epoch = await context.sessions.epoch(user_id_of(found))
+        found = await context.accounts.find_by_id(user_id_of(found))  # role and hash as of that epoch
+    user = await context.accounts.check_password(found, body.password)
     if user is None:
         await protection.after_login_failure(gate)
         LOGINS.labels("failure").inc()
@@ -112,7 +119,11 @@ async def login(request: Request) -> Response:
         raise ApiError(
             403, "2fa_required", "This account uses two-factor sign-in, which is not available yet."
         )
-    response = await issue_session(request, user, ip, in_body=body.refresh_token_in_body)
+    try:
+        response = await issue_session(request, user, ip, in_body=body.refresh_token_in_body, epoch=epoch)
+    except StaleCredentials:
+        LOGINS.labels("stale").inc()
+        raise _invalid_credentials() from None
     LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
         await _set_device_cookie(request, response, user, gate.account)
@@ -134,18 +145,20 @@ async def _set_device_cookie(request: Request, response: Response, user: Documen
     )
 
 
-async def issue_session(request: Request, user: Document, ip: str, *, in_body: bool) -> Response:
+async def issue_session(
+    request: Request, user: Document, ip: str, *, in_body: bool, epoch: int = 0
+) -> Response:
     context = ctx(request)
     user_id = user_id_of(user)
-    session, refresh_token = await context.sessions.create(user_id, ip, user_agent(request))
-    issued = _access_token(context.tokens, user, session.id)
+    session, refresh_token = await context.sessions.create(user_id, ip, user_agent(request), epoch)
+    issued = _access_token(context.tokens, user, session.id, session.epoch)
     await context.audit.record("login", user_id=user_id, ip=ip, session_id=session.id)
     return token_response(
         request, {"token": issued, "user": public_user(user)}, refresh_token, in_body=in_body
     )
 
 
-def _access_token(tokens: AccessTokens, user: Document, session_id: str) -> str:
+def _access_token(tokens: AccessTokens, user: Document, session_id: str, epoch: int) -> str:
     return tokens.issue(
         user_id=user_id_of(user),
         session_id=session_id,
@@ -153,6 +166,7 @@ def _access_token(tokens: AccessTokens, user: Document, session_id: str) -> str:
         username=canonical_username(str(user.get("username") or "")),
         role=str(user.get("role", "USER")),
         provider=str(user.get("provider", "local")),
+        epoch=epoch,
     ).token
 
 
@@ -196,7 +210,7 @@ async def refresh(request: Request) -> Response:
     if user is None:
         await context.sessions.revoke(user_id=session.user_id, reason="user_deleted", actor="system")
         raise _invalid_refresh()
-    issued = _access_token(context.tokens, user, session.id)
+    issued = _access_token(context.tokens, user, session.id, session.epoch)
     return token_response(request, {"token": issued, "user": public_user(user)}, child, in_body=in_body)
 
 

@@ -222,6 +222,8 @@ class VerifyEndpoint:
                     _body("banned", "Access is temporarily banned.", reason=reason, expires_at=expires_at),
                 )
             return self._unauthorized("invalid_token")
+        if claims.epoch < self._revocations.min_epoch(claims.user_id):  # before an all-sessions revocation
+            return self._unauthorized("invalid_token")
         if required and claims.role not in required:
             self.counters.forbidden += 1
             return 403, [], _body("forbidden", "Your role may not access this resource.")
