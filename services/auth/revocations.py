@@ -23,9 +23,14 @@ from services.auth.store import Store
 
 log = structlog.get_logger("authgate.revocations")
 
-# Writers stamp `at` with their own clock and commit slightly later; re-reading
-# this much history on every poll covers both.
-OVERLAP = dt.timedelta(seconds=5)
+# The feed is read by position (a store-side counter), never by a writer's clock. A position can
+# commit after a higher one; such a gap is re-read on every poll until it arrives, or until
+# GAP_TIMEOUT_S says its writer died between taking the position and writing the record.
+GAP_TIMEOUT_S = 60.0
+MAX_GAPS = 10_000
+# After the first load, positions this far below the highest seen that are absent are treated as
+# gaps (records in flight at start-up); older absent ones were simply removed by the TTL.
+START_WINDOW = 1_000
 
 
 @dataclass
@@ -43,9 +48,10 @@ class RevocationCache:
         self._revoked: dict[str, float] = {}  # session id -> epoch seconds after which it can be forgotten
         self._banned: dict[str, tuple[str, float]] = {}
         # user id -> (lowest session epoch still accepted, epoch seconds after which it can be forgotten)
-        self._epochs: dict[str, tuple[int, float]] = {}  # session id -> (ban reason, ban end, epoch s)
+        self._epochs: dict[str, tuple[int, float]] = {}
         self._last_success: float | None = None
-        self._since: dt.datetime | None = None
+        self._high: int | None = None  # the highest feed position read; None before the first load
+        self._gaps: dict[int, float] = {}  # position not yet read -> monotonic time first missed
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.stats = RevocationStats()
@@ -95,11 +101,13 @@ class RevocationCache:
 
     async def refresh_once(self) -> None:
         started = dt.datetime.now(dt.UTC)
-        if self._since is None:
+        flt: dict[str, object]
+        if self._high is None:
             flt = {"expires_at": {"$gt": started}}
         else:
-            flt = {"at": {"$gte": self._since - OVERLAP}}
+            flt = {"pos": {"$gt": min([*self._gaps, self._high + 1]) - 1}}
         fields = {
+            "pos": 1,
             "sid": 1,
             "user_id": 1,
             "epoch": 1,
@@ -110,7 +118,11 @@ class RevocationCache:
         }
         cursor = self._store.c.revocations.find(flt, fields)
         count = 0
+        positions: set[int] = set()
         async for doc in cursor:
+            position = doc.get("pos")
+            if isinstance(position, int):
+                positions.add(position)
             sid = doc.get("sid")
             expires = doc.get("expires_at")
             epoch, user_id = doc.get("epoch"), doc.get("user_id")
@@ -123,11 +135,28 @@ class RevocationCache:
                 ban_end = doc.get("ban_expires_at")
                 if isinstance(ban_end, dt.datetime):
                     self._banned[sid] = (str(doc.get("ban_reason", "")), ban_end.timestamp())
-        self._since = started
+        self._track_gaps(positions)
         self._last_success = time.monotonic()
         self.stats.polls += 1
         self.stats.loaded += count
         self._prune()
+
+    def _track_gaps(self, seen: set[int]) -> None:
+        """Positions below the highest read that have not arrived yet are re-read until they do."""
+        now = time.monotonic()
+        for position in seen:
+            self._gaps.pop(position, None)
+        top = max(seen, default=self._high if self._high is not None else 0)
+        # On the first load only recent absences can be records in flight; older ones the TTL removed.
+        first = max(min(seen, default=top), top - START_WINDOW)
+        start = first if self._high is None else self._high
+        for position in range(start + 1, top):
+            if position not in seen and len(self._gaps) < MAX_GAPS:
+                self._gaps.setdefault(position, now)
+        self._high = max(top, self._high or 0)
+        for position in [p for p, since in self._gaps.items() if now - since > GAP_TIMEOUT_S]:
+            del self._gaps[position]
+            log.warning("revocation_position_skipped", position=position)
 
     def _prune(self) -> None:
         now = time.time()

@@ -112,7 +112,15 @@ class SessionPolicy:
 
 
 class SessionService:
-    def __init__(self, store: Store, audit: AuditTrail, refresh_secret: str, policy: SessionPolicy) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditTrail,
+        refresh_secret: str,
+        policy: SessionPolicy,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self._clock = clock
         self._store = store
         self._audit = audit
         self._child_key = derive_key(refresh_secret, b"refresh-child")
@@ -128,7 +136,7 @@ class SessionService:
         return f"{session_id_of(token)}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
     def is_live(self, doc: Document, now: dt.datetime | None = None) -> bool:
-        now = now or utcnow()
+        now = now or self._clock()
         return (
             doc.get("revoked_at") is None
             and doc["expires_at"] > now
@@ -156,7 +164,7 @@ class SessionService:
         session_id = secrets.token_urlsafe(16)
         token = f"{session_id}.{secrets.token_urlsafe(32)}"
         hashed = token_hash(token)
-        now = utcnow()
+        now = self._clock()
         doc: Document = {
             "_id": session_id,
             "user_id": user_id,
@@ -223,7 +231,7 @@ class SessionService:
         hashed = token_hash(token)
         child = self.child_of(token)
         child_hash = token_hash(child)
-        now = utcnow()
+        now = self._clock()
         user_agent = (user_agent or "")[:512] or None
         async with store_errors():
             before = await self._store.c.sessions.find_one_and_update(
@@ -296,10 +304,26 @@ class SessionService:
         return Session.from_doc(doc)
 
     async def list_live(self, user_id: str) -> list[Session]:
-        now = utcnow()
+        now = self._clock()
         live = [doc for doc in await self._user_sessions(user_id) if self.is_live(doc, now)]
         live.sort(key=lambda doc: doc["last_used_at"], reverse=True)
         return [Session.from_doc(doc) for doc in live]
+
+    async def allocate_positions(self, count: int) -> range:
+        """Feed positions for `count` revocation records, from one store-side counter.
+
+        Readers follow the feed by position, never by a writer's clock; a position can still
+        commit after a higher one, which the reader's gap tracking covers.
+        """
+        async with store_errors():
+            counter = await self._store.c.counters.find_one_and_update(
+                {"_id": "revocations"},
+                {"$inc": {"n": count}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        high = int((counter or {}).get("n", count))
+        return range(high - count + 1, high + 1)
 
     async def revoke(
         self,
@@ -316,7 +340,7 @@ class SessionService:
         A revocation caused by a ban carries the ban, so a /verify that learns of the
         revocation before the ban itself still answers 403 `banned`, not 401.
         """
-        now = utcnow()
+        now = self._clock()
         epoch: int | None = None
         if session_ids is None and keep is None:
             # First the epoch, then the sweep: a login whose credentials were checked before this
@@ -357,6 +381,10 @@ class SessionService:
                     {"user_id": user_id, "epoch": epoch, "reason": reason, "at": now, "expires_at": expires}
                 )
             if records:
+                for record, position in zip(
+                    records, await self.allocate_positions(len(records)), strict=True
+                ):
+                    record["pos"] = position
                 await self._store.c.revocations.insert_many(records)
             if ids:
                 await self._store.c.sessions.update_many(

@@ -68,6 +68,7 @@ class Collections:
     revocations: AsyncCollection[Document]
     audit: AsyncCollection[Document]
     user_state: AsyncCollection[Document]
+    counters: AsyncCollection[Document]
 
 
 class Store:
@@ -93,6 +94,7 @@ class Store:
             revocations=self.db.get_collection("auth_revocations", write_concern=JOURNALED),
             audit=self.db.get_collection("auth_audit"),
             user_state=self.db.get_collection("auth_user_state", write_concern=JOURNALED),
+            counters=self.db.get_collection("auth_counters", write_concern=JOURNALED),
         )
 
     async def close(self) -> None:
@@ -124,6 +126,7 @@ class Store:
             (self.c.sessions, [("user_id", ASCENDING)], {"name": "user_id_1"}),
             (self.c.sessions, [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
             (self.c.revocations, [("at", ASCENDING)], {"name": "at_1"}),
+            (self.c.revocations, [("pos", ASCENDING)], {"name": "pos_1"}),
             (
                 self.c.revocations,
                 [("expires_at", ASCENDING)],
