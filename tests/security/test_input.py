@@ -120,7 +120,7 @@ async def test_unexpected_error_is_a_generic_500_with_a_request_id(
     async def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(detail)
 
-    monkeypatch.setattr(auth.ctx.accounts, "authenticate", explode)
+    monkeypatch.setattr(auth.ctx.accounts, "check_password", explode)
     transport = httpx.ASGITransport(app=auth.app, raise_app_exceptions=False, client=(CLIENT_IP, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="https://auth.test") as client:
         response = await client.post(
