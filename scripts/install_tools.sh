@@ -7,6 +7,7 @@
 #                  `make audit` audits .venv only (issue 4 and 5 precisions).
 #   kubectl        for `kubectl kustomize` (renders deploy/k8s).
 #   nginx          /usr/sbin/nginx for `nginx -t` and the nginx end-to-end tests.
+#   faketime       libfaketime, to run a writer with a shifted clock (revocation feed tests).
 #
 # Idempotent and fast when everything is present (no network, no pip run).
 # Never fails the whole run because something is already installed; fails only
@@ -132,6 +133,19 @@ else
         say "redis-server ok: $(command -v redis-server)"
     else
         say "ERROR: redis-server is missing and could not be installed"
+        exit 1
+    fi
+fi
+# --- 5. libfaketime (a writer process with a shifted wall clock, for the feed tests) ---
+faketime_lib() { ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1; }
+if [ -n "$(faketime_lib)" ]; then
+    say "libfaketime ok: $(faketime_lib)"
+else
+    apt_install faketime || true
+    if [ -n "$(faketime_lib)" ]; then
+        say "libfaketime ok: $(faketime_lib)"
+    else
+        say "ERROR: libfaketime is missing and could not be installed"
         exit 1
     fi
 fi

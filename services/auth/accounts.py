@@ -308,9 +308,11 @@ class Accounts:
         return updated
 
     async def delete(self, user: Document) -> None:
+        """The user's state document stays as a small tombstone: its epochs must never go back,
+        or a login checked before the deletion could create a session that looks current."""
         async with store_errors():
             await self._store.c.users.delete_one({"_id": user["_id"]})
-            await self._store.c.user_state.delete_one({"_id": user_id_of(user)})
+            await self._store.c.user_state.update_one({"_id": user_id_of(user)}, {"$unset": {"sessions": ""}})
 
     async def look_alikes(self) -> list[LookAlikes]:
         """Accounts sharing a canonical email or username: written before canonical forms, or by

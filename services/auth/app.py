@@ -63,6 +63,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         store,
         poll_interval_s=settings.verify_max_staleness_ms / 1000 / 4,
         stale_grace_s=settings.verify_stale_grace_ms / 1000,
+        retain_s=(settings.session_expiry_ms + 120_000) / 1000,  # as long as a token it refuses lives
     )
     sessions.revocation_listeners.append(revocations.add_many)
     sessions.epoch_listeners.append(revocations.add_epoch)

@@ -41,10 +41,14 @@ class RevocationStats:
 
 
 class RevocationCache:
-    def __init__(self, store: Store, poll_interval_s: float, stale_grace_s: float) -> None:
+    def __init__(
+        self, store: Store, poll_interval_s: float, stale_grace_s: float, retain_s: float = 0.0
+    ) -> None:
         self._store = store
         self._poll_interval = poll_interval_s
         self._stale_grace = stale_grace_s
+        # `expires_at` is the writer's clock; what a poll reads is kept at least this long by ours.
+        self._retain = retain_s
         self._revoked: dict[str, float] = {}  # session id -> epoch seconds after which it can be forgotten
         self._banned: dict[str, tuple[str, float]] = {}
         # user id -> (lowest session epoch still accepted, epoch seconds after which it can be forgotten)
@@ -117,6 +121,8 @@ class RevocationCache:
             "_id": 0,
         }
         cursor = self._store.c.revocations.find(flt, fields)
+        # Read after the first load: written moments ago, whatever its writer's clock says.
+        kept_until = time.time() + self._retain if self._high is not None else 0.0
         count = 0
         positions: set[int] = set()
         async for doc in cursor:
@@ -126,11 +132,14 @@ class RevocationCache:
             sid = doc.get("sid")
             expires = doc.get("expires_at")
             epoch, user_id = doc.get("epoch"), doc.get("user_id")
-            if isinstance(epoch, int) and isinstance(user_id, str) and isinstance(expires, dt.datetime):
-                self.add_epoch(user_id, epoch, expires.timestamp())
+            if not isinstance(expires, dt.datetime):
+                continue
+            forget_after = max(expires.timestamp(), kept_until)
+            if isinstance(epoch, int) and isinstance(user_id, str):
+                self.add_epoch(user_id, epoch, forget_after)
                 count += 1
-            if isinstance(sid, str) and isinstance(expires, dt.datetime):
-                self._revoked[sid] = expires.timestamp()
+            if isinstance(sid, str):
+                self._revoked[sid] = max(forget_after, self._revoked.get(sid, 0.0))
                 count += 1
                 ban_end = doc.get("ban_expires_at")
                 if isinstance(ban_end, dt.datetime):

@@ -61,3 +61,20 @@ async def test_a_position_committed_late_is_still_read(
         await revocations.insert_one({**record, "sid": first_sid, "pos": early})  # commits after `late`
         await reader.ctx.revocations.refresh_once()
         assert reader.ctx.revocations.is_revoked(first_sid)
+
+
+async def test_a_writer_far_behind_is_not_forgotten_early(
+    mongo: Server, app_factory: Callable[..., Any]
+) -> None:
+    """A record's `expires_at` is the writer's clock: 30 minutes behind, it is already past when
+    written. The reader keeps what it read for the access-token lifetime by its own clock."""
+    async with two_processes(mongo, app_factory) as (writer, reader):
+        body = await writer.user(email())
+        await reader.ctx.revocations.refresh_once()
+        headers = {"Authorization": f"Bearer {body['token']}"}
+        writer.ctx.sessions._clock = lambda: utcnow() - dt.timedelta(minutes=30)
+        response = await writer.client.post("/api/auth/logout", json={}, headers=headers)
+        assert response.status_code == 200, response.text
+        for _ in range(60):  # past the poll that prunes forgotten entries
+            await reader.ctx.revocations.refresh_once()
+        assert (await reader.client.get("/verify", headers=headers)).status_code == 401

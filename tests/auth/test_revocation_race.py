@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 
 from tests.auth.conftest import STRONG_PASSWORD, base_env
 from tests.harness import VENV_BIN, Server, clean_env
+from tests.integration.support import REVOCATION_DEADLINE_S, run_cli
 
 ROUNDS = 6
 LOGINS_PER_ROUND = 4
@@ -88,3 +89,85 @@ async def test_no_session_checked_before_a_revocation_outlives_it(
                     assert verify.status_code == 200
         assert stale_seen > 0  # the race was really run: some logins were checked before a revocation
     await database.client.close()
+
+
+RESET_ROUNDS = 6
+RACERS = 3
+PASSPHRASES = (STRONG_PASSWORD, "a second long passphrase for the racing logins")
+
+
+async def login_until(
+    client: httpx.AsyncClient,
+    address: str,
+    password: str,
+    until: asyncio.Task[Any],
+    answers: list[httpx.Response],
+) -> None:
+    """Log in again and again while `until` runs: some logins are always in flight when it revokes."""
+    while not until.done():
+        answers.append(
+            await client.post(
+                "/api/auth/login",
+                json={"email": address, "password": password, "refresh_token_in_body": True},
+            )
+        )
+
+
+@pytest.mark.e2e
+async def test_no_login_with_the_replaced_password_outlives_a_reset(
+    mongo: Server, auth_service: Callable[..., Server], tmp_path: Path
+) -> None:
+    """Logins with the current password keep arriving while `authgate reset-password` replaces it.
+
+    Judged from outside, without the epoch claim: once the command has returned, every
+    login that succeeded with the replaced password was checked before the reset, so
+    none of them may refresh or pass /verify.
+    """
+    env = {**base_env(mongo.port), "VERIFY_MAX_STALENESS": "400"}
+    server = auth_service(**env)
+    address = "reset-racer@example.com"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        body = {"name": "R", "email": address, "password": PASSPHRASES[0], "confirm_password": PASSPHRASES[0]}
+        assert (await client.post("/api/auth/register", json=body)).status_code == 200
+        succeeded = 0
+        for round_number in range(RESET_ROUNDS):
+            old, new = PASSPHRASES[round_number % 2], PASSPHRASES[(round_number + 1) % 2]
+            reset = asyncio.create_task(
+                asyncio.to_thread(
+                    run_cli,
+                    env,
+                    tmp_path / "cli",
+                    "reset-password",
+                    address,
+                    "--password-stdin",
+                    stdin=new + "\n",
+                )
+            )
+            answers: list[httpx.Response] = []
+            await asyncio.gather(*(login_until(client, address, old, reset, answers) for _ in range(RACERS)))
+            await reset
+            issued = [answer.json() for answer in answers if answer.status_code == 200]
+            assert {answer.status_code for answer in answers} <= {200, 401}
+            succeeded += len(issued)
+            for tokens in issued:
+                refreshed = await client.post(
+                    "/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+                )
+                assert refreshed.status_code == 401, (
+                    f"round {round_number}: a session checked before the reset still refreshes"
+                )
+
+            async def all_refused(issued: list[dict[str, Any]] = issued) -> bool:
+                for tokens in issued:
+                    headers = {"Authorization": f"Bearer {tokens['token']}"}
+                    if (await client.get("/verify", headers=headers)).status_code != 401:
+                        return False
+                return True
+
+            deadline = asyncio.get_running_loop().time() + REVOCATION_DEADLINE_S
+            while not await all_refused():
+                assert asyncio.get_running_loop().time() < deadline, (
+                    f"round {round_number}: /verify still passes"
+                )
+                await asyncio.sleep(0.1)
+        assert succeeded > 0  # logins with the old password did run during the resets

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 import jwt
 import pytest
 
+from services.auth import cli
 from services.auth.sessions import StaleCredentials
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp
 from tests.auth.test_api import email
@@ -76,3 +80,69 @@ async def test_verify_refuses_tokens_of_an_older_epoch(app_factory: Callable[...
         await first.ctx.sessions.revoke(user_id=user_id, reason="admin_revoked", actor="test")
         assert first.ctx.revocations.min_epoch(user_id) >= 1
         assert (await first.client.get("/verify", headers=headers)).status_code == 401
+
+
+async def test_bearer_checks_refuse_an_epoch_the_feed_announced(app_factory: Callable[..., Any]) -> None:
+    """A replica may learn "this user is now at epoch N" from the feed before the writer's sweep has
+    marked the sessions: the API's bearer checks and introspection refuse older tokens at once,
+    as /verify does."""
+    key = secrets.token_urlsafe(32)
+    async with app_factory(AUTH_SERVICE_KEYS=f"billing:introspect:{key}") as auth:
+        body = await auth.user(address := email())
+        user_id = await user_id_of(auth, address)
+        headers = {"Authorization": f"Bearer {body['token']}"}
+
+        async def introspect() -> dict[str, Any]:
+            response = await auth.client.post(
+                "/api/auth/introspect",
+                content=f"token={body['token']}",
+                headers={
+                    "Authorization": f"Bearer {key}",
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+            )
+            assert response.status_code == 200, response.text
+            answer: dict[str, Any] = response.json()
+            return answer
+
+        assert (await auth.client.get("/api/user", headers=headers)).status_code == 200
+        assert (await introspect())["active"] is True
+        auth.ctx.revocations.add_epoch(user_id, 1, time.time() + 60)  # what a poll learns from another writer
+        assert (await auth.client.get("/verify", headers=headers)).status_code == 401
+        assert (await auth.client.get("/api/user", headers=headers)).status_code == 401
+        assert (await auth.client.get("/api/auth/sessions", headers=headers)).status_code == 401
+        assert (await introspect())["active"] is False
+
+
+async def test_a_login_checked_while_delete_user_runs_gets_no_lasting_session(auth: AuthApp) -> None:
+    """The login checks the password just before `authgate delete-user` deletes the account and
+    creates its session just after: that session must not refresh or pass a bearer check."""
+    await auth.user(address := email())
+    user_id = await user_id_of(auth, address)
+    accounts = auth.ctx.accounts
+    real_delete = accounts.delete
+    raced: list[tuple[Any, str]] = []
+
+    async def delete_with_a_login_in_flight(user: dict[str, Any]) -> None:
+        epoch = await auth.ctx.sessions.epoch(user_id)  # what login reads before the password
+        checked = await accounts.check_password(await accounts.find_by_id(user_id), STRONG_PASSWORD)
+        assert checked is not None
+        await real_delete(user)
+        raced.append(await auth.ctx.sessions.create(user_id, "203.0.113.7", None, epoch))
+
+    accounts.delete = delete_with_a_login_in_flight  # type: ignore[method-assign]
+    await cli.delete_user(auth.ctx, argparse.Namespace(email=address, yes=True))
+    [(session, refresh_token)] = raced
+    token = auth.ctx.tokens.issue(
+        user_id=user_id,
+        session_id=session.id,
+        email=address,
+        username="",
+        role="USER",
+        provider="local",
+        epoch=session.epoch,
+    ).token
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await auth.client.get("/verify", headers=headers)).status_code == 401
+    assert (await auth.client.get("/api/user", headers=headers)).status_code == 401
+    assert (await auth.refresh(refresh_token)).status_code == 401
