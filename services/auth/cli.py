@@ -39,6 +39,9 @@ from shared.errors import ApiError, StoreUnavailable
 from shared.logging import configure_logging
 
 ACTOR = "cli"
+# A first connection on a busy host can take longer than the 0.5 s health probe allows;
+# a person waiting for a command can afford a few seconds before "cannot reach".
+CLI_CONNECT_TIMEOUT_S = 5.0
 
 
 class CliError(Exception):
@@ -60,7 +63,7 @@ async def open_context() -> AuthContext:
     except ConfigError as exc:
         raise CliError(f"config error: {exc}", 2) from None
     context = build_context(settings)
-    if not await context.store.ping():
+    if not await context.store.ping(timeout_s=CLI_CONNECT_TIMEOUT_S):
         await context.store.close()
         port_file = Path.cwd() / EMBEDDED_MONGO_PORT_FILE
         if port_file.is_file() and "127.0.0.1" in settings.mongo_uri:

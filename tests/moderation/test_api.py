@@ -142,6 +142,34 @@ async def test_bad_bodies(auth_client: httpx.AsyncClient) -> None:
     assert response.status_code == 413 and body_of(response)["code"] == "payload_too_large"
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+async def test_bodies_without_a_json_content_type_count_nothing(
+    auth_client: httpx.AsyncClient, admin_client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    """What a browser can post cross-site (no type, text/plain) is refused before it is counted."""
+    ip = fresh_ip()
+    posts = [
+        (auth_client, "/v1/events", {"type": "login", "ip": ip}),
+        (auth_client, "/v1/violations", {"type": "non_browser", "ip": ip}),
+        (admin_client, "/v1/bans", {"subject": f"ip:{ip}", "reason": "x", "duration_seconds": 60}),
+    ]
+    for client, path, body in posts:
+        request = client.build_request("POST", path, json=body)
+        if content_type is None:
+            del request.headers["Content-Type"]
+        else:
+            request.headers["Content-Type"] = content_type
+        response = await client.send(request)
+        assert (response.status_code, body_of(response)["code"]) == (415, "unsupported_media_type"), path
+    # Nothing was counted: the first real event and violation start from zero, and no ban exists.
+    assert not body_of(await auth_client.get("/v1/bans/check", params={"ip": ip}))["banned"]
+    first = await event(auth_client, type="login", ip=ip)
+    assert first["remaining"] == first["limit"] - 1
+    violation = await auth_client.post("/v1/violations", json={"type": "non_browser", "ip": ip})
+    other = await auth_client.post("/v1/violations", json={"type": "non_browser", "ip": fresh_ip()})
+    assert body_of(violation)["score"] == body_of(other)["score"]
+
+
 @pytest.mark.parametrize(
     "body",
     [
