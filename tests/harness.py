@@ -55,6 +55,24 @@ def run_to_exit(
     )
 
 
+def run_authgate(
+    env: Mapping[str, str], workdir: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `authgate` admin CLI as an operator runs it, with exactly `env` plus the basics."""
+    exe = shutil.which("authgate", path=str(VENV_BIN)) or str(VENV_BIN / "authgate")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [exe, *args],
+        env=clean_env(env),
+        cwd=workdir,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

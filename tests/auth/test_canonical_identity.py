@@ -7,7 +7,6 @@ Registration, login, the CLI and `/verify`'s identity headers all use the canoni
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from pymongo import AsyncMongoClient
 
 from services.auth.accounts import canonical_username, normalize_email
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp, base_env
-from tests.harness import VENV_BIN, Server, clean_env
+from tests.harness import Server, run_authgate
 
 FULLWIDTH_DOMAIN = "root@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"  # root@ + fullwidth "example"
 FULLWIDTH_LOCAL = "\uff52\uff4f\uff4f\uff54@example.com"  # fullwidth "root" + @example.com
@@ -113,17 +112,7 @@ async def test_odd_login_input_is_refused_not_500(auth: AuthApp, odd: str) -> No
 
 
 def authgate(env: dict[str, str], workdir: Path, *args: str, stdin: str | None = None) -> Any:
-    workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [str(VENV_BIN / "authgate"), *args],
-        env=clean_env(env),
-        cwd=workdir,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_authgate(env, workdir, *args, stdin=stdin)
 
 
 async def test_cli_finds_and_refuses_look_alikes(mongo: Server, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from tests.auth.conftest import STRONG_PASSWORD, base_env
-from tests.harness import VENV_BIN, Server, clean_env
+from tests.harness import Server, run_authgate
 from tests.integration.support import REVOCATION_DEADLINE_S, run_cli
 
 ROUNDS = 6
@@ -22,16 +22,7 @@ LOGINS_PER_ROUND = 4
 
 
 def cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [str(VENV_BIN / "authgate"), *args],
-        env=clean_env(env),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_authgate(env, workdir, *args)
 
 
 @pytest.mark.e2e

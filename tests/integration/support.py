@@ -31,12 +31,12 @@ from services.auth.settings import load_settings
 from shared.config import Env
 from tests.harness import (
     ROOT,
-    VENV_BIN,
     ModerationHandle,
     Server,
     clean_env,
     free_port,
     mongo_uri,
+    run_authgate,
     shared_moderation,
     wait_port,
 )
@@ -106,19 +106,8 @@ def start_auth(env: Mapping[str, str], workdir: Path, timeout: float = 30) -> Se
 def run_cli(
     env: Mapping[str, str], workdir: Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The `authgate` admin CLI as an operator runs it."""
-    exe = shutil.which("authgate", path=str(VENV_BIN)) or str(VENV_BIN / "authgate")
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [exe, *args],
-        env=clean_env(env),
-        cwd=workdir,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """The `authgate` admin CLI as an operator runs it; it must succeed."""
+    proc = run_authgate(env, workdir, *args, stdin=stdin)
     assert proc.returncode == 0, f"authgate {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
     return proc
 
