@@ -270,14 +270,28 @@ def covers_wide_public(network: IPNetwork) -> bool:
 
 
 def refuse_wide_public(name: str, networks: Iterable[IPNetwork]) -> None:
-    for network in networks:
+    """Judge the union, not each entry: two halves of a public /8 trust exactly what the /8 would."""
+    listed = list(networks)
+    v4 = [n for n in listed if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in listed if isinstance(n, ipaddress.IPv6Network)]
+    merged: list[IPNetwork] = [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
+    for network in merged:
         if covers_wide_public(network):
             widest = WIDEST_PUBLIC_PREFIX[network.version]
+            shown = str(network) if network in listed else f"{network} (the union of the entries)"
             raise ConfigError(
                 name,
-                f"{network} covers a public IPv{network.version} prefix of /{widest} or wider; "
+                f"{shown} covers a public IPv{network.version} prefix of /{widest} or wider; "
                 "list the proxy or exempt networks themselves",
             )
+
+
+def exempt_networks(env: Env) -> tuple[IPNetwork, ...]:
+    """Never limited nor banned: trusted proxies and BAN_EXEMPT_CIDRS, whose union obeys the floor too."""
+    networks = env.networks("TRUSTED_PROXIES") + env.networks("BAN_EXEMPT_CIDRS")
+    if not env.relaxed:
+        refuse_wide_public("BAN_EXEMPT_CIDRS", networks)
+    return networks
 
 
 def check_secret(name: str, value: str | None, *, development: bool, min_bytes: int = 32) -> None:

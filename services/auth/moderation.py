@@ -35,7 +35,7 @@ from services.moderation.engine import Engine, Event
 from services.moderation.policy import EVENT_TYPES, BanPolicy, Limits, Policy, load_limits
 from services.moderation.store_memory import MemoryStore
 from services.moderation.subjects import UNKNOWN_CLIENT, InvalidSubject, client_address, user_subject
-from shared.config import ConfigError, Env, IPNetwork
+from shared.config import ConfigError, Env, IPNetwork, exempt_networks
 from shared.errors import ApiError
 from shared.http import MIN_SERVICE_SECRET_BYTES
 
@@ -124,7 +124,7 @@ def load_moderation_client_settings(env: Env, development: bool) -> ModerationCl
         timeout_ms=env.duration_ms("MODERATION_TIMEOUT", "200"),
         fail_modes=parse_fail_modes("MODERATION_FAIL_MODE", env.string("MODERATION_FAIL_MODE")),
         limits=load_limits(env),
-        exempt=env.networks("TRUSTED_PROXIES") + env.networks("BAN_EXEMPT_CIDRS"),
+        exempt=exempt_networks(env),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, get_args
 
-from shared.config import ConfigError, Env, IPNetwork
+from shared.config import ConfigError, Env, IPNetwork, exempt_networks
 
 EventType = Literal[
     "login",
@@ -203,5 +203,5 @@ def load_policy(env: Env) -> Policy:
         limits=load_limits(env),
         scores=load_scores(env, bans.interval),
         bans=bans,
-        exempt=env.networks("TRUSTED_PROXIES") + env.networks("BAN_EXEMPT_CIDRS"),
+        exempt=exempt_networks(env),
     )

@@ -8,12 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from dotenv import dotenv_values
 
+from services.auth.moderation import load_moderation_client_settings
 from services.auth.settings import load_settings
 from services.moderation.settings import load_settings as load_moderation_settings
 from shared.config import ConfigError, Env
 from tests.auth.test_config import load, refused, secrets_env
-from tests.harness import run_to_exit
+from tests.harness import ROOT, run_to_exit
 
 # Entries that cover a public IPv4 /8 (or wider) or a public IPv6 /16 (or wider).
 TOO_WIDE = [
@@ -25,6 +28,10 @@ TOO_WIDE = [
     "2000::/3",
     "2001::/16",
     "::/1",
+    # Halves that are each narrower than the floor but whose union is a public /8 (or all of IPv4).
+    "8.0.0.0/9,8.128.0.0/9",
+    "8.0.0.0/10,8.64.0.0/10,8.128.0.0/9",
+    "2001::/17,2001:8000::/17",
 ]
 # Private, loopback and link-local ranges, and public prefixes narrower than the floor.
 ACCEPTED = [
@@ -56,6 +63,31 @@ def test_wide_public_networks_refused_in_production(tmp_path: Path, name: str, v
 @pytest.mark.parametrize("value", ACCEPTED)
 def test_private_and_narrow_networks_accepted(tmp_path: Path, name: str, value: str) -> None:
     load(tmp_path, **secrets_env(**{name: value}))
+
+
+def test_trusted_and_exempt_networks_together_may_not_cover_a_public_prefix(tmp_path: Path) -> None:
+    """Both lists are exempt from bans: split across the two, a public /8 is still exempt."""
+    split = {"TRUSTED_PROXIES": "8.0.0.0/9", "BAN_EXEMPT_CIDRS": "8.128.0.0/9"}
+    for name, value in split.items():
+        load(tmp_path, **secrets_env(**{name: value}))  # each half alone is narrower than the floor
+    with pytest.raises(ConfigError) as info:
+        load_moderation_client_settings(Env([secrets_env(**split)]), development=False)
+    assert info.value.name == "BAN_EXEMPT_CIDRS"
+    with pytest.raises(ConfigError) as info:
+        load_moderation_settings(Env([{"MODERATION_API_KEYS": "auth:report:" + "k" * 32, **split}]), tmp_path)
+    assert info.value.name == "BAN_EXEMPT_CIDRS"
+
+
+def test_shipped_production_values_pass_the_floors(tmp_path: Path) -> None:
+    """.env.example and the Kubernetes ConfigMap are what operators copy: they must start."""
+    example = {k: v for k, v in dotenv_values(ROOT / ".env.example").items() if v}
+    configmap = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "configmap.yaml").read_text())["data"]
+    for shipped in (example, configmap):
+        variables = {**secrets_env(), **{k: str(v) for k, v in shipped.items()}, "AUTHGATE_ENV": "production"}
+        variables.pop("MONGO_URI_FILE", None)
+        settings = load_settings(Env([variables]), root=tmp_path)
+        assert settings.env == "production"
+        load_moderation_client_settings(Env([variables]), development=False)
 
 
 @pytest.mark.parametrize("mode", ["development", "test"])
