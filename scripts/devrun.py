@@ -6,6 +6,7 @@ Development only. Secrets that are missing are generated into the git-ignored
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -21,11 +22,16 @@ sys.path.insert(0, str(REPO))
 # Where data/ and the .env files live: the checkout, unless AUTHGATE_ROOT names another folder.
 ROOT = Path(os.environ.get("AUTHGATE_ROOT") or REPO).resolve()
 
+from services.auth.settings import EMBEDDED_MONGO_PASSWORD, EMBEDDED_MONGO_USER  # noqa: E402
 from services.moderation.policy import AUTH_KEY_SCOPES  # noqa: E402
 from shared.config import GENERATED_SECRETS_FILE, Env, generate_dev_secret  # noqa: E402
 
 DATA = ROOT / "data"
 PORT_FILE = DATA / "mongo.port"
+# sha256 of the password the store's user was last given: provisioning runs only when it changes.
+STORE_AUTH_FILE = DATA / "mongo.auth"
+# What the auth service needs in its one database, nothing on any other.
+STORE_ROLES = [{"role": "readWrite", "db": "authgate"}, {"role": "dbAdmin", "db": "authgate"}]
 
 
 def say(message: str) -> None:
@@ -92,6 +98,43 @@ def ensure_secrets() -> list[str]:
     return created
 
 
+def start_store(exe: str, port: int, store_dir: Path, *, auth: bool) -> subprocess.Popen[bytes]:
+    command = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(store_dir)]
+    return subprocess.Popen([*command, "--log-level", "WARNING", *(["--auth"] if auth else [])])
+
+
+def provision_store(
+    exe: str, port: int, store_dir: Path, password: str, children: list[tuple[str, subprocess.Popen[bytes]]]
+) -> None:
+    """Give the store its one user; secantusd creates users only while running without --auth.
+
+    That short run listens on loopback only, and happens again only when the password changes.
+    """
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    if STORE_AUTH_FILE.is_file() and STORE_AUTH_FILE.read_text().strip() == digest:
+        return
+    import pymongo  # the services' driver; imported here so `make run` with MONGO_URI never needs it
+
+    say("giving the embedded store its password (one short start without authentication)")
+    proc = start_store(exe, port, store_dir, auth=False)
+    children.append(("embedded store (provisioning)", proc))
+    try:
+        wait_port(port, proc)
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+            f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=30_000
+        )
+        with client:
+            admin = client["admin"]
+            exists = admin.command("usersInfo", EMBEDDED_MONGO_USER)["users"]
+            command = "updateUser" if exists else "createUser"
+            admin.command(command, EMBEDDED_MONGO_USER, pwd=password, roles=STORE_ROLES)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)  # the real start reopens the same files
+        children.remove(("embedded store (provisioning)", proc))
+    STORE_AUTH_FILE.write_text(digest)
+
+
 def service_url(prefix: str) -> str:
     """The address a service really listens on, from the same variables it reads."""
     env = Env.load(ROOT)
@@ -136,19 +179,11 @@ def main() -> None:
             store_dir = DATA / "mongo"
             say(f"MONGO_URI is unset: starting the embedded MongoDB stand-in on 127.0.0.1:{port}")
             say("its data lives in ./data/mongo (git-ignored); set MONGO_URI to use a real MongoDB")
-            proc = subprocess.Popen(
-                [
-                    exe,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--storage-path",
-                    str(store_dir),
-                    "--log-level",
-                    "WARNING",
-                ]
+            password = env.secret(EMBEDDED_MONGO_PASSWORD) or generate_dev_secret(
+                ROOT, EMBEDDED_MONGO_PASSWORD, lambda: secrets.token_urlsafe(32)
             )
+            provision_store(exe, port, store_dir, password, children)
+            proc = start_store(exe, port, store_dir, auth=True)
             children.append(("embedded store", proc))
             wait_port(port, proc)
             PORT_FILE.write_text(str(port))

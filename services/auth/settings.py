@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from services.auth.moderation import ModerationClientSettings, load_moderation_client_settings
 from shared.config import (
@@ -25,6 +26,9 @@ from shared.config import (
 from shared.http import ClientIPResolver, ServiceKey, parse_service_keys, proxy_settings
 
 EMBEDDED_MONGO_PORT_FILE = "data/mongo.port"
+# `make run`'s store requires a password (generated into data/secrets.env) for this user.
+EMBEDDED_MONGO_USER = "authgate"
+EMBEDDED_MONGO_PASSWORD = "EMBEDDED_MONGO_PASSWORD"
 SERVICE_KEY_SCOPES = ("introspect",)
 
 
@@ -98,7 +102,11 @@ def _mongo_uri(env: Env, root: Path, development: bool) -> str:
     if port_file.is_file():
         port = port_file.read_text().strip()
         if port.isdigit():
-            return f"mongodb://127.0.0.1:{port}/authgate?retryWrites=false"
+            password = env.secret(EMBEDDED_MONGO_PASSWORD)
+            if password is None:
+                return f"mongodb://127.0.0.1:{port}/authgate?retryWrites=false"
+            login = f"{EMBEDDED_MONGO_USER}:{quote(password, safe='')}"
+            return f"mongodb://{login}@127.0.0.1:{port}/authgate?retryWrites=false&authSource=admin"
     if development:
         return "mongodb://127.0.0.1:27017/authgate?retryWrites=false"
     raise ConfigError("MONGO_URI", "is required outside development")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import stat
@@ -10,6 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import httpx
+import pymongo
+import pytest
+from pymongo.errors import OperationFailure
 
 from tests.harness import ROOT, clean_env, free_port
 
@@ -87,3 +93,58 @@ def test_make_run_keeps_data_private_and_prints_the_real_urls(tmp_path: Path) ->
     assert not _listening(auth_port)
     assert not _listening(moderation_port)
     assert not _listening(store_port)
+
+
+def _launch(root: Path, auth_port: int, moderation_port: int, **extra: str) -> subprocess.Popen[str]:
+    env = clean_env(
+        {
+            "AUTHGATE_ROOT": str(root),
+            "AUTH_PORT": str(auth_port),
+            "MODERATION_PORT": str(moderation_port),
+            "AUTH_MANAGEMENT_PORT": "0",
+            "MODERATION_MANAGEMENT_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "devrun.py")],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_make_run_store_requires_its_generated_password(tmp_path: Path) -> None:
+    """Another local user who finds the store's port reads nothing; the services log in with a password."""
+    root = tmp_path / "root"
+    root.mkdir()
+    auth_port, moderation_port = free_port(), free_port()
+    email, password = "newcomer@example.com", secrets.token_urlsafe(24)
+    for run in ("first start", "restart"):  # the restart finds the store already provisioned
+        proc = _launch(root, auth_port, moderation_port, ALLOW_REGISTRATION="true")
+        try:
+            _wait_for_line(proc, "auth API on")
+            store_port = int((root / "data" / "mongo.port").read_text())
+            anonymous: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+                f"mongodb://127.0.0.1:{store_port}/?retryWrites=false", serverSelectionTimeoutMS=10_000
+            )
+            with anonymous, pytest.raises(OperationFailure) as refused:
+                anonymous["authgate"].list_collection_names()
+            assert refused.value.code == 13, run  # Unauthorized
+            with httpx.Client(base_url=f"http://127.0.0.1:{auth_port}", timeout=30) as http:
+                if run == "first start":
+                    body = {"name": "New", "email": email, "password": password, "confirm_password": password}
+                    answer = http.post("/api/auth/register", json=body)
+                    assert answer.status_code == 200, answer.text
+                answer = http.post(
+                    "/api/auth/login",
+                    json={"email": email, "password": password, "refresh_token_in_body": True},
+                )
+                assert answer.status_code == 200, (run, answer.text)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        assert not _listening(store_port)
