@@ -60,3 +60,37 @@ def test_service_closes_idle_keep_alive_connections() -> None:
             assert sock.recv(4096) == b""  # the server closed it
     finally:
         server.stop()
+
+
+def _status(sock: socket.socket) -> bytes:
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: auth\r\nConnection: close\r\n\r\n")
+    answer = b""
+    while b"\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+def test_service_answers_503_past_its_concurrency_limit() -> None:
+    """uvicorn runs with HTTP_LIMIT_CONCURRENCY: held connections cannot pile up without bound."""
+    port = free_port()
+    env = {
+        **secrets_env(),
+        "AUTHGATE_ENV": "test",
+        "AUTH_PORT": str(port),
+        "AUTH_MANAGEMENT_PORT": "0",
+        "HTTP_LIMIT_CONCURRENCY": "2",
+    }
+    server = start_service("services.auth", port, env, Path(tempfile.mkdtemp()) / f"auth-{port}.log")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as alone:
+            assert _status(alone) == b"HTTP/1.1 200 OK"  # one connection is within the limit
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as _idle,  # a slow client holds one
+            socket.create_connection(("127.0.0.1", port), timeout=10) as second,
+        ):
+            assert _status(second) == b"HTTP/1.1 503 Service Unavailable"
+    finally:
+        server.stop()
