@@ -12,7 +12,7 @@ import yaml
 
 from tests.auth.test_config import secrets_env
 from tests.deploy.support import DEPLOY
-from tests.harness import free_port, start_service
+from tests.harness import Server, free_port, start_service
 
 
 def test_nginx_examples_time_out_slow_reads() -> None:
@@ -37,17 +37,23 @@ def test_envoy_times_out_request_headers() -> None:
     assert manager["stream_idle_timeout"] == "30s"
 
 
-def test_service_closes_idle_keep_alive_connections() -> None:
-    """uvicorn runs with HTTP_KEEP_ALIVE_TIMEOUT: an idle connection does not stay open forever."""
+def _auth_service(**extra: str) -> Server:
+    """A real auth process (uvicorn) with the given HTTP limits; no store is needed for /healthz."""
     port = free_port()
     env = {
         **secrets_env(),
         "AUTHGATE_ENV": "test",
         "AUTH_PORT": str(port),
         "AUTH_MANAGEMENT_PORT": "0",
-        "HTTP_KEEP_ALIVE_TIMEOUT": "1",
+        **extra,
     }
-    server = start_service("services.auth", port, env, Path(tempfile.mkdtemp()) / f"auth-{port}.log")
+    return start_service("services.auth", port, env, Path(tempfile.mkdtemp()) / f"auth-{port}.log")
+
+
+def test_service_closes_idle_keep_alive_connections() -> None:
+    """uvicorn runs with HTTP_KEEP_ALIVE_TIMEOUT: an idle connection does not stay open forever."""
+    server = _auth_service(HTTP_KEEP_ALIVE_TIMEOUT="1")
+    port = server.port
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: auth\r\n\r\n")
@@ -75,15 +81,8 @@ def _status(sock: socket.socket) -> bytes:
 
 def test_service_answers_503_past_its_concurrency_limit() -> None:
     """uvicorn runs with HTTP_LIMIT_CONCURRENCY: held connections cannot pile up without bound."""
-    port = free_port()
-    env = {
-        **secrets_env(),
-        "AUTHGATE_ENV": "test",
-        "AUTH_PORT": str(port),
-        "AUTH_MANAGEMENT_PORT": "0",
-        "HTTP_LIMIT_CONCURRENCY": "2",
-    }
-    server = start_service("services.auth", port, env, Path(tempfile.mkdtemp()) / f"auth-{port}.log")
+    server = _auth_service(HTTP_LIMIT_CONCURRENCY="2")
+    port = server.port
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as alone:
             assert _status(alone) == b"HTTP/1.1 200 OK"  # one connection is within the limit
