@@ -48,24 +48,7 @@ def test_make_run_keeps_data_private_and_prints_the_real_urls(tmp_path: Path) ->
     root = tmp_path / "root"
     root.mkdir()
     auth_port, moderation_port = free_port(), free_port()
-    env = clean_env(
-        {
-            "AUTHGATE_ROOT": str(root),
-            "AUTH_PORT": str(auth_port),
-            "MODERATION_PORT": str(moderation_port),
-            "AUTH_MANAGEMENT_PORT": "0",
-            "MODERATION_MANAGEMENT_PORT": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "devrun.py")],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _launch(root, auth_port, moderation_port)
     try:
         lines = _wait_for_line(proc, "auth API on")
         assert f"http://127.0.0.1:{auth_port}" in lines[-1]
