@@ -70,6 +70,14 @@ class RevocationCache:
         found = self._epochs.get(user_id)
         return 0 if found is None else found[0]
 
+    def predates(self, user_id: str, epoch: int) -> bool:
+        """A token of this epoch was issued before an all-sessions revocation of its user.
+
+        The feed can announce the new epoch before the writer's sweep has marked every session
+        revoked, so every bearer check asks this as well as the session (memory only).
+        """
+        return epoch < self.min_epoch(user_id)
+
     def ban_of(self, session_id: str) -> tuple[str, float] | None:
         """(reason, end) when this session was revoked by a ban that has not ended yet."""
         found = self._banned.get(session_id)

@@ -215,14 +215,17 @@ async def refresh(request: Request) -> Response:
 
 
 def _verified_claims(context: AuthContext, bearer: str | None) -> AccessClaims | None:
-    """The bearer token's claims when it verifies and its session is not known revoked (memory only)."""
+    """The bearer token's claims when it verifies and is not known revoked (memory only)."""
     if bearer is None:
         return None
     try:
         claims = context.tokens.verify(bearer)
     except InvalidToken:
         return None
-    return None if context.revocations.is_revoked(claims.session_id) else claims
+    revocations = context.revocations
+    if revocations.is_revoked(claims.session_id) or revocations.predates(claims.user_id, claims.epoch):
+        return None
+    return claims
 
 
 async def logout(request: Request) -> Response:

@@ -72,15 +72,6 @@ class Caller:
     session: Session
 
 
-def predates_revocation(context: AuthContext, claims: AccessClaims) -> bool:
-    """The token's epoch is older than an all-sessions revocation this process knows of.
-
-    The feed can announce the new epoch before the writer's sweep has marked every session
-    revoked, so the session document alone is not enough (a memory lookup, no store call).
-    """
-    return claims.epoch < context.revocations.min_epoch(claims.user_id)
-
-
 async def require_access(request: Request) -> Caller:
     """A valid access token whose session is still live (revocation is honoured here)."""
     token = bearer_token(request)
@@ -91,7 +82,7 @@ async def require_access(request: Request) -> Caller:
         claims = context.tokens.verify(token)
     except InvalidToken:
         raise unauthorized("The access token is invalid or expired.") from None
-    if predates_revocation(context, claims):
+    if context.revocations.predates(claims.user_id, claims.epoch):
         raise unauthorized("The session has ended.")
     session = await context.sessions.find_live(claims.session_id)
     if session is None or session.user_id != claims.user_id:

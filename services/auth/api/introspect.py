@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from services.auth.api.common import NO_STORE, ctx, predates_revocation
+from services.auth.api.common import NO_STORE, ctx
 from services.auth.tokens import InvalidToken
 from shared.errors import ApiError
 from shared.http import authenticate_service, read_body
@@ -38,7 +38,7 @@ async def introspect(request: Request) -> Response:
         claims = context.tokens.verify(tokens[0])
     except InvalidToken:
         return JSONResponse(INACTIVE, headers=NO_STORE)
-    if predates_revocation(context, claims):
+    if context.revocations.predates(claims.user_id, claims.epoch):
         return JSONResponse(INACTIVE, headers=NO_STORE)
     session = await context.sessions.find_live(claims.session_id)
     if session is None or session.user_id != claims.user_id:

@@ -222,7 +222,7 @@ class VerifyEndpoint:
                     _body("banned", "Access is temporarily banned.", reason=reason, expires_at=expires_at),
                 )
             return self._unauthorized("invalid_token")
-        if claims.epoch < self._revocations.min_epoch(claims.user_id):  # before an all-sessions revocation
+        if self._revocations.predates(claims.user_id, claims.epoch):
             return self._unauthorized("invalid_token")
         if required and claims.role not in required:
             self.counters.forbidden += 1
