@@ -33,6 +33,11 @@ STRONG_PASSWORD = "correct horse battery staple zebra"
 CLIENT_IP = "203.0.113.10"
 
 
+def registration(email: str, password: str = STRONG_PASSWORD, name: str = "Test User") -> dict[str, str]:
+    """A register body with matching passwords."""
+    return {"name": name, "email": email, "password": password, "confirm_password": password}
+
+
 def base_env(mongo_port: int) -> dict[str, str]:
     return {
         "AUTHGATE_ENV": "test",
@@ -79,14 +84,7 @@ class AuthApp:
         return found
 
     async def register(self, email: str, password: str = STRONG_PASSWORD, **extra: Any) -> httpx.Response:
-        body = {
-            "name": "Test User",
-            "email": email,
-            "password": password,
-            "confirm_password": password,
-            **extra,
-        }
-        return await self.client.post("/api/auth/register", json=body)
+        return await self.client.post("/api/auth/register", json={**registration(email, password), **extra})
 
     async def login(self, email: str, password: str = STRONG_PASSWORD, **extra: Any) -> httpx.Response:
         return await self.client.post("/api/auth/login", json={"email": email, "password": password, **extra})

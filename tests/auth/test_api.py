@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from starlette.routing import Route
 
 from services.auth.accounts import REGISTER_MESSAGE
-from tests.auth.conftest import CLIENT_IP, STRONG_PASSWORD, AuthApp
+from tests.auth.conftest import CLIENT_IP, STRONG_PASSWORD, AuthApp, registration
 from tests.harness import Server
 
 TOKEN_FIELDS = {"token", "user"}
@@ -961,13 +961,7 @@ async def test_full_flow_over_uvicorn(auth_service: Callable[..., Server]) -> No
     server = auth_service()
     address = email()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        body = {
-            "name": "N",
-            "email": address,
-            "password": STRONG_PASSWORD,
-            "confirm_password": STRONG_PASSWORD,
-        }
-        assert (await client.post("/api/auth/register", json=body)).status_code == 200
+        assert (await client.post("/api/auth/register", json=registration(address))).status_code == 200
         response = await client.post("/api/auth/login", json={"email": address, "password": STRONG_PASSWORD})
         assert response.status_code == 200, response.text
         assert "server" not in response.headers

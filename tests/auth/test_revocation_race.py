@@ -13,7 +13,7 @@ import jwt
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.auth.conftest import STRONG_PASSWORD, base_env
+from tests.auth.conftest import STRONG_PASSWORD, base_env, registration
 from tests.harness import Server, run_authgate
 from tests.integration.support import REVOCATION_DEADLINE_S, run_cli
 
@@ -34,13 +34,7 @@ async def test_no_session_checked_before_a_revocation_outlives_it(
     address = "racer@example.com"
     database = AsyncMongoClient[dict[str, Any]](env["MONGO_URI"], tz_aware=True).get_default_database()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        body = {
-            "name": "R",
-            "email": address,
-            "password": STRONG_PASSWORD,
-            "confirm_password": STRONG_PASSWORD,
-        }
-        assert (await client.post("/api/auth/register", json=body)).status_code == 200
+        assert (await client.post("/api/auth/register", json=registration(address))).status_code == 200
         user = await database.users.find_one({"email": address})
         assert user is not None
         user_id = str(user["_id"])
