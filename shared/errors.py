@@ -1,12 +1,13 @@
 """One JSON error shape, `{code, message}`, for every failure a client can see.
 
 Error codes are part of the API contract: clients and proxies branch on them, so
-each is spelled once here or at its single raise site and never renamed.
+each is spelled once, in `ErrorCode`, and never renamed (add, never rename).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -16,13 +17,49 @@ from starlette.responses import JSONResponse, Response
 log = structlog.get_logger("authgate.errors")
 
 
+class ErrorCode(StrEnum):
+    """Every `code` either service answers with; the values are the contract."""
+
+    BAD_REQUEST = "bad_request"
+    INVALID_JSON = "invalid_json"
+    INVALID_INPUT = "invalid_input"
+    INVALID_REQUEST = "invalid_request"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    ORIGIN_REFUSED = "origin_refused"
+    INVALID_TOKEN = "invalid_token"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_REFRESH_TOKEN = "invalid_refresh_token"
+    TWO_FACTOR_REQUIRED = "2fa_required"
+    REGISTRATION_DISABLED = "registration_disabled"
+    EMAIL_LOGIN_DISABLED = "email_login_disabled"
+    USERNAME_TAKEN = "username_taken"
+    PASSWORD_POLICY = "password_policy"
+    BANNED = "banned"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    MODERATION_UNAVAILABLE = "moderation_unavailable"
+    REVOCATION_STATE_STALE = "revocation_state_stale"
+    STORE_UNAVAILABLE = "store_unavailable"
+    INTERNAL_ERROR = "internal_error"
+    INVALID_SUBJECT = "invalid_subject"
+    SUBJECT_EXEMPT = "subject_exempt"
+    BAN_NOT_FOUND = "ban_not_found"
+
+
 class ApiError(Exception):
     """An expected failure with a stable code; rendered as `{code, message}`."""
 
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ErrorCode,
         message: str,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, object] | None = None,
@@ -41,7 +78,7 @@ class StoreUnavailable(Exception):
 
 def error_response(
     status: int,
-    code: str,
+    code: ErrorCode,
     message: str,
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, object] | None = None,
@@ -51,13 +88,13 @@ def error_response(
 
 
 _HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -68,14 +105,17 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
     return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 
 async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
     log.warning("store_unavailable", path=request.url.path, error=type(exc).__name__)
     return error_response(
-        503, "store_unavailable", "The data store is unavailable; retry shortly.", {"Retry-After": "2"}
+        503,
+        ErrorCode.STORE_UNAVAILABLE,
+        "The data store is unavailable; retry shortly.",
+        {"Retry-After": "2"},
     )
 
 
@@ -84,7 +124,11 @@ async def internal_error_handler(request: Request, exc: Exception) -> Response:
     request_id = request.scope.get("state", {}).get("request_id", "")
     log.exception("unhandled_error", path=request.url.path)
     return error_response(
-        500, "internal_error", "Internal error.", {"X-Request-Id": request_id}, {"request_id": request_id}
+        500,
+        ErrorCode.INTERNAL_ERROR,
+        "Internal error.",
+        {"X-Request-Id": request_id},
+        {"request_id": request_id},
     )
 
 

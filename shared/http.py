@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.config import ConfigError, IPNetwork
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
@@ -180,15 +180,15 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, "bad_request", "Invalid Content-Length.")
+            raise ApiError(400, ErrorCode.BAD_REQUEST, "Invalid Content-Length.")
         if int(declared) > limit:
-            raise ApiError(413, "payload_too_large", f"Body exceeds {limit} bytes.")
+            raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, f"Body exceeds {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "payload_too_large", f"Body exceeds {limit} bytes.")
+            raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, f"Body exceeds {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -212,7 +212,7 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ApiError(400, "invalid_json", f"Duplicate key {key!r} in JSON body.")
+            raise ApiError(400, ErrorCode.INVALID_JSON, f"Duplicate key {key!r} in JSON body.")
         result[key] = value
     return result
 
@@ -220,17 +220,17 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def decode_json(raw: bytes) -> Any:
     """Parse JSON strictly: UTF-8, no duplicate keys, bounded depth and number size."""
     if not raw.strip():
-        raise ApiError(400, "invalid_json", "Request body must be a JSON object.")
+        raise ApiError(400, ErrorCode.INVALID_JSON, "Request body must be a JSON object.")
     if raw.count(b"[") + raw.count(b"{") > 2000:
-        raise ApiError(400, "invalid_json", "JSON body is nested too deeply.")
+        raise ApiError(400, ErrorCode.INVALID_JSON, "JSON body is nested too deeply.")
     try:
         value = json.loads(raw, object_pairs_hook=_reject_duplicates, parse_constant=_no_constant)
     except ApiError:
         raise
     except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_json", "Malformed JSON body.") from None
+        raise ApiError(400, ErrorCode.INVALID_JSON, "Malformed JSON body.") from None
     if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise ApiError(400, "invalid_json", "JSON body is nested too deeply.")
+        raise ApiError(400, ErrorCode.INVALID_JSON, "JSON body is nested too deeply.")
     return value
 
 
@@ -261,19 +261,19 @@ async def parse_body(request: Request, model: type[Model], *, allow_empty: bool 
     """
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json_media_type(content_type):
-        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+        raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
     raw = await read_body(request)
     if allow_empty and not raw.strip() and (content_type is not None or not raw):
         return model.model_validate({})
     if content_type is None:
-        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+        raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
     value = decode_json(raw)
     if not isinstance(value, dict):
-        raise ApiError(422, "invalid_input", "Request body must be a JSON object.")
+        raise ApiError(422, ErrorCode.INVALID_INPUT, "Request body must be a JSON object.")
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_input", validation_message(exc)) from None
+        raise ApiError(422, ErrorCode.INVALID_INPUT, validation_message(exc)) from None
 
 
 # Service keys ----------------------------------------------------------------------
@@ -332,7 +332,7 @@ def _bearer(request: Request) -> str | None:
     """The one bearer credential; two Authorization headers are refused, never one picked."""
     headers = request.headers.getlist("authorization")
     if len(headers) > 1:
-        raise ApiError(400, "bad_request", "Send one Authorization header.")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "Send one Authorization header.")
     header = headers[0] if headers else ""
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -361,8 +361,8 @@ def authenticate_service(request: Request, keys: Sequence[ServiceKey], scope: st
     key = find_service_key(keys, _bearer(request))
     if key is None:
         raise ApiError(
-            401, "unauthorized", "A valid service key is required.", {"WWW-Authenticate": "Bearer"}
+            401, ErrorCode.UNAUTHORIZED, "A valid service key is required.", {"WWW-Authenticate": "Bearer"}
         )
     if scope not in key.scopes and "admin" not in key.scopes:
-        raise ApiError(403, "insufficient_scope", f"This key lacks the {scope!r} scope.")
+        raise ApiError(403, ErrorCode.INSUFFICIENT_SCOPE, f"This key lacks the {scope!r} scope.")
     return Caller(key.name, key.scopes)

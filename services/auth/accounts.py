@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 from services.auth.audit import AuditTrail
 from services.auth.passwords import Hasher, PasswordPolicy, is_bcrypt, normalize, within_size_cap
 from services.auth.store import Document, Store, store_errors, text_value
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 
 ROLES = ("USER", "ADMIN")
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{2,64}")
@@ -80,11 +80,11 @@ def check_email_syntax(email: str) -> str:
     """Bounded, linear validation for new addresses; returns the canonical form."""
     canonical = normalize_email(email)
     if len(canonical) > MAX_EMAIL_LENGTH or any(unicodedata.category(ch)[0] == "C" for ch in canonical):
-        raise ApiError(422, "invalid_input", "email: not a valid email address")
+        raise ApiError(422, ErrorCode.INVALID_INPUT, "email: not a valid email address")
     try:
         validate_email(canonical, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        raise ApiError(422, "invalid_input", f"email: {exc}") from None
+        raise ApiError(422, ErrorCode.INVALID_INPUT, f"email: {exc}") from None
     return canonical
 
 
@@ -172,14 +172,14 @@ class Accounts:
         if not within_size_cap(password):
             raise ApiError(
                 422,
-                "password_policy",
+                ErrorCode.PASSWORD_POLICY,
                 "Password must be at most 128 characters and 1 KiB.",
                 extra={"rule": "too_long"},
             )
         normalized = normalize(password)
         violation = await asyncio.to_thread(self.policy.check, normalized, context)
         if violation is not None:
-            raise ApiError(422, "password_policy", violation.message, extra={"rule": violation.rule})
+            raise ApiError(422, ErrorCode.PASSWORD_POLICY, violation.message, extra={"rule": violation.rule})
         return normalized
 
     @staticmethod
@@ -190,7 +190,7 @@ class Accounts:
         if not USERNAME_PATTERN.fullmatch(username):
             raise ApiError(
                 422,
-                "invalid_input",
+                ErrorCode.INVALID_INPUT,
                 "username: 2-64 letters, digits, '.', '_' or '-'",
                 extra={"field": "username"},
             )
@@ -218,7 +218,7 @@ class Accounts:
     async def create(self, new: NewUser) -> Document:
         """Insert a user whose password is already policy-checked and normalized."""
         if new.role not in ROLES:
-            raise ApiError(422, "invalid_input", f"role must be one of {', '.join(ROLES)}")
+            raise ApiError(422, ErrorCode.INVALID_INPUT, f"role must be one of {', '.join(ROLES)}")
         if new.username is not None and await self.username_exists(new.username):
             raise UsernameTaken  # also a mixed-case name the unique index (exact match) would miss
         hashed = await self.hasher.hash(new.password)
@@ -296,7 +296,7 @@ class Accounts:
 
     async def set_role(self, user: Document, role: str) -> Document:
         if role not in ROLES:
-            raise ApiError(422, "invalid_input", f"role must be one of {', '.join(ROLES)}")
+            raise ApiError(422, ErrorCode.INVALID_INPUT, f"role must be one of {', '.join(ROLES)}")
         async with store_errors():
             updated = await self._store.c.users.find_one_and_update(
                 {"_id": user["_id"]},
@@ -304,7 +304,7 @@ class Accounts:
                 return_document=ReturnDocument.AFTER,
             )
         if updated is None:
-            raise ApiError(404, "not_found", "User not found.")
+            raise ApiError(404, ErrorCode.NOT_FOUND, "User not found.")
         return updated
 
     async def delete(self, user: Document) -> None:

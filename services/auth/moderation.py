@@ -36,7 +36,7 @@ from services.moderation.policy import EVENT_TYPES, BanPolicy, Limits, Policy, l
 from services.moderation.store_memory import MemoryStore
 from services.moderation.subjects import UNKNOWN_CLIENT, InvalidSubject, client_address, user_subject
 from shared.config import ConfigError, Env, IPNetwork, exempt_networks
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 from shared.http import MIN_SERVICE_SECRET_BYTES
 
 log = structlog.get_logger("authgate.moderation_client")
@@ -449,7 +449,7 @@ class ModerationClient:
         if self.settings.fail_mode(event_type) == "closed":
             raise ApiError(
                 503,
-                "moderation_unavailable",
+                ErrorCode.MODERATION_UNAVAILABLE,
                 "Abuse protection is unavailable; retry shortly.",
                 {"Retry-After": str(max(1, self.settings.breaker_reset_ms // 1000))},
             )

@@ -15,14 +15,14 @@ from services.auth.counters import DENIALS
 from services.auth.devices import DeviceCookies
 from services.auth.moderation import BanInfo, Decision, ModerationClient, account_subject
 from services.auth.sessions import derive_key
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 
 
 def banned_error(ban: BanInfo) -> ApiError:
     retry_after = max(1, ban.retry_after())
     return ApiError(
         403,
-        "banned",
+        ErrorCode.BANNED,
         "Access is temporarily banned.",
         {"Retry-After": str(retry_after)},
         {"reason": ban.reason, "expires_at": ban.expires_at_iso(), "retry_after": retry_after},
@@ -33,7 +33,7 @@ def limited_error(decision: Decision) -> ApiError:
     retry_after = max(1, decision.retry_after)
     return ApiError(
         429,
-        "rate_limited",
+        ErrorCode.RATE_LIMITED,
         "Too many attempts; retry later.",
         {
             "Retry-After": str(retry_after),

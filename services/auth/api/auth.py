@@ -37,10 +37,10 @@ from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, R
 from services.auth.sessions import InvalidRefreshToken, RevokedByBan, StaleCredentials
 from services.auth.store import Document
 from services.auth.tokens import AccessClaims, AccessTokens, InvalidToken
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 from shared.http import bearer_token, parse_body
 
-INVALID_CREDENTIALS = ApiError(401, "invalid_credentials", "Invalid email or password.")
+INVALID_CREDENTIALS = ApiError(401, ErrorCode.INVALID_CREDENTIALS, "Invalid email or password.")
 
 
 def _invalid_credentials() -> ApiError:
@@ -48,30 +48,30 @@ def _invalid_credentials() -> ApiError:
 
 
 def _invalid_refresh() -> ApiError:
-    return ApiError(401, "invalid_refresh_token", "The refresh token is missing, invalid or expired.")
+    return ApiError(401, ErrorCode.INVALID_REFRESH_TOKEN, "The refresh token is missing, invalid or expired.")
 
 
 async def register(request: Request) -> Response:
     context = ctx(request)
     if not context.settings.allow_registration:
-        raise ApiError(403, "registration_disabled", "Registration is disabled.")
+        raise ApiError(403, ErrorCode.REGISTRATION_DISABLED, "Registration is disabled.")
     body = await parse_body(request, RegisterRequest)
     ip = client_ip(request)
     await context.protection.before_register(ip)  # before any hashing: a flood costs no argon2 work
     if body.password != body.confirm_password:
-        raise ApiError(422, "invalid_input", "confirm_password: passwords do not match")
+        raise ApiError(422, ErrorCode.INVALID_INPUT, "confirm_password: passwords do not match")
     email = check_email_syntax(body.email)
     username = Accounts.check_username(body.username)
     name = body.name.strip()
     password = await context.accounts.checked_password(body.password, [email, username or "", name])
     if username is not None and await context.accounts.username_exists(username):
-        raise ApiError(409, "username_taken", "That username is taken.")
+        raise ApiError(409, ErrorCode.USERNAME_TAKEN, "That username is taken.")
     try:
         user = await context.accounts.create(
             NewUser(email=email, name=name, username=username, password=password)
         )
     except UsernameTaken:
-        raise ApiError(409, "username_taken", "That username is taken.") from None
+        raise ApiError(409, ErrorCode.USERNAME_TAKEN, "That username is taken.") from None
     except EmailTaken:
         # Same answer as a new registration: an existing address is never revealed.
         REGISTRATIONS.labels("existing_email").inc()
@@ -85,10 +85,10 @@ async def register(request: Request) -> Response:
 async def login(request: Request) -> Response:
     context = ctx(request)
     if not context.settings.allow_email_login:
-        raise ApiError(403, "email_login_disabled", "Email login is disabled.")
+        raise ApiError(403, ErrorCode.EMAIL_LOGIN_DISABLED, "Email login is disabled.")
     body = await parse_body(request, LoginRequest)
     if not within_size_cap(body.password):
-        raise ApiError(422, "invalid_input", "password: at most 128 characters and 1 KiB")
+        raise ApiError(422, ErrorCode.INVALID_INPUT, "password: at most 128 characters and 1 KiB")
     ip = client_ip(request)
     protection = context.protection
     gate = await protection.before_login(ip, normalize_email(body.email), request.cookies.get(DEVICE_COOKIE))
@@ -117,7 +117,9 @@ async def login(request: Request) -> Response:
         LOGINS.labels("2fa_required").inc()
         await context.audit.record("login_2fa_required", user_id=user_id_of(user), ip=ip, outcome="refused")
         raise ApiError(
-            403, "2fa_required", "This account uses two-factor sign-in, which is not available yet."
+            403,
+            ErrorCode.TWO_FACTOR_REQUIRED,
+            "This account uses two-factor sign-in, which is not available yet.",
         )
     try:
         response = await issue_session(request, user, ip, in_body=body.refresh_token_in_body, epoch=epoch)
@@ -248,7 +250,9 @@ async def logout(request: Request) -> Response:
         if found is not None:
             session_id, user_id = found.id, found.user_id
     if session_id is None or user_id is None:
-        raise ApiError(401, "unauthorized", "No live session to log out.", {"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, ErrorCode.UNAUTHORIZED, "No live session to log out.", {"WWW-Authenticate": "Bearer"}
+        )
     await context.sessions.revoke(user_id=user_id, session_ids=[session_id], reason="logout", actor=user_id)
     await context.audit.record("logout", user_id=user_id, ip=client_ip(request), session_id=session_id)
     response = JSONResponse({"message": "Logged out."}, headers=NO_STORE)

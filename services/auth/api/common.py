@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from services.auth.context import AuthContext
 from services.auth.sessions import Session
 from services.auth.tokens import AccessClaims, InvalidToken
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 from shared.http import bearer_token
 
 REFRESH_COOKIE = "refreshToken"
@@ -59,11 +59,11 @@ def refuse_foreign_origin(request: Request) -> None:
     allowed = {_origin_of(settings.domain_client), _origin_of(settings.domain_server)} - {None}
     if presented is not None and (presented in allowed or presented.split("://", 1)[1] == host):
         return
-    raise ApiError(403, "origin_refused", "Requests from this origin are refused.")
+    raise ApiError(403, ErrorCode.ORIGIN_REFUSED, "Requests from this origin are refused.")
 
 
 def unauthorized(message: str = "A valid access token is required.") -> ApiError:
-    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+    return ApiError(401, ErrorCode.UNAUTHORIZED, message, {"WWW-Authenticate": "Bearer"})
 
 
 @dataclass(frozen=True)

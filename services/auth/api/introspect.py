@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.auth.api.common import NO_STORE, ctx
 from services.auth.tokens import InvalidToken
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 from shared.http import authenticate_service, read_body
 
 INACTIVE = {"active": False}
@@ -25,15 +25,17 @@ async def introspect(request: Request) -> Response:
     caller = authenticate_service(request, context.settings.service_keys, "introspect")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise ApiError(415, "unsupported_media_type", "Send application/x-www-form-urlencoded (RFC 7662).")
+        raise ApiError(
+            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send application/x-www-form-urlencoded (RFC 7662)."
+        )
     raw = await read_body(request, 16 * 1024)
     try:
         form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
-        raise ApiError(400, "invalid_request", "The form body is not UTF-8.") from None
+        raise ApiError(400, ErrorCode.INVALID_REQUEST, "The form body is not UTF-8.") from None
     tokens = form.get("token", [])
     if len(tokens) != 1 or not tokens[0]:
-        raise ApiError(400, "invalid_request", "Give exactly one 'token' parameter.")
+        raise ApiError(400, ErrorCode.INVALID_REQUEST, "Give exactly one 'token' parameter.")
     try:
         claims = context.tokens.verify(tokens[0])
     except InvalidToken:

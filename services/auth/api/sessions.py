@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.auth.api.common import NO_STORE, ctx, require_access
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 
 
 def _iso(value: dt.datetime) -> str:
@@ -45,7 +45,7 @@ async def revoke_session(request: Request) -> Response:
         actor=caller.claims.user_id,
     )
     if revoked == 0:
-        raise ApiError(404, "not_found", "No such session.")
+        raise ApiError(404, ErrorCode.NOT_FOUND, "No such session.")
     return JSONResponse({"message": "Session revoked.", "revoked": revoked}, headers=NO_STORE)
 
 

@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.auth.revocations import RevocationCache
 from services.auth.tokens import LEEWAY_SECONDS, AccessClaims, AccessTokens, InvalidToken
+from shared.errors import ErrorCode
 from shared.http import ClientIPResolver, valid_request_id
 
 log = structlog.get_logger("authgate.verify")
@@ -147,7 +148,7 @@ class VerifyEndpoint:
         except Exception:
             self.counters.errors += 1
             log.exception("verify_error", request_id=request_id)
-            status, response_headers, body = 500, [], _body("internal_error", "Internal error.")
+            status, response_headers, body = 500, [], _body(ErrorCode.INTERNAL_ERROR, "Internal error.")
         response_headers.append((b"x-request-id", request_id.encode("latin-1", "replace")))
         response_headers.append((b"cache-control", b"no-store"))
         if body:
@@ -166,24 +167,24 @@ class VerifyEndpoint:
             return (
                 503,
                 [(b"retry-after", b"1")],
-                _body("revocation_state_stale", "Revocation state is not current; retry shortly."),
+                _body(ErrorCode.REVOCATION_STATE_STALE, "Revocation state is not current; retry shortly."),
             )
         required = self._required_roles(scope)
         if isinstance(required, str):  # the proxy's configuration is wrong: say so, never "any role"
             self.counters.bad_request += 1
-            return 400, [], _body("bad_request", required)
+            return 400, [], _body(ErrorCode.BAD_REQUEST, required)
         if sum(1 for name, _ in scope["headers"] if name == b"authorization") > 1:
             self.counters.bad_request += 1
-            return 400, [], _body("bad_request", "Send one Authorization header.")
+            return 400, [], _body(ErrorCode.BAD_REQUEST, "Send one Authorization header.")
         token = _bearer(headers.get(b"authorization"))
         if token is None:
-            return self._unauthorized("missing_token")
+            return self._unauthorized(None)
         verified = self._cache.get(token)
         if verified is None:
             try:
                 claims = self._tokens.verify(token)
             except InvalidToken:
-                return self._unauthorized("invalid_token")
+                return self._unauthorized(ErrorCode.INVALID_TOKEN)
             verified = Verified(claims, self._identity_headers(claims))
             self._cache.put(token, verified)
         else:
@@ -203,7 +204,7 @@ class VerifyEndpoint:
                     403,
                     [(b"retry-after", str(notice.retry_after).encode())],
                     _body(
-                        "banned",
+                        ErrorCode.BANNED,
                         "Access is temporarily banned.",
                         reason=notice.reason,
                         expires_at=notice.expires_at,
@@ -219,14 +220,19 @@ class VerifyEndpoint:
                 return (
                     403,
                     [(b"retry-after", str(retry_after).encode())],
-                    _body("banned", "Access is temporarily banned.", reason=reason, expires_at=expires_at),
+                    _body(
+                        ErrorCode.BANNED,
+                        "Access is temporarily banned.",
+                        reason=reason,
+                        expires_at=expires_at,
+                    ),
                 )
-            return self._unauthorized("invalid_token")
+            return self._unauthorized(ErrorCode.INVALID_TOKEN)
         if self._revocations.predates(claims.user_id, claims.epoch):
-            return self._unauthorized("invalid_token")
+            return self._unauthorized(ErrorCode.INVALID_TOKEN)
         if required and claims.role not in required:
             self.counters.forbidden += 1
-            return 403, [], _body("forbidden", "Your role may not access this resource.")
+            return 403, [], _body(ErrorCode.FORBIDDEN, "Your role may not access this resource.")
         self.counters.allowed += 1
         return 200, list(verified.headers), b""
 
@@ -240,13 +246,13 @@ class VerifyEndpoint:
             (names["session_id"], _header_value(claims.session_id)),
         )
 
-    def _unauthorized(self, error: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def _unauthorized(self, error: ErrorCode | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         self.counters.unauthorized += 1
-        challenge = b'Bearer error="invalid_token"' if error == "invalid_token" else b"Bearer"
+        challenge = b'Bearer error="invalid_token"' if error is ErrorCode.INVALID_TOKEN else b"Bearer"
         return (
             401,
             [(b"www-authenticate", challenge)],
-            _body("unauthorized", "A valid access token is required."),
+            _body(ErrorCode.UNAUTHORIZED, "A valid access token is required."),
         )
 
     @staticmethod
@@ -290,5 +296,5 @@ def _header_value(value: str) -> bytes:
     return "".join(ch for ch in value if ch.isprintable()).encode("utf-8")
 
 
-def _body(code: str, message: str, **extra: object) -> bytes:
+def _body(code: ErrorCode, message: str, **extra: object) -> bytes:
     return json.dumps({"code": code, "message": message, **extra}).encode()

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from services.moderation.engine import SubjectExempt
 from services.moderation.store import FeedEntry
 from services.moderation.subjects import InvalidSubject, parse_subject
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 from shared.http import parse_body
 
 from .common import ban_record, caller, engine, json_response, parse_query
@@ -72,7 +72,7 @@ async def create_ban(request: Request) -> Response:
     try:
         ban = await engine(request).ban(body.subject, body.reason, body.duration_seconds * 1000, who.name)
     except SubjectExempt as exc:
-        raise ApiError(409, "subject_exempt", str(exc)) from None
+        raise ApiError(409, ErrorCode.SUBJECT_EXEMPT, str(exc)) from None
     return json_response(ban_record(ban, ban.created_at_ms), status_code=201)
 
 
@@ -81,11 +81,11 @@ async def delete_ban(request: Request) -> Response:
     try:
         subject = parse_subject(request.path_params["subject"])
     except InvalidSubject as exc:
-        raise ApiError(422, "invalid_subject", str(exc)) from None
+        raise ApiError(422, ErrorCode.INVALID_SUBJECT, str(exc)) from None
     query = parse_query(request, UnbanQuery)
     ban = await engine(request).unban(subject, query.reason, who.name)
     if ban is None:
-        raise ApiError(404, "ban_not_found", f"{subject} is not banned.")
+        raise ApiError(404, ErrorCode.BAN_NOT_FOUND, f"{subject} is not banned.")
     return json_response(UnbanOut(subject=subject, unbanned=True, ban=ban_record(ban, ban.created_at_ms)))
 
 

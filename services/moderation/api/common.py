@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from services.moderation.engine import Engine, seconds_until
 from services.moderation.store import BanState
-from shared.errors import ApiError
+from shared.errors import ApiError, ErrorCode
 from shared.http import Caller, ServiceKey, authenticate_service, validation_message
 
 from .schemas import BanOut, BanRecordOut, iso
@@ -34,17 +34,21 @@ def may_report(who: Caller, event_type: str, scores_user: bool) -> None:
         return
     if event_type not in who.scopes:
         raise ApiError(
-            403, "insufficient_scope", f"This key may not report {event_type!r}; add it to the key's scopes."
+            403,
+            ErrorCode.INSUFFICIENT_SCOPE,
+            f"This key may not report {event_type!r}; add it to the key's scopes.",
         )
     if scores_user and "report-user" not in who.scopes:
-        raise ApiError(403, "insufficient_scope", "Scoring user: subjects needs the 'report-user' scope.")
+        raise ApiError(
+            403, ErrorCode.INSUFFICIENT_SCOPE, "Scoring user: subjects needs the 'report-user' scope."
+        )
 
 
 def parse_query(request: Request, model: type[Query]) -> Query:
     try:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:
-        raise ApiError(422, "invalid_input", validation_message(exc)) from None
+        raise ApiError(422, ErrorCode.INVALID_INPUT, validation_message(exc)) from None
 
 
 def json_response(model: BaseModel, status_code: int = 200, exclude_none: bool = False) -> Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from shared.errors import ErrorCode
+
 from .common import engine
 
 
@@ -17,7 +19,7 @@ async def readyz(request: Request) -> Response:
     if await store.ping():
         return JSONResponse({"status": "ready", "store": store.kind})
     return JSONResponse(
-        {"status": "not_ready", "store": store.kind, "code": "store_unavailable"},
+        {"status": "not_ready", "store": store.kind, "code": ErrorCode.STORE_UNAVAILABLE},
         status_code=503,
         headers={"Retry-After": "2"},
     )
