@@ -23,6 +23,7 @@ from services.auth.audit import AuditTrail
 from services.auth.passwords import Hasher, PasswordPolicy, is_bcrypt, normalize, within_size_cap
 from services.auth.store import Document, Store, store_errors, text_value
 from shared.errors import ApiError, ErrorCode
+from shared.timefmt import iso_utc
 
 ROLES = ("USER", "ADMIN")
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{2,64}")
@@ -108,11 +109,7 @@ def object_id(user_id: str) -> ObjectId | str:
 
 
 def _iso(value: Any) -> str | None:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return str(value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))
-    return None
+    return iso_utc(value) if isinstance(value, dt.datetime) else None
 
 
 def public_user(doc: Document) -> dict[str, Any]:

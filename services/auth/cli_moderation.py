@@ -21,6 +21,7 @@ from services.auth.accounts import user_id_of
 from services.auth.context import AuthContext
 from services.auth.sessions import RevokedByBan
 from shared.config import Env
+from shared.timefmt import iso_utc
 
 DURATION = re.compile(r"(\d+)\s*([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -212,11 +213,7 @@ async def audit(context: AuthContext, env: Env, args: argparse.Namespace) -> Non
 
 
 def _iso(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return str(value.astimezone(dt.UTC).isoformat()).replace("+00:00", "Z")
-    return str(value)
+    return iso_utc(value) if isinstance(value, dt.datetime) else str(value)
 
 
 def add_commands(sub: Any) -> None:

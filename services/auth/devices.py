@@ -10,15 +10,14 @@ with REFRESH_TOKEN_EXPIRY, and carries a per-user epoch that password reset and
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
 import time
 from dataclasses import dataclass
 
-from services.auth.sessions import derive_key
 from services.auth.store import Store, store_errors
+from shared.crypto import b64url_decode, b64url_encode, derive_key
 
 DEVICE_COOKIE = "authgate_device"
 MAX_COOKIE_BYTES = 512
@@ -30,14 +29,6 @@ class DeviceClaim:
     account: str
     epoch: int
     expires_at: int
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class DeviceCookies:
@@ -56,7 +47,7 @@ class DeviceCookies:
             separators=(",", ":"),
         ).encode()
         mac = hmac.new(self._key, payload, hashlib.sha256).digest()
-        return f"{_b64(payload)}.{_b64(mac)}"
+        return f"{b64url_encode(payload)}.{b64url_encode(mac)}"
 
     def parse(self, value: str | None, account: str) -> DeviceClaim | None:
         """A valid, unexpired cookie for this account; None for anything else."""
@@ -64,8 +55,8 @@ class DeviceCookies:
             return None
         encoded, signature = value.split(".")
         try:
-            payload = _unb64(encoded)
-            mac = _unb64(signature)
+            payload = b64url_decode(encoded)
+            mac = b64url_decode(signature)
         except ValueError:
             return None
         if not hmac.compare_digest(mac, hmac.new(self._key, payload, hashlib.sha256).digest()):

@@ -38,6 +38,7 @@ from services.moderation.subjects import UNKNOWN_CLIENT, InvalidSubject, client_
 from shared.config import ConfigError, Env, IPNetwork, exempt_networks
 from shared.errors import ApiError, ErrorCode
 from shared.http import MIN_SERVICE_SECRET_BYTES
+from shared.timefmt import iso_from_ms, parse_iso_ms
 
 log = structlog.get_logger("authgate.moderation_client")
 
@@ -131,10 +132,6 @@ def load_moderation_client_settings(env: Env, development: bool) -> ModerationCl
 # Answers ----------------------------------------------------------------------------------
 
 
-def _parse_iso(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 @dataclass(frozen=True)
 class BanInfo:
     subject: str
@@ -146,7 +143,7 @@ class BanInfo:
         return datetime.fromtimestamp(self.expires_at_ms / 1000, UTC)
 
     def expires_at_iso(self) -> str:
-        return self.expires_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_from_ms(self.expires_at_ms)
 
     def retry_after(self, now_ms: int | None = None) -> int:
         now = _wall_ms() if now_ms is None else now_ms
@@ -157,7 +154,7 @@ class BanInfo:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> BanInfo:
-        return cls(str(data["subject"]), str(data["reason"]), _parse_iso(str(data["expires_at"])))
+        return cls(str(data["subject"]), str(data["reason"]), parse_iso_ms(str(data["expires_at"])))
 
 
 @dataclass(frozen=True)

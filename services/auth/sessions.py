@@ -12,7 +12,6 @@ which also records it in `auth_revocations` for the forward-auth cache.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -20,13 +19,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pymongo import ReturnDocument
 
 from services.auth.audit import AuditTrail
 from services.auth.counters import REFRESHES, REVOCATIONS
 from services.auth.store import Document, Store, store_errors, text_value
+from shared.crypto import b64url_encode, derive_key
 
 TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
 
@@ -45,10 +43,6 @@ class InvalidRefreshToken(Exception):
     def __init__(self, reason: str, user_id: str | None = None) -> None:
         super().__init__(reason)
         self.user_id = user_id
-
-
-def derive_key(secret: str, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret.encode())
 
 
 def token_hash(token: str) -> str:
@@ -133,7 +127,7 @@ class SessionService:
     def child_of(self, token: str) -> str:
         """The next token of the family: the session id, then HMAC(key, parent) (precision of issue 2)."""
         digest = hmac.new(self._child_key, token.encode(), hashlib.sha256).digest()
-        return f"{session_id_of(token)}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+        return f"{session_id_of(token)}.{b64url_encode(digest)}"
 
     def is_live(self, doc: Document, now: dt.datetime | None = None) -> bool:
         now = now or self._clock()

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.auth.api.common import NO_STORE, ctx, require_access
 from shared.errors import ApiError, ErrorCode
-
-
-def _iso(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+from shared.timefmt import iso_utc
 
 
 async def list_sessions(request: Request) -> Response:
@@ -23,9 +16,9 @@ async def list_sessions(request: Request) -> Response:
     body = [
         {
             "id": s.id,
-            "created": _iso(s.created_at),
-            "last_used": _iso(s.last_used_at),
-            "expires": _iso(s.expires_at),
+            "created": iso_utc(s.created_at),
+            "last_used": iso_utc(s.last_used_at),
+            "expires": iso_utc(s.expires_at),
             "ip": s.ip,
             "user_agent": s.user_agent,
             "current": s.id == caller.session.id,

@@ -9,7 +9,6 @@ becomes a 500, never a 2xx.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 import random
@@ -28,6 +27,7 @@ from services.auth.revocations import RevocationCache
 from services.auth.tokens import LEEWAY_SECONDS, AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ErrorCode
 from shared.http import ClientIPResolver, valid_request_id
+from shared.timefmt import iso_from_seconds
 
 log = structlog.get_logger("authgate.verify")
 
@@ -216,7 +216,7 @@ class VerifyEndpoint:
                 reason, ends = revoked_by_ban
                 self.counters.banned += 1
                 retry_after = max(1, int(ends - time.time()) + 1)
-                expires_at = dt.datetime.fromtimestamp(ends, dt.UTC).isoformat().replace("+00:00", "Z")
+                expires_at = iso_from_seconds(ends)
                 return (
                     403,
                     [(b"retry-after", str(retry_after).encode())],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import (
@@ -25,6 +25,7 @@ from services.moderation.subjects import (
     parse_ip,
     parse_subject,
 )
+from shared.timefmt import iso_from_ms
 
 ViolationType = Literal[
     "login",
@@ -130,9 +131,7 @@ def epoch_ms(moment: datetime) -> int:
         return -(2**62)
 
 
-def iso(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds and a `Z`."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+iso = iso_from_ms
 
 
 # Requests ----------------------------------------------------------------------------------
