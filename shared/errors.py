@@ -76,6 +76,72 @@ class StoreUnavailable(Exception):
     """The backing store (MongoDB or Redis) did not answer in time."""
 
 
+class DomainError(Exception):
+    """A domain rule refused the operation; only the API layer turns it into HTTP.
+
+    Domain code raises this (or a subclass named for the rule) with a stable code and a
+    message safe to show; `retry_after` and `details` become the `Retry-After` header and
+    extra body fields. The status comes from `HTTP_STATUS`, so a rule never picks one.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.details = dict(details or {})
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.INVALID_JSON: 400,
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.INVALID_INPUT: 422,
+    ErrorCode.PASSWORD_POLICY: 422,
+    ErrorCode.INVALID_SUBJECT: 422,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.BAN_NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.INVALID_REFRESH_TOKEN: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.INSUFFICIENT_SCOPE: 403,
+    ErrorCode.ORIGIN_REFUSED: 403,
+    ErrorCode.TWO_FACTOR_REQUIRED: 403,
+    ErrorCode.REGISTRATION_DISABLED: 403,
+    ErrorCode.EMAIL_LOGIN_DISABLED: 403,
+    ErrorCode.BANNED: 403,
+    ErrorCode.USERNAME_TAKEN: 409,
+    ErrorCode.SUBJECT_EXEMPT: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.OVERLOADED: 503,
+    ErrorCode.MODERATION_UNAVAILABLE: 503,
+    ErrorCode.REVOCATION_STATE_STALE: 503,
+    ErrorCode.STORE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.HTTP_ERROR: 400,
+}
+
+
+def api_error_of(error: DomainError, headers: Mapping[str, str] | None = None) -> ApiError:
+    """The HTTP answer for a domain error; `headers` adds route-specific ones."""
+    merged = dict(headers or {})
+    if error.retry_after is not None:
+        merged.setdefault("Retry-After", str(error.retry_after))
+    return ApiError(HTTP_STATUS[error.code], error.code, error.message, merged, error.details)
+
+
 def error_response(
     status: int,
     code: ErrorCode,
@@ -101,6 +167,11 @@ _HTTP_CODES = {
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return await api_error_handler(request, api_error_of(exc))
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
@@ -134,6 +205,7 @@ async def internal_error_handler(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: api_error_handler,
+    DomainError: domain_error_handler,
     HTTPException: http_exception_handler,
     StoreUnavailable: store_unavailable_handler,
     Exception: internal_error_handler,
