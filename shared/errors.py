@@ -13,6 +13,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("authgate.errors")
 
@@ -201,6 +202,37 @@ async def internal_error_handler(request: Request, exc: Exception) -> Response:
         {"X-Request-Id": request_id},
         {"request_id": request_id},
     )
+
+
+class ErrorBoundary:
+    """Answer an unexpected exception here, inside CORS and request-id middleware.
+
+    Starlette's own last-resort handler sits outside every user middleware, so its 500
+    carries no CORS headers and a browser app cannot read it. Once a response has
+    started nothing can be sent any more, so the exception goes on up.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response = await internal_error_handler(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 EXCEPTION_HANDLERS = {

@@ -32,7 +32,7 @@ from services.auth.sessions import RevokedByBan, SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
-from shared.errors import EXCEPTION_HANDLERS, StoreUnavailable, error_response
+from shared.errors import EXCEPTION_HANDLERS, ErrorBoundary, StoreUnavailable, error_response
 from shared.http import RequestIdMiddleware
 from shared.metrics import MetricsMiddleware
 
@@ -206,11 +206,11 @@ def create_app(settings: AuthSettings) -> Starlette:
         settings.verify_cache_size,
     )
     metrics.bind(verify, context.revocations, context.protection.client)
+    # CORS wraps every refusal (IP ban, unexpected error) so the browser app can read it.
     middleware = [
         Middleware(VerifyFastPath, endpoint=verify),
         Middleware(RequestIdMiddleware),
         Middleware(MetricsMiddleware, service="auth"),
-        Middleware(IpBanMiddleware, context=context),
     ]
     if settings.domain_client:
         middleware.append(
@@ -222,6 +222,7 @@ def create_app(settings: AuthSettings) -> Starlette:
                 allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
             )
         )
+    middleware += [Middleware(ErrorBoundary), Middleware(IpBanMiddleware, context=context)]
     app = Starlette(
         routes=routes(),
         middleware=middleware,
