@@ -78,7 +78,9 @@ def test_make_run_keeps_data_private_and_prints_the_real_urls(tmp_path: Path) ->
     assert not _listening(store_port)
 
 
-def _launch(root: Path, auth_port: int, moderation_port: int, **extra: str) -> subprocess.Popen[str]:
+def _launch(
+    root: Path, auth_port: int, moderation_port: int, *, new_group: bool = False, **extra: str
+) -> subprocess.Popen[str]:
     env = clean_env(
         {
             "AUTHGATE_ROOT": str(root),
@@ -97,6 +99,7 @@ def _launch(root: Path, auth_port: int, moderation_port: int, **extra: str) -> s
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=new_group,
     )
 
 
@@ -131,3 +134,30 @@ def test_make_run_store_requires_its_generated_password(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
         assert not _listening(store_port)
+
+
+@pytest.mark.parametrize("interrupt_after", ["Ctrl-C stops everything", "starting the embedded MongoDB"])
+def test_ctrl_c_then_an_immediate_restart(tmp_path: Path, interrupt_after: str) -> None:
+    """Ctrl-C reaches the whole foreground group; the launcher returns only once every child is
+    gone, so a second start at once finds the store's files free (also when interrupted mid-start)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    auth_port, moderation_port = free_port(), free_port()
+    for _ in range(2):
+        proc = _launch(root, auth_port, moderation_port, new_group=True)
+        try:
+            _wait_for_line(proc, interrupt_after)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+            proc.wait(timeout=60)
+        leftovers = subprocess.run(
+            ["pgrep", "-g", str(proc.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert leftovers == [], "children outlived the launcher"
+    proc = _launch(root, auth_port, moderation_port)
+    try:
+        lines = _wait_for_line(proc, "auth API on")
+        assert not any("Traceback" in line or "resource busy" in line for line in lines), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
