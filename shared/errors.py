@@ -216,9 +216,6 @@ class ErrorBoundary:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -229,7 +226,7 @@ class ErrorBoundary:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            if started:
+            if started or scope["type"] != "http":
                 raise
             response = await internal_error_handler(Request(scope), exc)
             await response(scope, receive, send)
