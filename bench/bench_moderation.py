@@ -106,11 +106,11 @@ def limits_app() -> Starlette:
     from limits.aio.strategies import MovingWindowRateLimiter
 
     from services.moderation.api.schemas import EventIn
-    from services.moderation.policy import load_policy
     from services.moderation.settings import SCOPES
-    from services.moderation.subjects import client_address
     from shared.config import Env
     from shared.http import authenticate_service, parse_body, parse_service_keys
+    from shared.moderation.policy import load_policy
+    from shared.moderation.subjects import client_address
 
     env = Env.load()
     policy = load_policy(env)

@@ -31,13 +31,13 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 from prometheus_client import Counter, Histogram
 
-from services.moderation.engine import Engine, Event
-from services.moderation.policy import EVENT_TYPES, BanPolicy, Limits, Policy, load_limits
-from services.moderation.store_memory import MemoryStore
-from services.moderation.subjects import UNKNOWN_CLIENT, InvalidSubject, client_address, user_subject
 from shared.config import ConfigError, Env, IPNetwork, exempt_networks
 from shared.errors import ApiError, ErrorCode
 from shared.http import MIN_SERVICE_SECRET_BYTES
+from shared.moderation.engine import Engine, Event
+from shared.moderation.policy import EVENT_TYPES, BanPolicy, Limits, Policy, load_limits
+from shared.moderation.store_memory import MemoryStore
+from shared.moderation.subjects import UNKNOWN_CLIENT, InvalidSubject, client_address, user_subject
 from shared.timefmt import iso_from_ms, parse_iso_ms
 
 log = structlog.get_logger("authgate.moderation_client")

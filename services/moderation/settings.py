@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.moderation.policy import EVENT_TYPES, Policy, load_policy
 from shared.config import DEVELOPMENT, ConfigError, Env, HttpLimits, environment, load_http_limits
 from shared.http import ServiceKey, parse_service_keys
+from shared.moderation.policy import EVENT_TYPES, Policy, load_policy
 
 # `report` reads (checks, ban list, change feed); each event type a key may report is a
 # scope of its own; `report-user` lets a key score `user:` subjects; `admin` may do all.

@@ -20,9 +20,9 @@ from services.auth.moderation import (
     account_subject,
     load_moderation_client_settings,
 )
-from services.moderation.policy import load_limits
 from shared.config import ConfigError, Env
 from shared.errors import ApiError
+from shared.moderation.policy import load_limits
 from tests.harness import free_port, start_service
 from tests.moderation.conftest import (
     ADMIN_SECRET,

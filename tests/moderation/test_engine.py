@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.moderation.engine import Engine, Event, SubjectExempt, Violation
 from services.moderation.metrics import LOGIN_ALARM, LOGIN_RATE, LoginRateAlarm
-from services.moderation.policy import BanPolicy, Limit, Limits, Policy
-from services.moderation.store import Store
+from shared.moderation.engine import Engine, Event, SubjectExempt, Violation
+from shared.moderation.policy import BanPolicy, Limit, Limits, Policy
+from shared.moderation.store import Store
 from tests.moderation.conftest import fresh_account, fresh_ip, fresh_ipv6, fresh_user
 
 T0 = 1_800_000_000_000  # an injected "now" (ms); each test moves it forward by hand

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 
 import structlog
 
-from services.moderation import metrics
-from services.moderation.policy import (
+from shared.logging import audit
+from shared.moderation.hooks import NO_METRICS, EngineMetrics
+from shared.moderation.policy import (
     ALWAYS_VIOLATION,
     CONCURRENT_LEASE_MS,
     Limit,
     Policy,
 )
-from services.moderation.store import (
+from shared.moderation.store import (
     BanPage,
     BanState,
     Change,
@@ -33,8 +34,7 @@ from services.moderation.store import (
     WindowMode,
     WindowOp,
 )
-from services.moderation.subjects import ClientAddress, client_address, is_exempt, user_subject
-from shared.logging import audit
+from shared.moderation.subjects import ClientAddress, client_address, is_exempt, user_subject
 
 log = structlog.get_logger("authgate.moderation")
 SCORING_MODES = ("hit", "lease")  # exceeding these is a violation; `check`/`record` windows never score
@@ -87,10 +87,10 @@ class _Plan:
 
 
 class Engine:
-    def __init__(self, store: Store, policy: Policy) -> None:
+    def __init__(self, store: Store, policy: Policy, metrics: EngineMetrics = NO_METRICS) -> None:
         self.store = store
         self.policy = policy
-        self.login_alarm = metrics.LoginRateAlarm(policy.limits.login_alarm_per_minute)
+        self.metrics = metrics
 
     # Planning ------------------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class Engine:
         plan = self._plan(event, actor)
         results = await self.store.apply(plan.ops, now_ms)
         if event.type == "login":
-            self.login_alarm.observe()
+            self.metrics.login()
             results += await self._settle_login(plan, results, actor)
         results += await self._cross_score(event, plan, results, actor, now_ms)
         await self._announce(results)
@@ -342,9 +342,7 @@ class Engine:
             ban.violation,
         )
         await self.store.record_change(change, ban)
-        metrics.BANS.labels(
-            metrics.subject_kind(ban.subject), "automatic" if ban.automatic else "manual"
-        ).inc()
+        self.metrics.ban(ban.subject, ban.automatic)
         audit(
             "moderation_ban",
             subject=ban.subject,
@@ -408,7 +406,7 @@ class Engine:
         if ban is None:
             return None
         await self.store.record_change(Change("unban", subject, reason, at, actor), None)
-        metrics.UNBANS.labels(metrics.subject_kind(subject)).inc()
+        self.metrics.unban(subject)
         audit("moderation_unban", subject=subject, by=actor, reason=reason)
         return ban
 
