@@ -24,7 +24,7 @@ from services.auth.breach import BreachCheck
 from services.auth.context import AuthContext
 from services.auth.devices import DeviceCookies
 from services.auth.keys import load_key_ring
-from services.auth.moderation import BanInfo, ModerationClient
+from services.auth.moderation_client import BanInfo, ModerationClient
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection, banned_error
 from services.auth.revocations import RevocationCache

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from services.auth.counters import DENIALS
 from services.auth.devices import DeviceCookies
-from services.auth.moderation import BanInfo, Decision, ModerationClient, account_subject
+from services.auth.moderation_client import BanInfo, Decision, ModerationClient, account_subject
 from shared.crypto import derive_key
 from shared.errors import ApiError, ErrorCode
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from services.auth.moderation import ModerationClientSettings, load_moderation_client_settings
+from services.auth.moderation_client import ModerationClientSettings, load_moderation_client_settings
 from shared.config import (
     DEVELOPMENT,
     ConfigError,
