@@ -10,12 +10,12 @@ only on the subject whose own limit refused it).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import structlog
 
 from shared.logging import audit
+from shared.moderation.decisions import Decision, Event, SubjectExempt, Violation, seconds_until
 from shared.moderation.hooks import NO_METRICS, EngineMetrics
 from shared.moderation.policy import (
     ALWAYS_VIOLATION,
@@ -38,43 +38,6 @@ from shared.moderation.subjects import ClientAddress, client_address, is_exempt,
 
 log = structlog.get_logger("authgate.moderation")
 SCORING_MODES = ("hit", "lease")  # exceeding these is a violation; `check`/`record` windows never score
-
-
-class SubjectExempt(ValueError):
-    """A ban on a trusted proxy or an exempt network would lock out everyone behind it."""
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    ip: str
-    user_id: str | None = None
-    account: str | None = None  # `account:<hmac>` subject
-    device_trusted: bool = False
-    release: bool = False
-
-
-@dataclass(frozen=True)
-class Violation:
-    type: str
-    ip: str | None = None
-    user_id: str | None = None
-    score: int | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    retry_after: int  # seconds
-    limit: int
-    remaining: int
-    score: int
-    ban: BanState | None
-    now_ms: int
-
-
-def seconds_until(at_ms: int, now_ms: int) -> int:
-    return max(0, math.ceil((at_ms - now_ms) / 1000))
 
 
 @dataclass

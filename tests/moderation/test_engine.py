@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.moderation.metrics import LOGIN_ALARM, LOGIN_RATE, LoginRateAlarm
-from shared.moderation.engine import Engine, Event, SubjectExempt, Violation
+from shared.moderation.decisions import Event, SubjectExempt, Violation
+from shared.moderation.engine import Engine
 from shared.moderation.policy import BanPolicy, Limit, Limits, Policy
 from shared.moderation.store import Store
 from tests.moderation.conftest import fresh_account, fresh_ip, fresh_ipv6, fresh_user

@@ -14,7 +14,8 @@ import structlog
 from services.auth.moderation_client.answers import Decision
 from services.auth.moderation_client.bans import BanCache
 from services.auth.moderation_client.settings import ModerationClientSettings
-from shared.moderation.engine import Engine, Event
+from shared.moderation.decisions import Event
+from shared.moderation.engine import Engine
 from shared.moderation.policy import BanPolicy, Policy
 from shared.moderation.store_memory import MemoryStore
 from shared.moderation.subjects import UNKNOWN_CLIENT, InvalidSubject, client_address

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from shared.errors import ApiError, ErrorCode
 from shared.http import parse_body
-from shared.moderation.engine import SubjectExempt
+from shared.moderation.decisions import SubjectExempt
 from shared.moderation.store import FeedEntry
 from shared.moderation.subjects import InvalidSubject, parse_subject
 

@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 from shared.errors import ApiError, ErrorCode
 from shared.http import Caller, ServiceKey, authenticate_service, validation_message
-from shared.moderation.engine import Engine, seconds_until
+from shared.moderation.decisions import seconds_until
+from shared.moderation.engine import Engine
 from shared.moderation.store import BanState
 
 from .schemas import BanOut, BanRecordOut, iso

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from services.moderation.metrics import EVENTS
 from shared.http import parse_body
-from shared.moderation.engine import Event
+from shared.moderation.decisions import Event
 
 from .common import ban_out, caller, engine, json_response, may_report
 from .schemas import EventIn, EventOut

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.http import parse_body
-from shared.moderation.engine import Violation
+from shared.moderation.decisions import Violation
 
 from .common import ban_out, caller, engine, json_response, may_report
 from .schemas import ViolationIn, ViolationOut
