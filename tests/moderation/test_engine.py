@@ -162,7 +162,7 @@ async def test_escalation_doubles_up_to_the_maximum_then_resets(make_engine: Cal
     now += 100_001  # the escalation window has passed since the last ban
     for _ in range(2):
         decision = await engine.violation(Violation("illegal_model", ip=ip), "auth", now_ms=now)
-    assert decision.ban is not None and decision.ban.expires_at_ms - now == 10_000
+    assert decision is not None and decision.ban is not None and decision.ban.expires_at_ms - now == 10_000
 
 
 async def test_bans_off_keeps_scoring_and_resets_at_the_threshold(make_engine: Callable[..., Engine]) -> None:

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness import run_to_exit
 
 
-def start_moderation(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+def start_refused(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """`python -m services.moderation` in an empty folder (no .env), as an operator starts it."""
     env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
         "AUTHGATE_ENV": "development",
         "MODERATION_PORT": "0",
         "MODERATION_MANAGEMENT_PORT": "0",
         **variables,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "services.moderation"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_to_exit("services.moderation", env, cwd=tmp_path, timeout=30)
 
 
 def assert_one_line_naming_redis_uri(done: subprocess.CompletedProcess[str]) -> str:
@@ -46,15 +34,15 @@ def assert_one_line_naming_redis_uri(done: subprocess.CompletedProcess[str]) -> 
     "uri", ["redis://127.0.0.1:notaport", "redis://127.0.0.1:99999", "redis://[::1:6379"]
 )
 def test_malformed_redis_uri_is_one_line(tmp_path: Path, uri: str) -> None:
-    line = assert_one_line_naming_redis_uri(start_moderation(tmp_path, REDIS_URI=uri))
+    line = assert_one_line_naming_redis_uri(start_refused(tmp_path, REDIS_URI=uri))
     assert uri not in line  # the URI may carry a password: never echoed
 
 
 def test_comma_separated_redis_uri_says_cluster_is_not_supported(tmp_path: Path) -> None:
-    done = start_moderation(tmp_path, REDIS_URI="redis://127.0.0.1:6379,redis://127.0.0.1:6380")
+    done = start_refused(tmp_path, REDIS_URI="redis://127.0.0.1:6379,redis://127.0.0.1:6380")
     assert "cluster" in assert_one_line_naming_redis_uri(done).lower()
 
 
 def test_use_redis_cluster_says_cluster_is_not_supported(tmp_path: Path) -> None:
-    done = start_moderation(tmp_path, REDIS_URI="redis://127.0.0.1:6379", USE_REDIS_CLUSTER="true")
+    done = start_refused(tmp_path, REDIS_URI="redis://127.0.0.1:6379", USE_REDIS_CLUSTER="true")
     assert "cluster" in assert_one_line_naming_redis_uri(done).lower()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.harness import run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 MODERATION_ONLY = (
@@ -12,21 +12,11 @@ MODERATION_ONLY = (
     "authgate_moderation_events_total",
     "authgate_moderation_unbans_total",
 )
-# A fresh interpreter: what this test process imported must not decide the answer.
-PROBE = """
-import importlib, pkgutil, services.auth
-for m in pkgutil.walk_packages(services.auth.__path__, "services.auth."):
-    importlib.import_module(m.name)
-from prometheus_client import REGISTRY, generate_latest
-print(generate_latest(REGISTRY).decode())
-"""
 
 
 def exported_by(package: str) -> str:
-    probe = PROBE.replace("services.auth", package)
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
+    """The metrics a fresh interpreter holds once it has imported every module of `package`."""
+    done = run_to_exit("tests.structure.metrics_probe", {"PROBE_PACKAGE": package}, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
