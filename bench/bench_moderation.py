@@ -9,7 +9,7 @@
    a refusal a score window and a ban key). Target: ours >= 1.2x.
 3. Redis script calls per event, from the EVALSHA + EVAL call deltas of `INFO commandstats`
    (commands run inside a script are counted there too, so only calls are counted). Target: 1.
-4. The auth-to-moderation hop: a tiny Starlette app calling `services.auth.moderation.ModerationClient`
+4. The auth-to-moderation hop: a tiny Starlette app calling `services.auth.moderation_client.ModerationClient`
    against moderation alone. Target: >= 0.5x. The same hop over httpx's default transport is shown
    for comparison (why the client uses the httpx-aiohttp transport).
 
@@ -106,11 +106,11 @@ def limits_app() -> Starlette:
     from limits.aio.strategies import MovingWindowRateLimiter
 
     from services.moderation.api.schemas import EventIn
-    from services.moderation.policy import load_policy
     from services.moderation.settings import SCOPES
-    from services.moderation.subjects import client_address
     from shared.config import Env
     from shared.http import authenticate_service, parse_body, parse_service_keys
+    from shared.moderation.policy import load_policy
+    from shared.moderation.subjects import client_address
 
     env = Env.load()
     policy = load_policy(env)
@@ -161,7 +161,7 @@ def limits_app() -> Starlette:
 
 def hop_app() -> Starlette:
     """A tiny auth stand-in: every request asks moderation through the auth service's client."""
-    from services.auth.moderation import ModerationClient, ModerationClientSettings
+    from services.auth.moderation_client import ModerationClient, ModerationClientSettings
 
     settings = ModerationClientSettings(
         url=os.environ["MODERATION_URL"],

@@ -306,7 +306,7 @@ class ModerationKeys:
 def moderation_event_types() -> tuple[str, ...]:
     """Each event type is a scope of its own in moderation's keys (services/moderation/settings.py)."""
     try:
-        from services.moderation.policy import EVENT_TYPES
+        from shared.moderation.policy import EVENT_TYPES
     except ImportError:
         return ()
     return tuple(EVENT_TYPES)

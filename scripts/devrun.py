@@ -23,8 +23,8 @@ sys.path.insert(0, str(REPO))
 ROOT = Path(os.environ.get("AUTHGATE_ROOT") or REPO).resolve()
 
 from services.auth.settings import EMBEDDED_MONGO_PASSWORD, EMBEDDED_MONGO_USER  # noqa: E402
-from services.moderation.policy import AUTH_KEY_SCOPES  # noqa: E402
 from shared.config import GENERATED_SECRETS_FILE, Env, generate_dev_secret  # noqa: E402
+from shared.moderation.policy import AUTH_KEY_SCOPES  # noqa: E402
 
 DATA = ROOT / "data"
 PORT_FILE = DATA / "mongo.port"

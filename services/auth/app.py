@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.auth import metrics
 from services.auth.accounts import Accounts
-from services.auth.api import auth, health, introspect, sessions, user, wellknown
+from services.auth.api import auth, health, introspect, refusals, sessions, user, wellknown
 from services.auth.api.openapi import openapi
 from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
 from services.auth.audit import AuditTrail
@@ -24,7 +24,7 @@ from services.auth.breach import BreachCheck
 from services.auth.context import AuthContext
 from services.auth.devices import DeviceCookies
 from services.auth.keys import load_key_ring
-from services.auth.moderation import BanInfo, ModerationClient
+from services.auth.moderation_client import BanInfo, ModerationClient
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection, banned_error
 from services.auth.revocations import RevocationCache
@@ -32,7 +32,7 @@ from services.auth.sessions import RevokedByBan, SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
-from shared.errors import EXCEPTION_HANDLERS, ErrorBoundary, StoreUnavailable, error_response
+from shared.errors import EXCEPTION_HANDLERS, ErrorBoundary, StoreUnavailable, api_error_of, error_response
 from shared.http import RequestIdMiddleware
 from shared.metrics import MetricsMiddleware
 
@@ -118,7 +118,7 @@ class IpBanMiddleware:
             request = Request(scope)
             ban = protection.ip_ban(self.context.settings.client_ip.from_request(request))
             if ban is not None:
-                error = banned_error(ban)
+                error = api_error_of(banned_error(ban))
                 response = error_response(error.status, error.code, error.message, error.headers, error.extra)
                 await response(scope, receive, send)
                 return
@@ -226,7 +226,7 @@ def create_app(settings: AuthSettings) -> Starlette:
     app = Starlette(
         routes=routes(),
         middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **refusals.HANDLERS},
         lifespan=lifespan,
     )
     app.state.ctx = context

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.auth.store import Store, store_errors
@@ -32,10 +33,13 @@ class DeviceClaim:
 
 
 class DeviceCookies:
-    def __init__(self, refresh_secret: str, lifetime_ms: int, store: Store) -> None:
+    def __init__(
+        self, refresh_secret: str, lifetime_ms: int, store: Store, clock: Callable[[], float] = time.time
+    ) -> None:
         self._key = derive_key(refresh_secret, b"device")
         self._lifetime = max(1, lifetime_ms // 1000)
         self._store = store
+        self.clock = clock  # wall-clock seconds: expiry is an instant in the cookie
 
     @property
     def max_age(self) -> int:
@@ -43,7 +47,7 @@ class DeviceCookies:
 
     def issue(self, user_id: str, account: str, epoch: int) -> str:
         payload = json.dumps(
-            {"u": user_id, "a": account, "e": epoch, "x": int(time.time()) + self._lifetime},
+            {"u": user_id, "a": account, "e": epoch, "x": int(self.clock()) + self._lifetime},
             separators=(",", ":"),
         ).encode()
         mac = hmac.new(self._key, payload, hashlib.sha256).digest()
@@ -66,7 +70,7 @@ class DeviceCookies:
             claim = DeviceClaim(str(data["u"]), str(data["a"]), int(data["e"]), int(data["x"]))
         except (ValueError, KeyError, TypeError):
             return None
-        if claim.expires_at < time.time() or not hmac.compare_digest(claim.account, account):
+        if claim.expires_at < self.clock() or not hmac.compare_digest(claim.account, account):
             return None
         return claim
 

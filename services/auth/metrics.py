@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.auth.api.verify import VerifyEndpoint
-from services.auth.moderation import ModerationClient
+from services.auth.moderation_client import ModerationClient
 from services.auth.revocations import RevocationCache
 
 
@@ -55,7 +55,14 @@ class _AuthCollector(Collector):
             )
             reports.add_metric(["delivered"], client.stats.delivered)
             reports.add_metric(["dropped"], client.stats.dropped)
+            reports.add_metric(["rejected"], client.stats.rejected)
             yield reports
+            config_errors = CounterMetricFamily(
+                "authgate_moderation_config_errors",
+                "Calls moderation refused with 401/403: MODERATION_API_KEY is wrong or lacks a scope",
+            )
+            config_errors.add_metric([], client.stats.config_errors)
+            yield config_errors
             degraded = CounterMetricFamily(
                 "authgate_moderation_degraded_answers", "Checks answered locally (fail open)"
             )

@@ -2,9 +2,10 @@
 
 Auth never decides windows or scores: it reports `login`, `register` and
 `refresh` before any hashing (a limited or banned client costs no argon2 work),
-reports `login_failed` after a failure, and turns the answers into 429
-`rate_limited` or 403 `banned`. A user's ban is revealed only after a correct
-password (or on refresh), so a ban never reveals that an account exists.
+reports `login_failed` after a failure, and turns the answers into the domain
+errors `RateLimited` (429 `rate_limited`) or `Banned` (403 `banned`), which the API
+layer renders. A user's ban is revealed only after a correct password (or on
+refresh), so a ban never reveals that an account exists.
 """
 
 from __future__ import annotations
@@ -13,36 +14,46 @@ from dataclasses import dataclass
 
 from services.auth.counters import DENIALS
 from services.auth.devices import DeviceCookies
-from services.auth.moderation import BanInfo, Decision, ModerationClient, account_subject
+from services.auth.moderation_client import BanInfo, Decision, ModerationClient, account_subject
 from shared.crypto import derive_key
-from shared.errors import ApiError, ErrorCode
+from shared.errors import DomainError, ErrorCode
 
 
-def banned_error(ban: BanInfo) -> ApiError:
-    retry_after = max(1, ban.retry_after())
-    return ApiError(
-        403,
-        ErrorCode.BANNED,
-        "Access is temporarily banned.",
-        {"Retry-After": str(retry_after)},
-        {"reason": ban.reason, "expires_at": ban.expires_at_iso(), "retry_after": retry_after},
-    )
+class Banned(DomainError):
+    """403 `banned`: the reason, when it ends, and Retry-After."""
+
+    def __init__(self, ban: BanInfo) -> None:
+        retry_after = max(1, ban.retry_after())
+        super().__init__(
+            ErrorCode.BANNED,
+            "Access is temporarily banned.",
+            retry_after=retry_after,
+            details={"reason": ban.reason, "expires_at": ban.expires_at_iso(), "retry_after": retry_after},
+        )
+        self.ban = ban
 
 
-def limited_error(decision: Decision) -> ApiError:
-    retry_after = max(1, decision.retry_after)
-    return ApiError(
-        429,
-        ErrorCode.RATE_LIMITED,
-        "Too many attempts; retry later.",
-        {
-            "Retry-After": str(retry_after),
-            "RateLimit-Limit": str(decision.limit),
-            "RateLimit-Remaining": str(max(0, decision.remaining)),
-            "RateLimit-Reset": str(retry_after),
-        },
-        {"retry_after": retry_after},
-    )
+class RateLimited(DomainError):
+    """429 `rate_limited`; the API layer adds the `RateLimit-*` headers from `limit`/`remaining`."""
+
+    def __init__(self, decision: Decision) -> None:
+        retry_after = max(1, decision.retry_after)
+        super().__init__(
+            ErrorCode.RATE_LIMITED,
+            "Too many attempts; retry later.",
+            retry_after=retry_after,
+            details={"retry_after": retry_after},
+        )
+        self.limit = decision.limit
+        self.remaining = max(0, decision.remaining)
+
+
+def banned_error(ban: BanInfo) -> Banned:
+    return Banned(ban)
+
+
+def limited_error(decision: Decision) -> RateLimited:
+    return RateLimited(decision)
 
 
 @dataclass(frozen=True)

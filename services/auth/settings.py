@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from pymongo.errors import InvalidURI
 from pymongo.uri_parser import parse_uri
 
-from services.auth.moderation import ModerationClientSettings, load_moderation_client_settings
+from services.auth.moderation_client import ModerationClientSettings, load_moderation_client_settings
 from shared.config import (
     DEVELOPMENT,
     ConfigError,

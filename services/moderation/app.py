@@ -12,15 +12,16 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from services.moderation.api import audit, bans, events, health, openapi, violations
-from services.moderation.engine import Engine
-from services.moderation.policy import EVENT_TYPES
+from services.moderation.metrics import PrometheusMetrics
 from services.moderation.settings import ModerationSettings
-from services.moderation.store import Store
-from services.moderation.store_memory import MemoryStore
 from services.moderation.store_redis import RedisStore
 from shared.errors import EXCEPTION_HANDLERS
 from shared.http import RequestIdMiddleware
 from shared.metrics import MetricsMiddleware
+from shared.moderation.engine import Engine
+from shared.moderation.policy import EVENT_TYPES
+from shared.moderation.store import Store
+from shared.moderation.store_memory import MemoryStore
 
 log = structlog.get_logger("authgate.moderation")
 
@@ -62,7 +63,7 @@ ROUTES = [
 
 def create_app(settings: ModerationSettings, store: Store | None = None) -> Starlette:
     store = store if store is not None else make_store(settings)
-    engine = Engine(store, settings.policy)
+    engine = Engine(store, settings.policy, PrometheusMetrics(settings.policy.limits.login_alarm_per_minute))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

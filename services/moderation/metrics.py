@@ -9,13 +9,11 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import Counter, Gauge
 
+from shared.moderation.hooks import subject_kind
+
 EVENTS = Counter("authgate_moderation_events_total", "Events by type and answer", ["type", "outcome"])
 BANS = Counter("authgate_moderation_bans_total", "Bans by subject kind and origin", ["kind", "origin"])
 UNBANS = Counter("authgate_moderation_unbans_total", "Lifted bans by subject kind", ["kind"])
-
-
-def subject_kind(subject: str) -> str:
-    return subject.split(":", 1)[0]
 
 
 LOGIN_RATE = Gauge(
@@ -53,3 +51,19 @@ class LoginRateAlarm:
             self._raised = raised
             LOGIN_ALARM.set(1 if raised else 0)
             log.warning("login_rate_alarm" if raised else "login_rate_normal", per_minute=self._total)
+
+
+class PrometheusMetrics:
+    """The engine's metrics hook in the moderation service: its counters and the login alarm."""
+
+    def __init__(self, login_alarm_per_minute: int) -> None:
+        self.login_alarm = LoginRateAlarm(login_alarm_per_minute)
+
+    def ban(self, subject: str, automatic: bool) -> None:
+        BANS.labels(subject_kind(subject), "automatic" if automatic else "manual").inc()
+
+    def unban(self, subject: str) -> None:
+        UNBANS.labels(subject_kind(subject)).inc()
+
+    def login(self) -> None:
+        self.login_alarm.observe()

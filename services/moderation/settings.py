@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.moderation.policy import EVENT_TYPES, Policy, load_policy
+import redis.asyncio as aioredis
+
 from shared.config import DEVELOPMENT, ConfigError, Env, HttpLimits, environment, load_http_limits
 from shared.http import ServiceKey, parse_service_keys
+from shared.moderation.policy import EVENT_TYPES, Policy, load_policy
 
 # `report` reads (checks, ban list, change feed); each event type a key may report is a
 # scope of its own; `report-user` lets a key score `user:` subjects; `admin` may do all.
@@ -35,13 +37,36 @@ class ModerationSettings:
         return self.env == DEVELOPMENT
 
 
+def check_redis_uri(uri: str, use_cluster: bool) -> None:
+    """One `REDIS_URI: ...` line for anything redis-py would only reject later with a traceback.
+
+    A comma-separated list (or USE_REDIS_CLUSTER) is how LibreChat asks for Redis Cluster; until
+    cluster support exists that is refused at startup, by name. The URI may hold a password, so
+    no message ever repeats it.
+    """
+    if "," in uri or use_cluster:
+        raise ConfigError(
+            "REDIS_URI",
+            "Redis Cluster mode (a comma-separated list or USE_REDIS_CLUSTER) is not supported yet; "
+            "give one redis:// URI",
+        )
+    if not uri.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URI", "must start with redis://, rediss:// or unix://")
+    try:
+        aioredis.ConnectionPool.from_url(uri)  # parses only; connects on first use
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "REDIS_URI", "is not a valid Redis URL (host, port or database unreadable)"
+        ) from None
+
+
 def load_settings(env: Env | None = None, root: Path | None = None) -> ModerationSettings:
     env = env if env is not None else Env.load(root if root is not None else Path.cwd())
     mode = environment(env)
     development = mode == DEVELOPMENT
     redis_uri = env.secret("REDIS_URI")
-    if redis_uri is not None and not redis_uri.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("REDIS_URI", "must start with redis://, rediss:// or unix://")
+    if redis_uri is not None:
+        check_redis_uri(redis_uri, env.boolean("USE_REDIS_CLUSTER", False))
     replicas_shared = env.boolean("MODERATION_REPLICAS_SHARED", False)
     if replicas_shared and redis_uri is None:
         raise ConfigError(

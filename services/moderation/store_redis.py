@@ -25,8 +25,9 @@ from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.moderation.lua import SCRIPTS, Script, subject_script
-from services.moderation.policy import BanPolicy
-from services.moderation.store import (
+from shared.errors import StoreUnavailable
+from shared.moderation.policy import BanPolicy
+from shared.moderation.store import (
     BanPage,
     BanState,
     Change,
@@ -38,7 +39,6 @@ from services.moderation.store import (
     cursor_of,
     resolve_feed,
 )
-from shared.errors import StoreUnavailable
 
 SOCKET_TIMEOUT_S = 0.5
 CALL_TIMEOUT_S = 1.0

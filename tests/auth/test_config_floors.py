@@ -11,7 +11,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from services.auth.moderation import load_moderation_client_settings
+from services.auth.moderation_client import load_moderation_client_settings
 from services.auth.settings import load_settings
 from services.moderation.settings import load_settings as load_moderation_settings
 from shared.config import ConfigError, Env

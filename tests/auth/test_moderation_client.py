@@ -1,4 +1,4 @@
-"""services/auth/moderation.py against a real moderation process (and against one that is down or hangs)."""
+"""The moderation client against a real moderation process (and against one that is down or hangs)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from services.auth.moderation import (
+from services.auth.moderation_client import (
     BanInfo,
     ModerationClient,
     ModerationClientSettings,
+    ModerationUnavailableError,
     account_subject,
     load_moderation_client_settings,
 )
-from services.moderation.policy import load_limits
 from shared.config import ConfigError, Env
-from shared.errors import ApiError
+from shared.errors import HTTP_STATUS
+from shared.moderation.policy import load_limits
 from tests.harness import free_port, start_service
 from tests.moderation.conftest import (
     ADMIN_SECRET,
@@ -188,10 +189,10 @@ async def test_fail_modes_local_limiter_known_bans_and_buffered_reports(work_dir
         local = [await moderation_client.event("login", ip=spared_ip) for _ in range(4)]
         assert [d.allowed for d in local] == [True, True, True, False]  # LOGIN_MAX=3, in process
         assert all(d.degraded for d in local) and local[3].retry_after >= 1
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(ModerationUnavailableError) as refused:
             await moderation_client.event("register", ip=fresh_ip())
-        assert refused.value.status == 503 and refused.value.code == "moderation_unavailable"
-        assert refused.value.headers["Retry-After"]
+        assert HTTP_STATUS[refused.value.code] == 503 and refused.value.code == "moderation_unavailable"
+        assert refused.value.retry_after
 
         await moderation_client.event("login_failed", ip=spared_ip, account=fresh_account())
         for _ in range(2):  # 3 + 3 >= BAN_INTERVAL once delivered
@@ -266,7 +267,7 @@ async def test_report_buffer_is_bounded_and_drops_the_oldest() -> None:
         for score in range(5):
             moderation_client.report_violation("login", ip="192.0.2.1", score=score)
         assert moderation_client.stats.dropped == 2 and moderation_client.stats.buffered == 3
-        assert [body["score"] for _, body in moderation_client._buffer] == [2, 3, 4]
+        assert [body["score"] for _, body in moderation_client.reports.items] == [2, 3, 4]
     finally:
         await moderation_client.aclose(flush_timeout_s=0.1)
 
@@ -276,7 +277,7 @@ async def test_a_wrong_key_applies_the_fail_mode(moderation: Moderation) -> None
     try:
         decision = await moderation_client.event("login", ip=fresh_ip())
         assert decision.degraded
-        with pytest.raises(ApiError):
+        with pytest.raises(ModerationUnavailableError):
             await moderation_client.event("register", ip=fresh_ip())
         assert moderation_client.breaker.state == "closed"  # it answered: our fault, not an outage
     finally:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from services.moderation.policy import AUTH_EVENT_TYPES, AUTH_KEY_SCOPES
+from shared.moderation.policy import AUTH_EVENT_TYPES, AUTH_KEY_SCOPES
 from tests.harness import start_moderation
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.moderation.policy import EVENT_TYPES, BanPolicy
-from services.moderation.store import Store
-from services.moderation.store_memory import MemoryStore
 from services.moderation.store_redis import RedisStore
+from shared.moderation.policy import EVENT_TYPES, BanPolicy
+from shared.moderation.store import Store
+from shared.moderation.store_memory import MemoryStore
 from tests.harness import Server, free_port, start_redis, start_service
 
 AUTH_SECRET = secrets.token_urlsafe(32)

@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.moderation.engine import Engine, Event, SubjectExempt, Violation
 from services.moderation.metrics import LOGIN_ALARM, LOGIN_RATE, LoginRateAlarm
-from services.moderation.policy import BanPolicy, Limit, Limits, Policy
-from services.moderation.store import Store
+from shared.moderation.decisions import Event, SubjectExempt, Violation
+from shared.moderation.engine import Engine
+from shared.moderation.policy import BanPolicy, Limit, Limits, Policy
+from shared.moderation.store import Store
 from tests.moderation.conftest import fresh_account, fresh_ip, fresh_ipv6, fresh_user
 
 T0 = 1_800_000_000_000  # an injected "now" (ms); each test moves it forward by hand
@@ -161,7 +162,7 @@ async def test_escalation_doubles_up_to_the_maximum_then_resets(make_engine: Cal
     now += 100_001  # the escalation window has passed since the last ban
     for _ in range(2):
         decision = await engine.violation(Violation("illegal_model", ip=ip), "auth", now_ms=now)
-    assert decision.ban is not None and decision.ban.expires_at_ms - now == 10_000
+    assert decision is not None and decision.ban is not None and decision.ban.expires_at_ms - now == 10_000
 
 
 async def test_bans_off_keeps_scoring_and_resets_at_the_threshold(make_engine: Callable[..., Engine]) -> None:

@@ -30,6 +30,9 @@ async def readyz(request: Request) -> Response:
             "staleness_ms": None if staleness is None else round(staleness * 1000),
             "grace_ms": context.settings.verify_stale_grace_ms,
         },
+        # Reported, not required: every check has a fail mode, and a refused key is the same
+        # on every replica, so draining them would not help.
+        "moderation": context.protection.client.health(),
     }
     if staleness is None:
         return JSONResponse({"status": "not_ready", "checks": checks}, status_code=503)

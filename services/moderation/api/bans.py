@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.moderation.engine import SubjectExempt
-from services.moderation.store import FeedEntry
-from services.moderation.subjects import InvalidSubject, parse_subject
 from shared.errors import ApiError, ErrorCode
 from shared.http import parse_body
+from shared.moderation.decisions import SubjectExempt
+from shared.moderation.store import FeedEntry
+from shared.moderation.subjects import InvalidSubject, parse_subject
 
 from .common import ban_record, caller, engine, json_response, parse_query
 from .schemas import (

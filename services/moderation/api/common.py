@@ -8,10 +8,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.moderation.engine import Engine, seconds_until
-from services.moderation.store import BanState
 from shared.errors import ApiError, ErrorCode
 from shared.http import Caller, ServiceKey, authenticate_service, validation_message
+from shared.moderation.decisions import seconds_until
+from shared.moderation.engine import Engine
+from shared.moderation.store import BanState
 
 from .schemas import BanOut, BanRecordOut, iso
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.moderation.engine import Event
 from services.moderation.metrics import EVENTS
 from shared.http import parse_body
+from shared.moderation.decisions import Event
 
 from .common import ban_out, caller, engine, json_response, may_report
 from .schemas import EventIn, EventOut

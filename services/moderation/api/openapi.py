@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from services.moderation.subjects import SUBJECT_PATTERN
+from shared.moderation.subjects import SUBJECT_PATTERN
 from shared.openapi import Operation, build_openapi
 
 from . import schemas as s

@@ -14,8 +14,8 @@ from pydantic import (
     model_validator,
 )
 
-from services.moderation.policy import EventType
-from services.moderation.subjects import (
+from shared.moderation.policy import EventType
+from shared.moderation.subjects import (
     ACCOUNT_PATTERN,
     BAN_SUBJECT_PATTERN,
     SUBJECT_PATTERN,

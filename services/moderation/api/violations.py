@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.moderation.engine import Violation
 from shared.http import parse_body
+from shared.moderation.decisions import Violation
 
 from .common import ban_out, caller, engine, json_response, may_report
 from .schemas import ViolationIn, ViolationOut

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.moderation.policy import BanPolicy
-from services.moderation.store import (
+from shared.moderation.policy import BanPolicy
+from shared.moderation.store import (
     MAX_BAN_HISTORY,
     BanPage,
     BanState,

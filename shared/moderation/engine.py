@@ -10,19 +10,20 @@ only on the subject whose own limit refused it).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import structlog
 
-from services.moderation import metrics
-from services.moderation.policy import (
+from shared.logging import audit
+from shared.moderation.decisions import Decision, Event, SubjectExempt, Violation, seconds_until
+from shared.moderation.hooks import NO_METRICS, EngineMetrics
+from shared.moderation.policy import (
     ALWAYS_VIOLATION,
     CONCURRENT_LEASE_MS,
     Limit,
     Policy,
 )
-from services.moderation.store import (
+from shared.moderation.store import (
     BanPage,
     BanState,
     Change,
@@ -33,48 +34,10 @@ from services.moderation.store import (
     WindowMode,
     WindowOp,
 )
-from services.moderation.subjects import ClientAddress, client_address, is_exempt, user_subject
-from shared.logging import audit
+from shared.moderation.subjects import ClientAddress, client_address, is_exempt, user_subject
 
 log = structlog.get_logger("authgate.moderation")
 SCORING_MODES = ("hit", "lease")  # exceeding these is a violation; `check`/`record` windows never score
-
-
-class SubjectExempt(ValueError):
-    """A ban on a trusted proxy or an exempt network would lock out everyone behind it."""
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    ip: str
-    user_id: str | None = None
-    account: str | None = None  # `account:<hmac>` subject
-    device_trusted: bool = False
-    release: bool = False
-
-
-@dataclass(frozen=True)
-class Violation:
-    type: str
-    ip: str | None = None
-    user_id: str | None = None
-    score: int | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    retry_after: int  # seconds
-    limit: int
-    remaining: int
-    score: int
-    ban: BanState | None
-    now_ms: int
-
-
-def seconds_until(at_ms: int, now_ms: int) -> int:
-    return max(0, math.ceil((at_ms - now_ms) / 1000))
 
 
 @dataclass
@@ -87,10 +50,10 @@ class _Plan:
 
 
 class Engine:
-    def __init__(self, store: Store, policy: Policy) -> None:
+    def __init__(self, store: Store, policy: Policy, metrics: EngineMetrics = NO_METRICS) -> None:
         self.store = store
         self.policy = policy
-        self.login_alarm = metrics.LoginRateAlarm(policy.limits.login_alarm_per_minute)
+        self.metrics = metrics
 
     # Planning ------------------------------------------------------------------------------
 
@@ -227,7 +190,7 @@ class Engine:
         plan = self._plan(event, actor)
         results = await self.store.apply(plan.ops, now_ms)
         if event.type == "login":
-            self.login_alarm.observe()
+            self.metrics.login()
             results += await self._settle_login(plan, results, actor)
         results += await self._cross_score(event, plan, results, actor, now_ms)
         await self._announce(results)
@@ -342,9 +305,7 @@ class Engine:
             ban.violation,
         )
         await self.store.record_change(change, ban)
-        metrics.BANS.labels(
-            metrics.subject_kind(ban.subject), "automatic" if ban.automatic else "manual"
-        ).inc()
+        self.metrics.ban(ban.subject, ban.automatic)
         audit(
             "moderation_ban",
             subject=ban.subject,
@@ -408,7 +369,7 @@ class Engine:
         if ban is None:
             return None
         await self.store.record_change(Change("unban", subject, reason, at, actor), None)
-        metrics.UNBANS.labels(metrics.subject_kind(subject)).inc()
+        self.metrics.unban(subject)
         audit("moderation_unban", subject=subject, by=actor, reason=reason)
         return ban
 

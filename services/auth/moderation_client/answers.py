@@ -1,0 +1,74 @@
+"""What moderation answers, as auth acts on it, and how a call can fail."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.timefmt import iso_from_ms, parse_iso_ms
+
+
+def wall_ms() -> int:
+    """The default wall clock in milliseconds; ban expiries are wall-clock instants."""
+    return int(time.time() * 1000)
+
+
+def account_subject(email_normalized: str, key: bytes) -> str:
+    """`account:<hex HMAC-SHA256>`: moderation throttles an account without ever seeing its email."""
+    digest = hmac.new(key, email_normalized.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"account:{digest}"
+
+
+@dataclass(frozen=True)
+class BanInfo:
+    subject: str
+    reason: str
+    expires_at_ms: int
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.expires_at_ms / 1000, UTC)
+
+    def expires_at_iso(self) -> str:
+        return iso_from_ms(self.expires_at_ms)
+
+    def retry_after(self, now_ms: int | None = None) -> int:
+        now = wall_ms() if now_ms is None else now_ms
+        return max(0, -(-(self.expires_at_ms - now) // 1000))
+
+    def active(self, now_ms: int | None = None) -> bool:
+        return self.expires_at_ms > (wall_ms() if now_ms is None else now_ms)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> BanInfo:
+        return cls(str(data["subject"]), str(data["reason"]), parse_iso_ms(str(data["expires_at"])))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What auth acts on: `allowed`, and for a refusal why and for how long."""
+
+    allowed: bool
+    retry_after: int
+    limit: int
+    remaining: int
+    score: int
+    ban: BanInfo | None = None
+    degraded: bool = False  # answered locally because moderation was unavailable
+
+
+class ModerationUnavailable(Exception):
+    """No usable answer: timeout, connection error, 5xx, or an open circuit."""
+
+
+class ModerationRejected(Exception):
+    """Moderation answered 4xx: our request or key is wrong; retrying will not help."""
+
+
+class ModerationMisconfigured(ModerationRejected):
+    """Moderation answered 401/403: auth's MODERATION_API_KEY is wrong or lacks a scope."""
