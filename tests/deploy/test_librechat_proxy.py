@@ -12,6 +12,7 @@ every request that reaches it.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,7 @@ def deployment(mongo: Server) -> Iterator[Deployment]:
     finally:
         for server in reversed(started):
             server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @needs_nginx
