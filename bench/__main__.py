@@ -3,7 +3,8 @@
 Benches run one after another (never two at once: they share two cores); each
 starts and stops its own processes. The combined report goes to
 `bench/results/latest.md`. Exit status: 0 when every selected bench ran (missed
-targets are reported as FAIL rows, not as an error), 1 when one crashed.
+targets are reported as MISSED rows, not as an error), 1 when one crashed or could not
+be imported (never "skipped").
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from bench.common import ROOT, BenchConfig, NoiseWatch, Table, render, say, stop_all_processes
+from bench.config import ROOT, BenchConfig, say
+from bench.procs import stop_all_processes
+from bench.stats import NoiseWatch
+from bench.tables import Table, render
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 BENCHES = (
@@ -34,7 +38,6 @@ BENCHES = (
     ("moderation", "bench.bench_moderation"),
     ("load", "bench.bench_load"),
 )
-OPTIONAL = {"bench.bench_moderation"}  # another engineer's; may not exist or import yet
 
 
 @dataclass
@@ -64,18 +67,11 @@ def command_line(argv: list[str]) -> str:
 
 
 def load(module_name: str) -> tuple[ModuleType | None, str]:
+    """The bench module, or None and the traceback: a part that cannot even import fails the run."""
     try:
         return importlib.import_module(module_name), ""
-    except ModuleNotFoundError as exc:
-        if module_name in OPTIONAL and exc.name == module_name:
-            return None, f"skipped ({module_name.replace('.', '/')}.py is not there yet)"
-        if module_name not in OPTIONAL:
-            raise
-        return None, f"skipped (import failed: {exc})"
-    except Exception as exc:  # an unfinished optional module must not stop the others
-        if module_name not in OPTIONAL:
-            raise
-        return None, f"skipped (import failed: {type(exc).__name__}: {exc})"
+    except Exception:
+        return None, traceback.format_exc()
 
 
 def as_sections(result: Any) -> tuple[list[str], list[str]]:
@@ -114,9 +110,11 @@ def _run_async(awaitable: Any) -> Any:
 
 
 def run_bench(name: str, module_name: str, config: BenchConfig) -> Outcome:
-    module, skipped = load(module_name)
+    module, error = load(module_name)
     if module is None:
-        return Outcome(name, [f"## {name}\n\n{name} bench: {skipped}\n"], [])
+        print(error, file=sys.stderr)
+        text = f"## {name}\n\n{name} bench could not be imported (the run fails):\n\n```\n{error}```\n"
+        return Outcome(name, [text], [], crashed=True)
     started = time.monotonic()
     say(f"== {name} bench ({module_name}) ==")
     watch = NoiseWatch()

@@ -23,37 +23,23 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import (
-    BenchConfig,
-    FullLoad,
-    LoadResult,
+from bench.client import bearer, call, login, new_credentials, new_session, register
+from bench.config import BenchConfig, say
+from bench.load import FullLoad, fixed_rate
+from bench.procs import (
     ModerationKeys,
     ProcessGroup,
-    Row,
     ServiceRefused,
-    Table,
     add_moderation,
-    alternated,
     auth_base_env,
-    bearer,
-    bound,
-    call,
-    compare,
-    fixed_rate,
-    login,
-    median_result,
     moderation_missing,
-    new_credentials,
-    new_session,
-    number,
-    percentile,
-    register,
-    say,
     shown_uvicorn,
     start_auth,
     start_bare,
     start_store,
 )
+from bench.stats import LoadResult, alternated, median_result, percentile
+from bench.tables import Row, Table, bound, compare, number
 
 MAX_POLLS = 100_000  # per round, besides the deadline
 # A random pause before each revoking call, so the rounds do not lock onto B's poll cycle.
@@ -252,7 +238,7 @@ def latency_rows(label: str, result: Latencies, deadline_s: float) -> list[Row]:
             f"{label} -> refused on B, p99",
             f"> {deadline_s:g} s",
             target=f"<= {REVOCATION_BOUND_MS:g} ms",
-            verdict="FAIL",
+            verdict="MISSED",
         )
     )
     rows = [
@@ -265,7 +251,7 @@ def latency_rows(label: str, result: Latencies, deadline_s: float) -> list[Row]:
             Row(
                 f"{label}: not refused within {deadline_s:g} s",
                 f"{missed} of {len(result.delays)}" + (f"; {result.stopped}" if result.stopped else ""),
-                verdict="FAIL",
+                verdict="MISSED",
             )
         )
     if len(result.refused_with) > 1 or set(result.refused_with) - LOGOUT_REFUSAL:
