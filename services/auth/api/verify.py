@@ -293,6 +293,8 @@ def _bearer(value: bytes | None) -> str | None:
 
 def _header_value(value: str) -> bytes:
     """Identity values go upstream as headers: drop anything that could split a header."""
+    if value.isprintable():  # the usual case, checked in C
+        return value.encode("utf-8")
     return "".join(ch for ch in value if ch.isprintable()).encode("utf-8")
 
 

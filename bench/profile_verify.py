@@ -1,0 +1,130 @@
+"""Where /verify's time goes with the token cache off: cProfile of the endpoint in this process.
+
+The endpoint is driven through its ASGI interface with distinct tokens (so no cache
+could help even if it were on), a loaded revocation view and no bans; uvicorn's
+own HTTP parsing is not in this profile (the raw ASGI baseline measures that).
+
+    .venv/bin/python -m bench.profile_verify [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import secrets
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from services.auth.api.verify import BanNotice, VerifyEndpoint
+from services.auth.keys import KeyRing
+from services.auth.revocations import RevocationCache
+from services.auth.tokens import AccessTokens
+from shared.http import ClientIPResolver
+
+Message = MutableMapping[str, Any]
+
+
+class NoBans:
+    has_bans = False
+
+    def ban_for(self, ip: str | None, user_id: str | None) -> BanNotice | None:
+        return None
+
+
+def signer() -> AccessTokens:
+    return AccessTokens(KeyRing("HS256", secrets.token_bytes(32)), "authgate", "librechat", 900_000)
+
+
+def endpoint(tokens: AccessTokens, cache_size: int) -> VerifyEndpoint:
+    """A /verify endpoint as the service builds it (HS256, a loaded revocation view)."""
+    revocations = RevocationCache(store=None, poll_interval_s=1.0, stale_grace_s=3600.0)  # type: ignore[arg-type]
+    revocations._last_success = time.monotonic()
+    verify = VerifyEndpoint(tokens, revocations, NoBans, ClientIPResolver(()), "X-Auth-", 0.0, cache_size)
+    return verify
+
+
+def scopes(tokens: AccessTokens, count: int) -> list[dict[str, Any]]:
+    """`count` distinct valid tokens, each in the scope uvicorn would hand the endpoint."""
+    out = []
+    for n in range(count):
+        issued = tokens.issue(
+            user_id=f"{n:024x}",
+            session_id=secrets.token_urlsafe(16),
+            email=f"u{n}@example.com",
+            username=f"u{n}",
+            role="USER",
+            provider="local",
+        )
+        headers = [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer " + issued.token.encode())]
+        out.append(
+            {
+                "type": "http",
+                "method": "GET",
+                "path": "/verify",
+                "query_string": b"",
+                "headers": headers,
+                "client": ("127.0.0.1", 5000),
+            }
+        )
+    return out
+
+
+async def drive(verify: VerifyEndpoint, all_scopes: list[dict[str, Any]], requests: int) -> float:
+    """Call the endpoint `requests` times; seconds per request."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    started = time.perf_counter()
+    for n in range(requests):
+        await verify(all_scopes[n % len(all_scopes)], receive, send)
+    elapsed = time.perf_counter() - started
+    if set(statuses) != {200}:
+        raise RuntimeError(f"/verify answered {sorted(set(statuses))}")
+    return elapsed / requests
+
+
+def profile(requests: int, top: int = 14, sort: str = "tottime") -> tuple[float, float, str]:
+    """(us per request with cache off, with cache hits, the top of the cache-off profile)."""
+    tokens = signer()
+    verify = endpoint(tokens, 0)
+    distinct = scopes(tokens, 2000)
+
+    def run(v: VerifyEndpoint, s: list[dict[str, Any]]) -> float:
+        return asyncio.run(drive(v, s, requests))
+
+    run(verify, distinct)  # warm-up
+    off = run(verify, distinct)
+    cached = endpoint(tokens, 10_000)
+    one = distinct[:1]
+    hit = run(cached, one)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run(verify, distinct)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats(sort).print_stats(top)
+    return off * 1e6, hit * 1e6, text.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=20_000)
+    args = parser.parse_args()
+    off, hit, text = profile(args.requests)
+    print(f"/verify in process: cache off {off:.1f} us/request, cache hit {hit:.1f} us/request")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
