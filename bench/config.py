@@ -51,6 +51,7 @@ class BenchConfig:
     latency_rounds: int = 30  # revocation / ban latency samples
     latency_deadline_s: float = 5.0
     command: str = "python -m bench"
+    out_dir: Path = ROOT / "bench" / "results"  # the report and its charts
 
     @property
     def wrk_s(self) -> int:
@@ -58,9 +59,10 @@ class BenchConfig:
         return max(1, int(self.load_s))
 
     @classmethod
-    def make(cls, quick: bool, command: str) -> BenchConfig:
+    def make(cls, quick: bool, command: str, out_dir: Path | None = None) -> BenchConfig:
+        out = out_dir or ROOT / "bench" / "results"
         if not quick:
-            return cls(command=command)
+            return cls(command=command, out_dir=out)
         return cls(
             quick=True,
             load_s=1.0,
@@ -68,6 +70,7 @@ class BenchConfig:
             fixed_s=0.5,
             latency_rounds=6,
             command=command,
+            out_dir=out,
         )
 
 

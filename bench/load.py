@@ -161,6 +161,9 @@ def _millis(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+WRK_PERCENTILES = (50, 75, 90, 99)  # what `wrk --latency` prints
+
+
 def parse_wrk(output: str) -> LoadResult:
     rps = re.search(r"Requests/sec:\s*([\d.]+)", output)
     p50 = re.search(r"^\s*50%\s+(\S+)", output, re.MULTILINE)
@@ -172,7 +175,9 @@ def parse_wrk(output: str) -> LoadResult:
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = int(non2xx.group(1)) if non2xx else 0
     errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    found = [re.search(rf"^\s*{pct}%\s+(\S+)", output, re.MULTILINE) for pct in WRK_PERCENTILES]
     return LoadResult(
+        percentiles=tuple(_millis(m.group(1)) for m in found if m is not None),
         rps=float(rps.group(1)),
         p50_ms=_millis(p50.group(1)),
         p99_ms=_millis(p99.group(1)),

@@ -41,6 +41,8 @@ class LoadResult:
     errors: int
     tool: str
     server_cpu_us: float = math.nan  # server CPU per request: steadier than req/s on a shared machine
+    # Latency (ms) at WRK_PERCENTILES when the tool reports them (wrk --latency): the chart's curve.
+    percentiles: tuple[float, ...] = ()
 
 
 def summarize(latencies_s: Sequence[float], errors: int, elapsed_s: float, tool: str) -> LoadResult:
@@ -64,6 +66,10 @@ def median_result(results: Sequence[LoadResult]) -> LoadResult:
         errors=sum(r.errors for r in results),
         tool=results[0].tool if results else "-",
         server_cpu_us=median([r.server_cpu_us for r in results]),
+        percentiles=tuple(
+            median([r.percentiles[i] for r in results if len(r.percentiles) > i])
+            for i in range(min((len(r.percentiles) for r in results), default=0))
+        ),
     )
 
 
@@ -74,8 +80,14 @@ async def alternated(runs: Mapping[str, Callable[[], Awaitable[T]]], rounds: int
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
-            say(f"  run {index + 1}/{rounds}: {name}")
-            results[name].append(await runs[name]())
+            result = await runs[name]()
+            results[name].append(result)
+            shown = (
+                f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.2f} ms"
+                if isinstance(result, LoadResult)
+                else ""
+            )
+            say(f"  run {index + 1}/{rounds}: {name} {shown}")
     return results
 
 
