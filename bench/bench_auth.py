@@ -31,6 +31,7 @@ from argon2 import PasswordHasher, Type
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bench import charts, login_cpu, profile_login
 from bench.client import call, login, new_credentials, new_session, register
 from bench.config import BenchConfig, say
 from bench.load import FullLoad, StopWorker, closed_loop
@@ -279,8 +280,7 @@ async def measure(
                 "store": lambda: watch("store", closed_loop(ceiling.rotate, n, config.load_s, "pymongo")),
                 "refresh": lambda: watch("refresh", client.refresh_run(db, config.load_s)),
             }
-            if not config.quick:  # informative only; --quick keeps to the targets
-                runs["login_fresh"] = lambda: client.fresh_users_run(n, config.load_s)
+            runs["login_fresh"] = lambda: client.fresh_users_run(n, config.load_s)  # a target row
             await client.refresh_run(db, config.warmup_s)
             results = await alternated(runs, config.rounds)
             notes.append(await sessions_note(db))
@@ -296,7 +296,7 @@ async def measure(
             await mongo.close()
 
 
-async def run(config: BenchConfig) -> list[Table]:
+async def run(config: BenchConfig) -> list[Table | str]:
     full_load = FullLoad.detect(config)
     notes = [] if full_load.wrk else [full_load.note]
     with tempfile.TemporaryDirectory(prefix="authgate-bench-auth-") as tmp, ProcessGroup() as group:
@@ -312,5 +312,20 @@ async def run(config: BenchConfig) -> list[Table]:
             cpu.pids["moderation"] = moderation.proc.pid
         setup = Setup(auth.url, bare_url, store.port, cpu)
         results = await measure(config, setup, full_load, notes)
+        argon2_rps = median_result(results["argon2"]).rps
+        pids = {"auth": auth.proc.pid, "store": store.proc.pid}
+        if moderation is not None:
+            pids["moderation"] = moderation.proc.pid
+        cpu_table, cpu_runs = await login_cpu.cpu_table(config, auth.url, pids, argon2_rps, password_hasher())
         notes.append(f"auth environment: development, fresh JWT secrets, limits off, {moderation_note}")
-    return [build_table(config, results, full_load, bare_url, notes)]
+    m = {name: median_result(runs).rps for name, runs in results.items()}
+    bars = {f"argon2id ceiling ({HASH_THREADS} threads)": m["argon2"]}
+    bars[f"login, {config.concurrency} users"] = m["login_fresh"]
+    bars["login, one user (evicts)"] = m["login"]
+    bars.update({f"login as {r.kind} (CPU run)": r.load.rps for r in cpu_runs})
+    chart = charts.bars(
+        config.out_dir, "login.png", "login throughput against the argon2id ceiling", bars, "req/s"
+    )
+    say("auth bench: profiling auth's login path (a separate store, moderation and auth)")
+    profile = await profile_login.section(3.0 if config.quick else 8.0, config.concurrency)
+    return [build_table(config, results, full_load, bare_url, notes), cpu_table, chart, profile]

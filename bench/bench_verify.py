@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import charts
+from bench import charts, profile_verify
 from bench.client import bearer, new_credentials, new_session, register
 from bench.config import BenchConfig, say
 from bench.load import WRK_PERCENTILES, FullLoad
@@ -208,6 +208,8 @@ async def run(config: BenchConfig) -> list[Table | str]:
     full_load = FullLoad.detect(config)
     if full_load.wrk is None:
         raise RuntimeError(f"the /verify bench needs wrk: {full_load.note}")
+    say("verify bench: profiling the cache-off path in this process")
+    profile = profile_verify.section(5_000 if config.quick else 20_000)
     with tempfile.TemporaryDirectory(prefix="authgate-bench-verify-") as tmp, ProcessGroup() as group:
         workdir = Path(tmp)
         say("verify bench: store, moderation, auth A, B, C (cache off), raw and routed baselines")
@@ -233,7 +235,7 @@ async def run(config: BenchConfig) -> list[Table | str]:
             "auth environment: development, fresh JWT secrets shared by A, B and C, limits off,"
             " MODERATION_URL set (our own moderation service)"
         ]
-    return build(config, cases, revocation, banned, bans_reached, full_load, notes)
+    return [*build(config, cases, revocation, banned, bans_reached, full_load, notes), profile]
 
 
 async def measure(

@@ -113,6 +113,15 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid: int, tid: int) -> float:
+    """User + system CPU seconds of one thread of a process (Linux /proc/<pid>/task/<tid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class CpuLog:
     """CPU use of named processes (in cores) during each run of each measure."""
