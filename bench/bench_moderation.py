@@ -30,13 +30,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench import charts
 from bench.client import new_session
 from bench.config import BenchConfig, say
 from bench.load import FullLoad, closed_loop, run_wrk
 from bench.moderation_apps import BENCH_LIMITS, EVENTS_PATH, HOP_PATH
 from bench.procs import ProcessGroup, shown_uvicorn, start_redis, start_uvicorn
 from bench.stats import LoadResult, alternated, median_result
-from bench.tables import Row, Table, compare, info, render
+from bench.tables import Row, Table, compare, info
 
 # Load -----------------------------------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ async def script_calls(redis_port: int) -> tuple[int, int]:
 # The bench --------------------------------------------------------------------------------------------
 
 
-async def run(config: BenchConfig) -> list[Table]:
+async def run(config: BenchConfig) -> list[Table | str]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-moderation-"))
     auth_key, admin_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with ProcessGroup() as group:
@@ -299,23 +300,26 @@ async def run(config: BenchConfig) -> list[Table]:
         shown_uvicorn("bench.moderation_apps:moderation_app", factory=True)
         + "  (also bare_app, limits_app, hop_app)",
     ]
-    return [table]
+    chart = charts.bars(
+        config.out_dir,
+        "moderation.png",
+        "moderation POST /v1/events against limits' moving window",
+        {
+            "bare Starlette POST": bare_r.rps,
+            "moderation /v1/events": ours_r.rps,
+            "limits moving window": limits_r.rps,
+            "auth -> moderation hop": hop_r.rps,
+        },
+        "req/s",
+    )
+    return [table, chart]
 
 
 def main() -> int:
-    quick = "--quick" in sys.argv[1:]
-    config = BenchConfig.make(quick, "python -m bench.bench_moderation" + (" --quick" if quick else ""))
-    try:
-        import uvloop
+    """`python -m bench.bench_moderation [--quick]`: the same as `python -m bench --only moderation`."""
+    from bench.__main__ import main as bench_main
 
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        tables = runner.run(run(config))
-    for table in tables:
-        print(render(table))
-    return 1 if any(t.failed for t in tables) else 0
+    return bench_main(["--only", "moderation", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

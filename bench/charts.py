@@ -35,10 +35,10 @@ def latency_curves(
             continue
         style = "--" if label.startswith(("raw", "routed")) else "-"
         plt.plot([f"p{p}" for p in percentiles], values, style, marker="o", label=label)
-    plt.yscale("log")
-    plt.ylabel("latency (ms, log scale)")
+    plt.ylim(bottom=0)
+    plt.ylabel("latency (ms)")
     plt.title(title, fontsize=10)
-    plt.grid(True, which="both", alpha=0.3)
+    plt.grid(True, alpha=0.3)
     plt.legend(fontsize=7)
     return _save(out_dir, name, title)
 
