@@ -161,14 +161,13 @@ async def cpu_table(
             compare(f"login as {kind}, {n} users", result.load.rps, argon2_rps, "argon2 ceiling", "req/s")
         )
         for name, ms in result.cpu_ms.items():
-            rows.append(info(f"{kind}: {name} CPU per login", ms, "ms", 2))
+            if name != LOOP:
+                rows.append(info(f"{kind}: {name} CPU per login", ms, "ms", 2))
         rows.append(
-            bound(
-                f"{kind}: auth CPU per login outside argon2id",
-                result.cpu_ms["auth"] - hash_ms,
-                OUTSIDE_HASH_MS,
-            )
+            info(f"{kind}: auth CPU less one argon2id verify", result.cpu_ms["auth"] - hash_ms, "ms", 2)
         )
+        label = f"{kind}: auth CPU per login outside the hash ({LOOP})"
+        rows.append(bound(label, result.cpu_ms[LOOP], OUTSIDE_HASH_MS))
     notes = [
         f"{seconds:g} s of closed-loop logins per kind, {n} workers, one user each (none passes"
         " MAX_SESSIONS_PER_USER during the load); CPU = utime+stime from /proc/<pid>/stat around the"
