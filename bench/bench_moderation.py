@@ -294,6 +294,8 @@ async def run(config: BenchConfig) -> list[Table | str]:
         "get_window_stats (3 round trips; ours: 1 EVALSHA). On a refusal it also hits a score window and "
         "SETs a ban key, as ours scores and bans.",
         f"errors: {errors or 'none'}; hop over httpx default transport: {hop_plain.rps:,.0f} req/s",
+        "hop: auth's moderation client built by auth's own settings loader, so MODERATION_TIMEOUT is"
+        " the shipped default; a call that times out is answered by the fallback (503 here: an error)",
     ]
     table.commands = [
         load.describe("http://127.0.0.1:PORT/v1/events"),

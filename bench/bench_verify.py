@@ -209,7 +209,7 @@ async def run(config: BenchConfig) -> list[Table | str]:
     if full_load.wrk is None:
         raise RuntimeError(f"the /verify bench needs wrk: {full_load.note}")
     say("verify bench: profiling the cache-off path in this process")
-    profile = profile_verify.section(5_000 if config.quick else 20_000)
+    profile = await asyncio.to_thread(profile_verify.section, 5_000 if config.quick else 20_000)
     with tempfile.TemporaryDirectory(prefix="authgate-bench-verify-") as tmp, ProcessGroup() as group:
         workdir = Path(tmp)
         say("verify bench: store, moderation, auth A, B, C (cache off), raw and routed baselines")
