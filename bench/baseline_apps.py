@@ -1,8 +1,8 @@
 """/verify's two baselines, run under the same uvicorn flags as the auth service.
 
 - `raw`: a bare ASGI callable, the server's own ceiling: it reads the same header
-  and answers 200 with the same response headers as /verify (request id,
-  cache-control, content-length), and nothing else.
+  and answers 200 with the same response headers as /verify's 200 (the five
+  identity headers, request id, cache-control, content-length), and nothing else.
 - `routed`: a Starlette app answering through its router and the service's
   request-id middleware (the shell every other auth route runs in).
 
@@ -26,6 +26,15 @@ from shared.http import RequestIdMiddleware
 
 _PREFIX = secrets.token_hex(4)
 _COUNTER = itertools.count()
+# /verify's identity headers (default prefix X-Auth-), with values shaped like the bench user's:
+# uvicorn checks every answer header, so the baselines send the same ones.
+IDENTITY = (
+    (b"x-auth-user-id", secrets.token_hex(12).encode()),
+    (b"x-auth-email", f"verify-{secrets.token_hex(4)}@bench.example.com".encode()),
+    (b"x-auth-username", b""),
+    (b"x-auth-role", b"USER"),
+    (b"x-auth-session-id", secrets.token_urlsafe(16).encode()),
+)
 
 
 async def raw(scope: Scope, receive: Receive, send: Send) -> None:
@@ -40,6 +49,7 @@ async def raw(scope: Scope, receive: Receive, send: Send) -> None:
     authorization = dict(scope["headers"]).get(b"authorization", b"")
     request_id = f"{_PREFIX}{next(_COUNTER):08x}".encode()
     headers = [
+        *IDENTITY,
         (b"x-request-id", request_id),
         (b"cache-control", b"no-store"),
         (b"content-length", b"0"),
@@ -51,7 +61,8 @@ async def raw(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def _ok(request: Request) -> Response:
     status = 200 if request.headers.get("authorization") or request.url.path == "/" else 401
-    return Response(status_code=status, headers={"cache-control": "no-store"})
+    headers = {name.decode(): value.decode() for name, value in IDENTITY}
+    return Response(status_code=status, headers={**headers, "cache-control": "no-store"})
 
 
 def routed() -> Starlette:

@@ -158,8 +158,9 @@ def build(
     notes = [
         f"each case: median of {config.rounds} runs alternated with both baselines, {config.wrk_s} s each,"
         f" {config.wrk_connections} connections, one wrk thread; req/s per run: {per_run(cases)}",
-        "raw ASGI: a bare ASGI callable with /verify's answer headers (the server's ceiling); routed:"
-        " Starlette's router plus the service's request-id middleware; all three get the same"
+        "raw ASGI: a bare ASGI callable answering with /verify's 200 headers (five identity headers,"
+        " request id, cache-control, content-length): the server's ceiling; routed: the same answer"
+        " through Starlette's router and the service's request-id middleware; all three get the same"
         " Authorization header and run under identical uvicorn flags",
         "cache off: VERIFY_CACHE_SIZE=0 stores nothing, so every request decodes and checks the"
         " signature, exp, nbf, iss, aud, typ and the alg allow-list, then revocation and epoch",

@@ -7,7 +7,6 @@ token, and requires every claim the service relies on.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -34,6 +33,10 @@ class InvalidToken(Exception):
 
 
 _SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+# A last character that carries 4 (2) data bits must have its unused low bits zero: 2 (3) chars
+# left over after whole 4-char groups. Any other last character is a non-canonical encoding.
+_CANONICAL_LAST = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 
 
 def decode_segment(segment: bytes, name: str) -> bytes:
@@ -41,21 +44,22 @@ def decode_segment(segment: bytes, name: str) -> bytes:
 
     PyJWT 2.15 tests every character of every segment against its alphabet in a Python
     generator: over half of a cache-off /verify. Accepted: up to two `=` of valid padding,
-    alphabet `A-Za-z0-9-_` only, no impossible length, and only the canonical encoding.
+    alphabet `A-Za-z0-9-_` only, no impossible length, and only the canonical encoding (the
+    bits below the last character's data are zero, which is what PyJWT's re-encoding compares).
     """
     stripped = segment.rstrip(b"=")
     padding = len(segment) - len(stripped)
     if padding > 2 or (padding and len(segment) % 4 != 0):
         raise jwt.DecodeError(f"Invalid {name} padding")
-    if len(stripped) % 4 == 1 or _SEGMENT.fullmatch(stripped) is None:
+    tail = len(stripped) % 4
+    if tail == 1 or _SEGMENT.fullmatch(stripped) is None:
+        raise jwt.DecodeError(f"Invalid {name} padding")
+    if tail and stripped[-1] not in _CANONICAL_LAST[tail]:
         raise jwt.DecodeError(f"Invalid {name} padding")
     try:
-        decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
-    except (TypeError, binascii.Error) as err:
+        return binascii.a2b_base64(stripped.translate(_URLSAFE) + b"=" * (-tail % 4), strict_mode=True)
+    except binascii.Error as err:
         raise jwt.DecodeError(f"Invalid {name} padding") from err
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
-        raise jwt.DecodeError(f"Invalid {name} padding")
-    return decoded
 
 
 class _PreparedHMAC(HMACAlgorithm):
