@@ -19,7 +19,7 @@ import jwt
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 
-from services.auth.keys import KeyRing
+from services.auth.keys import HS256_KID, KeyRing
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 ACCEPTED_TYPES = frozenset({ACCESS_TOKEN_TYPE, "application/at+jwt"})  # RFC 9068 §2.1 allows both
@@ -146,6 +146,12 @@ class AccessTokens:
         self._issuer = issuer
         self._audience = audience
         self._lifetime = max(1, lifetime_ms // 1000)
+        self._checks: dict[str, Any] = {
+            "audience": audience,
+            "issuer": issuer,
+            "leeway": LEEWAY_SECONDS,
+            "options": {"require": REQUIRED_CLAIMS, "strict_aud": True},
+        }
 
     @property
     def lifetime_seconds(self) -> int:
@@ -203,6 +209,8 @@ class AccessTokens:
     def verify(self, token: str) -> AccessClaims:
         if not token or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
             raise InvalidToken("malformed")
+        if not self.ring.keys:
+            return claims_from_payload(self._verify_hs256_only(token))
         header = unverified_header(token)
         if header.get("typ") not in ACCEPTED_TYPES:
             raise InvalidToken("wrong typ")
@@ -214,18 +222,29 @@ class AccessTokens:
             raise InvalidToken("unknown key or algorithm")
         key, algorithm = found
         try:
-            payload: dict[str, Any] = _JWT.decode(
-                token,
-                key,
-                algorithms=[algorithm],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
-            )
+            payload: dict[str, Any] = _JWT.decode(token, key, algorithms=[algorithm], **self._checks)
         except jwt.PyJWTError:
             raise InvalidToken("signature or claims") from None
         return claims_from_payload(payload)
+
+    def _verify_hs256_only(self, token: str) -> dict[str, Any]:
+        """JWT_SECRET is the only key: one parse; the header is checked on what PyJWT decoded.
+
+        The same checks as the keyed path, in another order: HS256 alone is allowed, then the
+        signature and every claim, then `typ` and `kid` (none, or the HS256 one) on that header.
+        """
+        try:
+            decoded = _JWT.decode_complete(token, self.ring.hmac_secret, algorithms=["HS256"], **self._checks)
+        except jwt.PyJWTError:
+            raise InvalidToken("signature or claims") from None
+        header: dict[str, Any] = decoded["header"]
+        payload: dict[str, Any] = decoded["payload"]
+        if header.get("typ") not in ACCEPTED_TYPES:
+            raise InvalidToken("wrong typ")
+        kid = header.get("kid")
+        if (kid is not None and kid != HS256_KID) or header.get("alg") != "HS256":
+            raise InvalidToken("unknown key or algorithm")
+        return payload
 
 
 NUMERIC_CLAIMS = ("exp", "iat", "nbf")
