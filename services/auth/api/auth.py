@@ -179,13 +179,12 @@ def _access_token(
 ) -> str:
     """`known_canonical`: the login's own normalized email; a stored email equal to it is canonical
     already (normalization is idempotent, tests/fuzz/test_email_property.py), so it is not re-validated."""
-    stored = str(user.get("email", ""))
+    address = str(user.get("email", ""))
+    canonical = address if address and address == known_canonical else normalize_email(address)
     return tokens.issue(
         user_id=user_id_of(user),
         session_id=session_id,
-        email=stored
-        if stored and stored == known_canonical
-        else normalize_email(stored),  # one form per mailbox
+        email=canonical,  # upstream apps see one form per mailbox
         username=canonical_username(str(user.get("username") or "")),
         role=str(user.get("role", "USER")),
         provider=str(user.get("provider", "local")),
