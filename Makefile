@@ -39,7 +39,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Throughput and latency against baselines measured in the same run (loopback only).
+## Throughput and latency against baselines measured in the same run (loopback only); report and charts in docs/bench/.
 bench: install
 	$(BIN)/python -m bench
 

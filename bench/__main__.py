@@ -1,9 +1,10 @@
 """`python -m bench [--quick] [--only auth|verify|moderation]`: run the benches, print and save the tables.
 
 Benches run one after another (never two at once: they share two cores); each
-starts and stops its own processes. The combined report goes to
-`bench/results/latest.md`. Exit status: 0 when every selected bench ran (missed
-targets are reported as FAIL rows, not as an error), 1 when one crashed.
+starts and stops its own processes. The combined report and its PNG charts go
+to `docs/bench/` (`--quick`: `bench/results/`, git-ignored). Exit status: 0 when
+every selected bench ran (missed targets are MISSED rows, not an error), 1 when
+one crashed or could not be imported (never "skipped").
 """
 
 from __future__ import annotations
@@ -20,21 +21,27 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from bench.common import ROOT, BenchConfig, NoiseWatch, Table, render, say, stop_all_processes
+from bench.config import ROOT, BenchConfig, say
+from bench.procs import stop_all_processes
+from bench.stats import NoiseWatch
+from bench.tables import Row, Table, render
 
-RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
+# A full run writes the committed report (the README's table and charts come from it);
+# --quick writes next to the code, git-ignored, so a quick run never replaces the report.
+FULL_OUT = ROOT / "docs" / "bench"
+QUICK_OUT = ROOT / "bench" / "results"
+REPORT = "report.md"
 BENCHES = (
     ("auth", "bench.bench_auth"),
     ("verify", "bench.bench_verify"),
     ("moderation", "bench.bench_moderation"),
     ("load", "bench.bench_load"),
 )
-OPTIONAL = {"bench.bench_moderation"}  # another engineer's; may not exist or import yet
 
 
 @dataclass
@@ -43,11 +50,18 @@ class Outcome:
     sections: list[str]
     failed_targets: list[str]
     crashed: bool = False
+    targets: list[Row] = field(default_factory=list)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
+    parser.add_argument("--quick", action="store_true", help="short runs; every target row is kept")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"report directory (default: {FULL_OUT.relative_to(ROOT)}, --quick: "
+        f"{QUICK_OUT.relative_to(ROOT)})",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -64,32 +78,27 @@ def command_line(argv: list[str]) -> str:
 
 
 def load(module_name: str) -> tuple[ModuleType | None, str]:
+    """The bench module, or None and the traceback: a part that cannot even import fails the run."""
     try:
         return importlib.import_module(module_name), ""
-    except ModuleNotFoundError as exc:
-        if module_name in OPTIONAL and exc.name == module_name:
-            return None, f"skipped ({module_name.replace('.', '/')}.py is not there yet)"
-        if module_name not in OPTIONAL:
-            raise
-        return None, f"skipped (import failed: {exc})"
-    except Exception as exc:  # an unfinished optional module must not stop the others
-        if module_name not in OPTIONAL:
-            raise
-        return None, f"skipped (import failed: {type(exc).__name__}: {exc})"
+    except Exception:
+        return None, traceback.format_exc()
 
 
-def as_sections(result: Any) -> tuple[list[str], list[str]]:
-    """Accept a Table, a list of Tables or markdown text from a bench's `run`."""
+def as_sections(result: Any) -> tuple[list[str], list[str], list[Row]]:
+    """Accept a Table, a list of Tables or markdown text from a bench's `run`; also the target rows."""
     items = result if isinstance(result, list | tuple) else [result]
     sections: list[str] = []
     failed: list[str] = []
+    targets: list[Row] = []
     for item in items:
         if isinstance(item, Table):
             sections.append(render(item))
             failed += [f"{item.title} — {metric}" for metric in item.failed]
+            targets += [row for row in item.rows if row.target != "-"]
         elif item is not None:
             sections.append(str(item).rstrip() + "\n")
-    return sections, failed
+    return sections, failed, targets
 
 
 def run_module(module: ModuleType, config: BenchConfig) -> Any:
@@ -114,14 +123,16 @@ def _run_async(awaitable: Any) -> Any:
 
 
 def run_bench(name: str, module_name: str, config: BenchConfig) -> Outcome:
-    module, skipped = load(module_name)
+    module, error = load(module_name)
     if module is None:
-        return Outcome(name, [f"## {name}\n\n{name} bench: {skipped}\n"], [])
+        print(error, file=sys.stderr)
+        text = f"## {name}\n\n{name} bench could not be imported (the run fails):\n\n```\n{error}```\n"
+        return Outcome(name, [text], [], crashed=True)
     started = time.monotonic()
     say(f"== {name} bench ({module_name}) ==")
     watch = NoiseWatch()
     try:
-        sections, failed = as_sections(run_module(module, config))
+        sections, failed, targets = as_sections(run_module(module, config))
     except KeyboardInterrupt:
         raise
     except Exception:
@@ -134,7 +145,7 @@ def run_bench(name: str, module_name: str, config: BenchConfig) -> Outcome:
     elapsed = time.monotonic() - started
     say(f"{name} bench took {elapsed:.0f}s; {noise}")
     sections.append(f"_{name} bench: {elapsed:.0f} s; {noise}._\n")
-    return Outcome(name, sections, failed)
+    return Outcome(name, sections, failed, targets=targets)
 
 
 def machine() -> str:
@@ -152,18 +163,38 @@ def machine() -> str:
     )
 
 
-def report(outcomes: list[Outcome], command: str, elapsed_s: float) -> str:
+def load_average() -> str:
+    return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def summary(outcomes: list[Outcome]) -> list[str]:
+    """Every target row of the run in one table (the README shows this one)."""
+    lines = ["## Targets", "", "| bench | metric | value | baseline | ratio | target | met? |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for outcome in outcomes:
+        for row in outcome.targets:
+            verdict = "**MISSED**" if row.verdict == "MISSED" else row.verdict
+            lines.append(
+                f"| {outcome.name} | {row.metric} | {row.value} | {row.baseline} | {row.ratio}"
+                f" | {row.target} | {verdict} |"
+            )
+    return [*lines, ""]
+
+
+def report(outcomes: list[Outcome], command: str, elapsed_s: float, load_before: str) -> str:
     failed = [metric for outcome in outcomes for metric in outcome.failed_targets]
     head = [
         "# authgate benchmark",
         "",
         f"- command: `{command}` (`make bench` runs `.venv/bin/python -m bench`)",
-        f"- when: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, took {elapsed_s:.0f} s",
-        f"- machine: {machine()}; load average at the end {Path('/proc/loadavg').read_text().split()[0]}",
+        f"- when: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, took {elapsed_s:.0f} s",
+        f"- machine: {machine()}",
+        f"- load average (1/5/15 min): {load_before} at the start, {load_average()} at the end",
         "- loopback only (127.0.0.1); one uvicorn worker per app, identical uvicorn flags for every app",
         f"- targets missed: {len(failed) or 'none'}",
         *[f"  - {metric}" for metric in failed],
         "",
+        *summary(outcomes),
     ]
     return "\n".join(head) + "\n" + "\n".join(s for o in outcomes for s in o.sections)
 
@@ -176,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     command = command_line(argv)
-    config = BenchConfig.make(args.quick, command)
+    out_dir = args.out or (QUICK_OUT if args.quick else FULL_OUT)
+    config = BenchConfig.make(args.quick, command, out_dir.resolve())
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
+    load_before = load_average()
     outcomes: list[Outcome] = []
     try:
         for name, module_name in BENCHES:
@@ -193,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         stop_all_processes()
-    text = report(outcomes, command, time.monotonic() - started)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    say(f"report written to {RESULTS.relative_to(ROOT)}")
+    text = report(outcomes, command, time.monotonic() - started, load_before)
+    report_path = config.out_dir / REPORT
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(text)
+    say(f"report written to {report_path}")
     return 1 if any(outcome.crashed for outcome in outcomes) else 0
 
 

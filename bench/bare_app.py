@@ -1,7 +1,7 @@
 """The baseline: a bare Starlette app, one GET route, no middleware.
 
 Run under exactly the same uvicorn settings as the auth service (see
-`bench.common.UVICORN_FLAGS`), so the difference is the service's own work.
+`bench.config.UVICORN_FLAGS`), so the difference is the service's own work.
 """
 
 from __future__ import annotations

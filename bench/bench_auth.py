@@ -16,14 +16,9 @@ and the same indexes, so the refresh and its ceiling do exactly the same write.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
-import hashlib
-import math
 import os
 import secrets
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,48 +28,30 @@ from typing import Any
 
 import aiohttp
 from argon2 import PasswordHasher, Type
-from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
-from pymongo.write_concern import WriteConcern
 
-from bench.common import (
-    BenchConfig,
-    CpuLog,
-    FullLoad,
-    LoadResult,
+from bench import charts, login_cpu, profile_login
+from bench.client import call, login, new_credentials, new_session, register
+from bench.config import BenchConfig, say
+from bench.load import FullLoad, StopWorker, closed_loop
+from bench.procs import (
     ProcessGroup,
-    StopWorker,
-    Table,
-    alternated,
     auth_base_env,
-    call,
-    closed_loop,
-    compare,
-    info,
-    login,
-    median_result,
-    new_credentials,
-    new_session,
-    register,
-    say,
     shown_uvicorn,
     start_auth_or_with_moderation,
     start_bare,
     start_store,
     store_uri,
 )
+from bench.stats import CpuLog, LoadResult, alternated, median_result
+from bench.store_ceiling import Document, StoreCeiling, fill_histories, sessions_note, warm_store
+from bench.tables import Table, compare, info
 from services.auth.sessions import TOKEN_HISTORY
 from services.auth.settings import Argon2Params, AuthSettings
 
 ARGON2 = Argon2Params()  # the service's defaults: m=19456 KiB, t=2, p=1
 HASH_THREADS: int = AuthSettings.hash_threads  # the service's pool size (2)
-SESSIONS = "auth_sessions"
-STORE_WARMUP_MIN_S = 8.0
-STORE_WARMUP_MAX_S = 30.0
-INDEX_OPTIONS = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression")
-Document = dict[str, Any]
 
 
 def password_hasher() -> PasswordHasher:
@@ -101,174 +78,6 @@ async def argon2_ceiling(duration_s: float) -> LoadResult:
             return await loop.run_in_executor(pool, hasher.verify, stored, password)
 
         return await closed_loop(verify, HASH_THREADS, duration_s, f"argon2id, {HASH_THREADS} threads")
-
-
-# Store ceiling: the refresh path's write, straight from this process ---------------------------
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass
-class StoreCeiling:
-    """`concurrency` session-shaped documents, each rotated in a chain like a refresh does.
-
-    The collection gets the same indexes as the service's `auth_sessions` (copied
-    from it, so they follow the service) and every document a full token history,
-    as a session has after TOKEN_HISTORY refreshes.
-    """
-
-    collection: AsyncCollection[Document]
-    ids: list[str]
-    current: list[str]
-
-    @classmethod
-    async def prepare(cls, db: AsyncDatabase[Document], chains: int) -> StoreCeiling:
-        journaled = WriteConcern(w=1, j=True)
-        collection = db.get_collection("bench_store_ceiling", write_concern=journaled)
-        await copy_indexes(db.get_collection(SESSIONS), collection)
-        now = dt.datetime.now(dt.UTC)
-        current = [_hash(secrets.token_urlsafe(32)) for _ in range(chains)]
-        docs = [_session_doc(hashed, now) for hashed in current]
-        await collection.insert_many(docs)
-        return cls(collection, [doc["_id"] for doc in docs], current)
-
-    async def rotate(self, chain: int) -> bool:
-        """The same update as SessionService.rotate (keyed on the current hash), with j=True."""
-        now = dt.datetime.now(dt.UTC)
-        parent = self.current[chain]
-        child = _hash(secrets.token_urlsafe(32))
-        try:
-            doc = await self._rotate(parent, child, now)
-        except PyMongoError:
-            doc = None
-        if doc is None:  # e.g. a timeout after the write committed: catch up with the document
-            with contextlib.suppress(PyMongoError):
-                found = await self.collection.find_one({"_id": self.ids[chain]}, {"current_hash": 1})
-                if found is not None:
-                    self.current[chain] = found["current_hash"]
-            return False
-        self.current[chain] = child
-        return True
-
-    async def _rotate(self, parent: str, child: str, now: dt.datetime) -> Document | None:
-        return await self.collection.find_one_and_update(
-            rotate_filter(parent, now),
-            {
-                "$set": {
-                    "current_hash": child,
-                    "parent_hash": parent,
-                    "rotated_at": now,
-                    "last_used_at": now,
-                    "ip": "127.0.0.1",
-                    "user_agent": "authgate-bench",
-                },
-                "$push": {"history": {"$each": [child], "$slice": -TOKEN_HISTORY}},
-            },
-            return_document=ReturnDocument.BEFORE,
-        )
-
-
-def rotate_filter(parent: str, now: dt.datetime) -> Document:
-    """SessionService.rotate's filter: one indexed field (liveness is checked on the returned document)."""
-    del now
-    return {"current_hash": parent}
-
-
-async def sessions_note(db: AsyncDatabase[Document]) -> str:
-    """How the store plans the refresh's filter on auth_sessions, and how big that collection got."""
-    sessions = db.get_collection(SESSIONS)
-    count = await sessions.count_documents({})
-    try:
-        explained = await sessions.find(rotate_filter("0" * 64, dt.datetime.now(dt.UTC))).explain()
-    except PyMongoError as exc:
-        return f"auth_sessions: {count} documents at the end (explain failed: {type(exc).__name__})"
-    plan = explained.get("queryPlanner", {}).get("winningPlan", {})
-    stages = [
-        plan.get("stage"),
-        plan.get("inputStage", {}).get("stage"),
-        plan.get("inputStage", {}).get("indexName"),
-    ]
-    shown = " > ".join(str(stage) for stage in stages if stage)
-    note = f"auth_sessions: {count} documents at the end; the store plans the refresh's filter as {shown}"
-    if plan.get("stage") == "COLLSCAN":
-        note += (
-            " (a scan of every session: refresh and the login's eviction query slow down as sessions pile up)"
-        )
-    return note
-
-
-async def copy_indexes(source: AsyncCollection[Document], target: AsyncCollection[Document]) -> None:
-    info = await source.index_information()
-    if len(info) <= 1:
-        raise RuntimeError(f"{source.name} has no indexes yet: did the auth service start?")
-    for name, spec in info.items():
-        if name == "_id_":
-            continue
-        options = {key: spec[key] for key in INDEX_OPTIONS if key in spec}
-        await target.create_index(list(spec["key"]), name=name, **options)
-
-
-def full_history(current: str) -> list[str]:
-    """TOKEN_HISTORY hashes ending with the current one: the steady state of a long-lived session."""
-    return [_hash(secrets.token_urlsafe(32)) for _ in range(TOKEN_HISTORY - 1)] + [current]
-
-
-async def fill_histories(db: AsyncDatabase[Document], user_email: str) -> int:
-    """Give the refresh user's sessions (made by logging in) a full token history, like the ceiling's."""
-    users = db.get_collection("users")
-    sessions = db.get_collection(SESSIONS, write_concern=WriteConcern(w=1, j=True))
-    user = await users.find_one({"email": user_email}, {"_id": 1})
-    if user is None:
-        raise RuntimeError(f"no user {user_email}")
-    filled = 0
-    async for doc in sessions.find({"user_id": str(user["_id"])}, {"current_hash": 1}):
-        history = full_history(doc["current_hash"])
-        await sessions.update_one({"_id": doc["_id"]}, {"$set": {"history": history}})
-        filled += 1
-    return filled
-
-
-def _session_doc(hashed: str, now: dt.datetime) -> Document:
-    return {
-        "_id": secrets.token_urlsafe(16),
-        "user_id": "bench",
-        "current_hash": hashed,
-        "parent_hash": None,
-        "history": full_history(hashed),
-        "created_at": now,
-        "last_used_at": now,
-        "rotated_at": now,
-        "expires_at": now + dt.timedelta(days=7),
-        "revoked_at": None,
-        "revoked_reason": None,
-        "ip": "127.0.0.1",
-        "user_agent": "authgate-bench",
-    }
-
-
-async def warm_store(ceiling: StoreCeiling, chains: int, config: BenchConfig) -> str:
-    """Journaled writes in 1 s windows until the store's rate has settled; a note on what happened.
-
-    secantusd stalls for ~15 s after its first few hundred journaled writes (measured here:
-    ~5 writes/s, then ~180/s for good). Past STORE_WARMUP_MIN_S, three windows in a row at half
-    the best rate or more end the warm-up; STORE_WARMUP_MAX_S bounds it.
-    """
-    if config.quick:
-        return "store warm-up skipped (--quick): a store stall may land in a run"
-    rates: list[float] = []
-    started = time.monotonic()
-    while time.monotonic() - started < STORE_WARMUP_MAX_S:
-        rates.append((await closed_loop(ceiling.rotate, chains, 1.0, "warm-up")).rps)
-        settled = len(rates) >= 3 and all(r >= 0.5 * max(rates) for r in rates[-3:])
-        if settled and time.monotonic() - started >= STORE_WARMUP_MIN_S:
-            break
-    slowest = min(rates, default=math.nan)
-    return (
-        f"store warm-up: {time.monotonic() - started:.0f} s of journaled writes before the runs"
-        f" (1 s windows from {slowest:,.0f} to {max(rates, default=math.nan):,.0f} writes/s)"
-    )
 
 
 # HTTP: login and refresh chains --------------------------------------------------------------
@@ -471,8 +280,7 @@ async def measure(
                 "store": lambda: watch("store", closed_loop(ceiling.rotate, n, config.load_s, "pymongo")),
                 "refresh": lambda: watch("refresh", client.refresh_run(db, config.load_s)),
             }
-            if not config.quick:  # informative only; --quick keeps to the targets
-                runs["login_fresh"] = lambda: client.fresh_users_run(n, config.load_s)
+            runs["login_fresh"] = lambda: client.fresh_users_run(n, config.load_s)  # a target row
             await client.refresh_run(db, config.warmup_s)
             results = await alternated(runs, config.rounds)
             notes.append(await sessions_note(db))
@@ -488,7 +296,7 @@ async def measure(
             await mongo.close()
 
 
-async def run(config: BenchConfig) -> list[Table]:
+async def run(config: BenchConfig) -> list[Table | str]:
     full_load = FullLoad.detect(config)
     notes = [] if full_load.wrk else [full_load.note]
     with tempfile.TemporaryDirectory(prefix="authgate-bench-auth-") as tmp, ProcessGroup() as group:
@@ -504,5 +312,20 @@ async def run(config: BenchConfig) -> list[Table]:
             cpu.pids["moderation"] = moderation.proc.pid
         setup = Setup(auth.url, bare_url, store.port, cpu)
         results = await measure(config, setup, full_load, notes)
+        argon2_rps = median_result(results["argon2"]).rps
+        pids = {"auth": auth.proc.pid, "store": store.proc.pid}
+        if moderation is not None:
+            pids["moderation"] = moderation.proc.pid
+        cpu_table, cpu_runs = await login_cpu.cpu_table(config, auth.url, pids, argon2_rps, password_hasher())
         notes.append(f"auth environment: development, fresh JWT secrets, limits off, {moderation_note}")
-    return [build_table(config, results, full_load, bare_url, notes)]
+    m = {name: median_result(runs).rps for name, runs in results.items()}
+    bars = {f"argon2id ceiling ({HASH_THREADS} threads)": m["argon2"]}
+    bars[f"login, {config.concurrency} users"] = m["login_fresh"]
+    bars["login, one user (evicts)"] = m["login"]
+    bars.update({f"login as {r.kind} (CPU run)": r.load.rps for r in cpu_runs})
+    chart = charts.bars(
+        config.out_dir, "login.png", "login throughput against the argon2id ceiling", bars, "req/s"
+    )
+    say("auth bench: profiling auth's login path (a separate store, moderation and auth)")
+    profile = await profile_login.section(3.0 if config.quick else 8.0, config.concurrency)
+    return [build_table(config, results, full_load, bare_url, notes), cpu_table, chart, profile]

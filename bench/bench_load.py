@@ -18,27 +18,12 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import (
-    BenchConfig,
-    FullLoad,
-    LoadResult,
-    ProcessGroup,
-    Row,
-    Table,
-    add_moderation,
-    auth_base_env,
-    bearer,
-    call,
-    closed_loop,
-    login,
-    new_credentials,
-    new_session,
-    number,
-    register,
-    say,
-    start_auth,
-    start_store,
-)
+from bench.client import bearer, call, login, new_credentials, new_session, register
+from bench.config import BenchConfig, say
+from bench.load import FullLoad, closed_loop
+from bench.procs import ProcessGroup, add_moderation, auth_base_env, start_auth, start_store
+from bench.stats import LoadResult
+from bench.tables import Row, Table, number
 
 IDLE_RSS_LIMIT_MB = 100.0
 RSS_DRIFT_LIMIT = 0.10
@@ -76,12 +61,12 @@ async def mixed_load(
             "password": new_password,
             "confirm_password": new_password,
         }
-        status, _ = await call(session, "POST", f"{auth}/api/auth/register", body)
+        status, _answer = await call(session, "POST", f"{auth}/api/auth/register", body)
         return status == 200
 
     async def do_login(_: int) -> bool:
         body = {"email": login_email, "password": login_password, "refresh_token_in_body": True}
-        status, _ = await call(session, "POST", f"{auth}/api/auth/login", body)
+        status, _answer = await call(session, "POST", f"{auth}/api/auth/login", body)
         return status == 200
 
     async def do_refresh(worker: int) -> bool:
@@ -99,7 +84,7 @@ async def mixed_load(
 
     async def do_event(_: int) -> bool:
         ip = f"198.51.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
-        status, _ = await call(
+        status, _answer = await call(
             session,
             "POST",
             f"{moderation}/v1/events",
@@ -165,7 +150,7 @@ async def run(config: BenchConfig) -> list[Table]:
                 f"{service} idle RSS",
                 f"{number(idle[service])} MB",
                 target=f"< {IDLE_RSS_LIMIT_MB:g} MB",
-                verdict="pass" if ok else "FAIL",
+                verdict="met" if ok else "MISSED",
             )
         )
         rows.append(Row(f"{service} RSS after the mixed load", f"{number(after_mixed[service])} MB"))
@@ -176,7 +161,7 @@ async def run(config: BenchConfig) -> list[Table]:
             f"{number(before_verify)} -> {number(after_verify)} MB",
             ratio=f"{drift:+.1%}",
             target=f"within {RSS_DRIFT_LIMIT:.0%}",
-            verdict="pass" if abs(drift) <= RSS_DRIFT_LIMIT else "FAIL",
+            verdict="met" if abs(drift) <= RSS_DRIFT_LIMIT else "MISSED",
         )
     )
     notes = [

@@ -1,411 +1,269 @@
-"""Issue 4's benchmark: /verify beside the bare endpoint, and how fast a logout or a ban reaches it.
+"""/verify against two baselines in three cases, and how fast a logout or a ban reaches it.
 
-One store, two auth processes (A and B) on it, and the bare baseline, all under
-identical uvicorn settings. Full load (wrk) and a fixed rate (Python open loop)
-alternate bare and /verify on A, 3 runs each; every ratio uses the medians.
-Then, round after round: log in through A, log out through A, and poll /verify
-on B with that session's access token until it answers 401; the delay counts
-from the moment the logout was sent. Ban latency does the same with a ban made
-through moderation's admin API, when moderation exists and auth is wired to it.
+Baselines, under the same uvicorn flags as auth (bench/baseline_apps.py):
+- raw ASGI: the server's own ceiling (same answer headers, nothing else);
+- routed Starlette: a route through Starlette's router and the service's request-id middleware.
+
+Cases, each alternated with both baselines (median of `rounds` runs, wrk at full load):
+- cache hit: auth A, one token again and again (the verified-token cache answers);
+- cache off: auth C with VERIFY_CACHE_SIZE=0, so every request verifies the signature
+  and every claim (a size-0 cache stores nothing: one token or many makes no difference);
+- 1,000 bans: auth A again once 1,000 bans (999 IPs and one user) sit in its ban cache,
+  so every request also resolves the client address and looks both up.
+
+Then the propagation rounds (bench/verify_latency.py) between auth A and auth B.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import tempfile
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from bench.common import (
-    BenchConfig,
-    FullLoad,
-    LoadResult,
-    ModerationKeys,
+from bench import charts, profile_verify
+from bench.client import bearer, new_credentials, new_session, register
+from bench.config import BenchConfig, say
+from bench.load import WRK_PERCENTILES, FullLoad
+from bench.procs import (
     ProcessGroup,
-    Row,
-    ServiceRefused,
-    Table,
     add_moderation,
-    alternated,
     auth_base_env,
-    bearer,
-    bound,
-    call,
-    compare,
-    fixed_rate,
-    login,
-    median_result,
-    moderation_missing,
-    new_credentials,
-    new_session,
-    number,
-    percentile,
-    register,
-    say,
     shown_uvicorn,
     start_auth,
-    start_bare,
     start_store,
+    start_uvicorn,
+)
+from bench.stats import LoadResult, alternated, median_result, percentile
+from bench.tables import Row, Table, compare, info, number
+from bench.verify_latency import (
+    BAN_REFUSALS,
+    REVOCATION_BOUND_MS,
+    Endpoints,
+    Latencies,
+    ban,
+    ban_latency,
+    latency_rows,
+    logged_in,
+    poll_until,
+    revocation_latency,
 )
 
-MAX_POLLS = 100_000  # per round, besides the deadline
-# A random pause before each revoking call, so the rounds do not lock onto B's poll cycle.
-MAX_JITTER_S = 0.5
-# A logout must turn into 401. A ban refuses with 403 `banned`, or with 401 when the sessions
-# it revokes reach B first: either way the token no longer passes; the table shows the split.
-LOGOUT_REFUSAL = frozenset({401})
-BAN_REFUSALS = frozenset({401, 403})
-MAX_MISSES = 2  # rounds in a row past the deadline before giving up (never refused: nothing to time)
-REVOCATION_BOUND_MS = 1000.0
+BANS = 1000
+# Targets (ratios in the same run): issue 9.
+HIT_VS_RAW = 0.7
+OFF_VS_RAW = 0.3
+P99_VS_ROUTED = 2.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server under load: its URL and the pid whose CPU we read."""
+
+    url: str
+    pid: int
 
 
 @dataclass
-class Endpoints:
-    a: str
-    b: str
-    bare: str
-    bare_pid: int | None = None
-    a_pid: int | None = None
-    moderation: str | None = None
-    admin_key: str | None = None
-
-    @property
-    def bare_url(self) -> str:
-        return f"{self.bare}/"
-
-    @property
-    def verify_url(self) -> str:
-        return f"{self.a}/verify"
+class Case:
+    name: str
+    target: Target
+    at_least_raw: float | None
+    results: dict[str, list[LoadResult]]
 
 
-@dataclass
-class Latencies:
-    """Seconds from the revoking call to the first refusal on B; None when the deadline passed."""
-
-    delays: list[float | None] = field(default_factory=list)
-    acknowledged: list[float] = field(default_factory=list)  # how long the revoking call itself took
-    polls: int = 0
-    refused_with: Counter[int] = field(default_factory=Counter)  # the status of each round's refusal
-    unexpected: Counter[int] = field(default_factory=Counter)  # answers other than 200 / a refusal
-    skipped: str | None = None
-    stopped: str | None = None
-
-    def add(self, delay: float | None) -> bool:
-        """Record a round; False when the last MAX_MISSES rounds all missed (stop: the path is broken)."""
-        self.delays.append(delay)
-        recent = self.delays[-MAX_MISSES:]
-        if len(recent) == MAX_MISSES and all(d is None for d in recent):
-            self.stopped = f"stopped after {MAX_MISSES} rounds in a row without a refusal"
-            return False
-        return True
-
-    @property
-    def measured(self) -> list[float]:
-        return [d for d in self.delays if d is not None]
-
-    @property
-    def p99_ms(self) -> float:
-        return percentile(self.measured, 99) * 1000
-
-
-# Throughput and latency --------------------------------------------------------------------------
-
-
-async def throughput(
-    config: BenchConfig, endpoints: Endpoints, token: str, full_load: FullLoad
-) -> tuple[dict[str, list[LoadResult]], dict[str, list[LoadResult]]]:
+async def measure_case(
+    config: BenchConfig, full_load: FullLoad, raw: Target, routed: Target, case: Target, token: str
+) -> dict[str, list[LoadResult]]:
+    """The case alternated with both baselines; the same header is sent to all three."""
     headers = bearer(token)
-    full: dict[str, Callable[[], Awaitable[LoadResult]]] = {
-        "bare": lambda: full_load.run(endpoints.bare_url, server_pid=endpoints.bare_pid),
-        "verify": lambda: full_load.run(endpoints.verify_url, headers, endpoints.a_pid),
+    runs: dict[str, Callable[[], Awaitable[LoadResult]]] = {
+        "raw": lambda: full_load.run(raw.url, headers, raw.pid),
+        "routed": lambda: full_load.run(routed.url, headers, routed.pid),
+        "verify": lambda: full_load.run(case.url, headers, case.pid),
     }
-    rate = config.fixed_rate
-    fixed: dict[str, Callable[[], Awaitable[LoadResult]]] = {
-        "bare": lambda: fixed_rate(endpoints.bare_url, rate, config.fixed_s),
-        "verify": lambda: fixed_rate(endpoints.verify_url, rate, config.fixed_s, headers),
-    }
-    say("verify bench: full load")
-    full_results = await alternated(full, config.rounds)
-    say(f"verify bench: fixed rate {rate} req/s")
-    fixed_results = await alternated(fixed, config.rounds)
-    return full_results, fixed_results
+    await full_load.run(case.url, headers, case.pid)  # warm-up (caches, connections)
+    return await alternated(runs, config.rounds)
 
 
-# Revocation and ban latency ------------------------------------------------------------------------
+async def fill_bans(session: aiohttp.ClientSession, endpoints: Endpoints, auth_a: str) -> float:
+    """999 IP bans and one user ban; wait until A refuses the banned user's token (its feed is current)."""
+    say(f"verify bench: {BANS} bans through moderation's admin API")
+    sem = asyncio.Semaphore(16)
 
+    async def one(n: int) -> None:
+        async with sem:
+            await ban(session, endpoints, f"ip:10.{n // 250}.{n % 250}.{1 + n % 7}")
 
-async def verify_status(session: aiohttp.ClientSession, url: str, token: str) -> int:
-    async with session.get(f"{url}/verify", headers=bearer(token)) as response:
-        await response.read()
-        return response.status
-
-
-async def poll_until(
-    session: aiohttp.ClientSession,
-    url: str,
-    token: str,
-    refusals: frozenset[int],
-    started: float,
-    deadline_s: float,
-    result: Latencies,
-) -> float | None:
-    """Ask /verify back to back until it refuses the token; the delay, or None after the deadline."""
-    polls = 0
-    while polls < MAX_POLLS and time.perf_counter() - started < deadline_s:
-        status = await verify_status(session, url, token)
-        polls += 1
-        if status in refusals:
-            result.polls += polls
-            result.refused_with[status] += 1
-            return time.perf_counter() - started
-        if status != 200:
-            result.unexpected[status] += 1
-    result.polls += polls
-    return None
-
-
-async def logged_in(session: aiohttp.ClientSession, endpoints: Endpoints, email: str, password: str) -> Any:
-    """A fresh session through A whose token B already accepts (and has cached)."""
-    data = await login(session, endpoints.a, email, password)
-    status = await verify_status(session, endpoints.b, data["token"])
-    if status != 200:
-        raise RuntimeError(f"B's /verify answered {status} to a fresh token")
-    return data
-
-
-async def revocation_latency(
-    session: aiohttp.ClientSession, endpoints: Endpoints, config: BenchConfig
-) -> Latencies:
-    email, password = new_credentials("revoke")
+    await asyncio.gather(*(one(n) for n in range(BANS - 1)))
+    email, password = new_credentials("sentinel")
     await register(session, endpoints.a, email, password)
-    result = Latencies()
-    deadline = config.latency_deadline_s
-    for _ in range(config.latency_rounds):
-        token = (await logged_in(session, endpoints, email, password))["token"]
-        await asyncio.sleep(random.uniform(0, MAX_JITTER_S))
-        started = time.perf_counter()
-        status, data = await call(session, "POST", f"{endpoints.a}/api/auth/logout", headers=bearer(token))
-        if status != 200:
-            raise RuntimeError(f"logout answered {status}: {data}")
-        result.acknowledged.append(time.perf_counter() - started)
-        delay = await poll_until(session, endpoints.b, token, LOGOUT_REFUSAL, started, deadline, result)
-        if not result.add(delay):
-            break
-    return result
+    data = await logged_in(session, endpoints, email, password)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await ban(session, endpoints, f"user:{data['user']['id']}")
+    seen = Latencies()
+    delay = await poll_until(session, auth_a, data["token"], BAN_REFUSALS, started, 30.0, seen)
+    if delay is None:
+        raise RuntimeError(f"auth A did not refuse a banned user within 30 s of {BANS} bans")
+    return delay
 
 
-class BanApiMissing(RuntimeError):
-    pass
-
-
-async def ban(session: aiohttp.ClientSession, endpoints: Endpoints, user_id: str) -> None:
-    body = {"subject": f"user:{user_id}", "reason": "authgate bench", "duration_seconds": 600}
-    headers = bearer(endpoints.admin_key or "")
-    status, data = await call(session, "POST", f"{endpoints.moderation}/v1/bans", body, headers)
-    if status in (404, 405):
-        raise BanApiMissing(f"POST /v1/bans answered {status}")
-    if status not in (200, 201):
-        raise RuntimeError(f"POST /v1/bans answered {status}: {data}")
-
-
-async def ban_latency(session: aiohttp.ClientSession, endpoints: Endpoints, config: BenchConfig) -> Latencies:
-    """A fresh user per round (a banned user cannot log in again); ban, then poll B until 403."""
-    result = Latencies()
-    deadline = config.latency_deadline_s
-    for _ in range(config.latency_rounds):
-        email, password = new_credentials("ban")
-        await register(session, endpoints.a, email, password)
-        data = await logged_in(session, endpoints, email, password)
-        await asyncio.sleep(random.uniform(0, MAX_JITTER_S))
-        started = time.perf_counter()
-        try:
-            await ban(session, endpoints, str(data["user"]["id"]))
-        except BanApiMissing as exc:
-            return Latencies(skipped=f"moderation's ban API is not there yet ({exc})")
-        result.acknowledged.append(time.perf_counter() - started)
-        delay = await poll_until(session, endpoints.b, data["token"], BAN_REFUSALS, started, deadline, result)
-        if not result.add(delay):
-            break
-    return result
-
-
-# Table ---------------------------------------------------------------------------------------------
-
-
-def latency_rows(label: str, result: Latencies, deadline_s: float) -> list[Row]:
-    if result.skipped:
-        return [Row(f"{label} latency", f"skipped ({result.skipped})")]
-    measured = result.measured
-    missed = len(result.delays) - len(measured)
-    label = f"{label} (x{len(result.delays)})"
-    worst = (
-        bound(f"{label} -> refused on B, p99", result.p99_ms, REVOCATION_BOUND_MS)
-        if not missed
-        else Row(
-            f"{label} -> refused on B, p99",
-            f"> {deadline_s:g} s",
-            target=f"<= {REVOCATION_BOUND_MS:g} ms",
-            verdict="FAIL",
-        )
-    )
-    rows = [
-        Row(f"{label} -> refused on B, p50", f"{number(percentile(measured, 50) * 1000)} ms"),
-        worst,
-        Row(f"{label} -> refused on B, max", f"{number(max(measured, default=float('nan')) * 1000)} ms"),
+def case_rows(case: Case) -> list[Row]:
+    raw, routed, verify = (median_result(case.results[n]) for n in ("raw", "routed", "verify"))
+    name = case.name
+    return [
+        compare(
+            f"{name}: /verify req/s vs raw ASGI",
+            verify.rps,
+            raw.rps,
+            "raw",
+            "req/s",
+            at_least=case.at_least_raw,
+        ),
+        compare(f"{name}: req/s vs routed Starlette", verify.rps, routed.rps, "routed", "req/s"),
+        compare(f"{name}: p99 vs routed", verify.p99_ms, routed.p99_ms, "routed", "ms", at_most=2, digits=2),
+        compare(f"{name}: p50 vs raw", verify.p50_ms, raw.p50_ms, "raw", "ms", digits=2),
+        compare(
+            f"{name}: server CPU per request vs raw", verify.server_cpu_us, raw.server_cpu_us, "raw", "us"
+        ),
     ]
-    if missed:
-        rows.append(
-            Row(
-                f"{label}: not refused within {deadline_s:g} s",
-                f"{missed} of {len(result.delays)}" + (f"; {result.stopped}" if result.stopped else ""),
-                verdict="FAIL",
-            )
-        )
-    if len(result.refused_with) > 1 or set(result.refused_with) - LOGOUT_REFUSAL:
-        split = ", ".join(f"{status} x{count}" for status, count in sorted(result.refused_with.items()))
-        rows.append(Row(f"{label}: refused with", split))
-    if result.unexpected:
-        answers = ", ".join(f"{status} x{count}" for status, count in sorted(result.unexpected.items()))
-        rows.append(Row(f"{label}: other answers from B while polling", answers))
-    return rows
 
 
-def busy(result: LoadResult) -> str:
-    """The server's CPU use during a run, in cores."""
-    return f"{number(result.server_cpu_us * result.rps / 1e6, 2)} core"
+def per_run(cases: list[Case]) -> str:
+    return "; ".join(
+        f"{case.name} {name}: " + ", ".join(f"{r.rps:,.0f}" for r in runs)
+        for case in cases
+        for name, runs in case.results.items()
+    )
 
 
-def build_table(
+def build(
     config: BenchConfig,
-    full: dict[str, list[LoadResult]],
-    fixed: dict[str, list[LoadResult]],
+    cases: list[Case],
     revocation: Latencies,
     banned: Latencies,
+    bans_reached_s: float,
     full_load: FullLoad,
-    endpoints: Endpoints,
     notes: list[str],
-) -> Table:
-    fb, fv = median_result(full["bare"]), median_result(full["verify"])
-    xb, xv = median_result(fixed["bare"]), median_result(fixed["verify"])
-    rate = f"at {config.fixed_rate} req/s"
-    rows = [
-        compare("/verify req/s, full load", fv.rps, fb.rps, "bare", "req/s", at_least=0.85),
-        compare("/verify p50, full load", fv.p50_ms, fb.p50_ms, "bare", "ms", digits=2),
-        compare("/verify p99, full load", fv.p99_ms, fb.p99_ms, "bare", "ms", at_most=2, digits=2),
-        compare("server CPU per request, full load", fv.server_cpu_us, fb.server_cpu_us, "bare", "us"),
-        compare(f"/verify p50 {rate}", xv.p50_ms, xb.p50_ms, "bare", "ms", digits=2),
-        compare(f"/verify p99 {rate}", xv.p99_ms, xb.p99_ms, "bare", "ms", at_most=2, digits=2),
-        compare(f"achieved rate {rate}", xv.rps, xb.rps, "bare", "req/s"),
-        *latency_rows("logout", revocation, config.latency_deadline_s),
-        *latency_rows("ban", banned, config.latency_deadline_s),
-    ]
-    per_run = "; ".join(
-        f"{kind} {name}: " + ", ".join(f"{r.rps:,.0f} req/s p99 {r.p99_ms:.2f} ms" for r in runs)
-        for kind, results in (("full", full), ("fixed", fixed))
-        for name, runs in results.items()
-    )
-    errors = {
-        f"{k} {n}": median_result(v).errors
-        for k, d in (("full", full), ("fixed", fixed))
-        for n, v in d.items()
-    }
+) -> list[Table | str]:
+    rows = [row for case in cases for row in case_rows(case)]
+    rows += latency_rows("logout", revocation, config.latency_deadline_s)
+    rows += latency_rows("ban", banned, config.latency_deadline_s)
+    rows.append(info(f"{BANS} bans: last one refused by auth A after", bans_reached_s * 1000, "ms"))
+    errors = {f"{c.name} {n}": sum(r.errors for r in runs) for c in cases for n, runs in c.results.items()}
     notes = [
-        f"full load and fixed rate: median of {config.rounds} alternated runs each"
-        f" ({config.wrk_s} s full load, {config.fixed_s:g} s fixed rate); per run: {per_run}",
-        "server CPU per request: the server process's user+system CPU over a run divided by its"
-        " requests; it moves less than req/s when other processes share the machine. The single"
-        f" worker used {busy(fb)} (bare) and {busy(fv)} (/verify) during full load: below ~0.95 core"
-        " the worker was not the bottleneck (wrk or other processes were), and req/s understates the gap",
-        "fixed rate: latency counts from when each request was due (no coordinated omission);"
-        " the Python client adds the same overhead to both endpoints",
-        "/verify is sent one token again and again (a proxy in front of one busy client):"
-        " after the first request it is a token-cache hit; the revocation lookup still runs every time",
-        "logout/ban latency: from sending the call to A (or to moderation) until B first refuses the token"
-        " (logout: 401; ban: 403 `banned`, or 401 when the sessions the ban revokes reach B first);"
-        f" B is polled back to back ({revocation.polls} polls in all); a random 0-{MAX_JITTER_S:g} s pause"
-        " before each call keeps the rounds from locking onto B's poll cycle; logout itself took p50"
-        f" {number(percentile(revocation.acknowledged, 50) * 1000)} ms",
-        f"errors (non-2xx or failed requests) summed over runs: {errors}"
+        f"each case: median of {config.rounds} runs alternated with both baselines, {config.wrk_s} s each,"
+        f" {config.wrk_connections} connections, one wrk thread; req/s per run: {per_run(cases)}",
+        "raw ASGI: a bare ASGI callable answering with /verify's 200 headers (five identity headers,"
+        " request id, cache-control, content-length): the server's ceiling; routed: the same answer"
+        " through Starlette's router and the service's request-id middleware; all three get the same"
+        " Authorization header and run under identical uvicorn flags",
+        "cache off: VERIFY_CACHE_SIZE=0 stores nothing, so every request decodes and checks the"
+        " signature, exp, nbf, iss, aud, typ and the alg allow-list, then revocation and epoch",
+        f"{BANS} bans: {BANS - 1} IP bans plus one user ban, made through moderation's admin API and"
+        " fed to auth's ban cache; the token cache is on (default size)",
+        "server CPU per request: the server's user+system CPU over a run divided by its requests",
+        f"errors (non-2xx or socket errors) summed over runs: {errors}"
         if any(errors.values())
         else "no errors in the throughput runs",
+        "logout/ban latency: from the call to A (or to moderation) until B first refuses the token;"
+        f" B is polled back to back ({revocation.polls + banned.polls} polls in all); logout itself took"
+        f" p50 {number(percentile(revocation.acknowledged, 50) * 1000)} ms",
         *notes,
     ]
     commands = [
         config.command,
-        "auth A and B: " + shown_uvicorn("bench.auth_app:create", factory=True),
-        "bare: " + shown_uvicorn("bench.bare_app:app"),
-        "load: " + full_load.describe(endpoints.verify_url, bearer("x")),
+        "auth A, B, C: " + shown_uvicorn("bench.auth_app:create", factory=True),
+        "raw: " + shown_uvicorn("bench.baseline_apps:raw"),
+        "routed: " + shown_uvicorn("bench.baseline_apps:routed", factory=True),
+        "load: " + full_load.describe("http://127.0.0.1:PORT/verify", bearer("x")),
     ]
-    return Table("forward auth (issue 4): /verify, revocation and ban latency", rows, notes, commands)
+    table = Table("/verify: three cases against raw ASGI and routed Starlette", rows, notes, commands)
+    curves: dict[str, tuple[float, ...]] = {}
+    for case in cases:
+        curves.setdefault("raw ASGI", median_result(case.results["raw"]).percentiles)
+        curves.setdefault("routed Starlette", median_result(case.results["routed"]).percentiles)
+        curves[f"/verify {case.name}"] = median_result(case.results["verify"]).percentiles
+    latency_chart = charts.latency_curves(
+        config.out_dir,
+        "verify-latency.png",
+        f"/verify latency at full load ({config.wrk_connections} connections, wrk)",
+        WRK_PERCENTILES,
+        curves,
+    )
+    propagation = charts.delays(
+        config.out_dir,
+        "propagation.png",
+        "logout and ban propagation to another auth process",
+        {"logout": revocation.measured, "ban": banned.measured},
+        REVOCATION_BOUND_MS,
+    )
+    return [table, latency_chart, propagation]
 
 
-# The run -------------------------------------------------------------------------------------------
-
-
-def start_moderation_if_wired(
-    group: ProcessGroup, workdir: Path, env: dict[str, str]
-) -> tuple[str | None, ModerationKeys | None, str | None]:
-    """(moderation URL, keys, why not) — moderation takes part only when both sides exist."""
-    missing = moderation_missing()
-    if missing is not None:
-        return None, None, missing
-    try:
+async def run(config: BenchConfig) -> list[Table | str]:
+    full_load = FullLoad.detect(config)
+    if full_load.wrk is None:
+        raise RuntimeError(f"the /verify bench needs wrk: {full_load.note}")
+    say("verify bench: profiling the cache-off path in this process")
+    profile = await asyncio.to_thread(profile_verify.section, 5_000 if config.quick else 20_000)
+    with tempfile.TemporaryDirectory(prefix="authgate-bench-verify-") as tmp, ProcessGroup() as group:
+        workdir = Path(tmp)
+        say("verify bench: store, moderation, auth A, B, C (cache off), raw and routed baselines")
+        store = start_store(group, workdir)
+        env = auth_base_env(store.port)
         moderation, keys = add_moderation(group, workdir, env)
-    except ServiceRefused as exc:
-        return None, None, f"moderation did not start: {str(exc).splitlines()[-1]}"
-    return moderation.url, keys, None
+        auth_a = start_auth(group, workdir, env, "auth-a")
+        auth_b = start_auth(group, workdir, env, "auth-b")
+        auth_c = start_auth(group, workdir, {**env, "VERIFY_CACHE_SIZE": "0"}, "auth-c")
+        raw_server = start_uvicorn(group, "raw", "bench.baseline_apps:raw", {}, workdir)
+        routed_server = start_uvicorn(
+            group, "routed", "bench.baseline_apps:routed", {}, workdir, factory=True
+        )
+        raw = Target(f"{raw_server.url}/verify", raw_server.proc.pid)
+        routed = Target(f"{routed_server.url}/verify", routed_server.proc.pid)
+        endpoints = Endpoints(auth_a.url, auth_b.url, moderation.url, keys.admin)
+        a = Target(f"{auth_a.url}/verify", auth_a.proc.pid)
+        c = Target(f"{auth_c.url}/verify", auth_c.proc.pid)
+        cases, revocation, banned, bans_reached = await measure(
+            config, full_load, endpoints, (raw, routed), (a, c)
+        )
+        notes = [
+            "auth environment: development, fresh JWT secrets shared by A, B and C, limits off,"
+            " MODERATION_URL set (our own moderation service)"
+        ]
+    return [*build(config, cases, revocation, banned, bans_reached, full_load, notes), profile]
 
 
 async def measure(
-    config: BenchConfig, endpoints: Endpoints, full_load: FullLoad, ban_skip: str | None
-) -> Any:
+    config: BenchConfig,
+    full_load: FullLoad,
+    endpoints: Endpoints,
+    baselines: tuple[Target, Target],
+    auths: tuple[Target, Target],
+) -> tuple[list[Case], Latencies, Latencies, float]:
+    """The three cases, then the propagation rounds (after the 1,000-ban case: they add user bans)."""
+    raw, routed = baselines
+    a, c = auths
     async with new_session() as session:
         email, password = new_credentials("verify")
         await register(session, endpoints.a, email, password)
         token = (await logged_in(session, endpoints, email, password))["token"]
-        full, fixed = await throughput(config, endpoints, token, full_load)
+        cases = [Case("cache hit", a, HIT_VS_RAW, {}), Case("cache off", c, OFF_VS_RAW, {})]
+        for case in cases:
+            say(f"verify bench: {case.name}")
+            case.results = await measure_case(config, full_load, raw, routed, case.target, token)
+        bans_reached = await fill_bans(session, endpoints, endpoints.a)
+        with_bans = Case(f"{BANS:,} bans", a, None, {})
+        say(f"verify bench: {with_bans.name}")
+        with_bans.results = await measure_case(config, full_load, raw, routed, a, token)
+        cases.append(with_bans)
         say(f"verify bench: revocation latency, {config.latency_rounds} logouts")
         revocation = await revocation_latency(session, endpoints, config)
-        if ban_skip is not None:
-            print(f"ban latency: skipped (moderation not wired: {ban_skip})", flush=True)
-            banned = Latencies(skipped=f"moderation not wired: {ban_skip}")
-        else:
-            say(f"verify bench: ban latency, {config.latency_rounds} bans")
-            banned = await ban_latency(session, endpoints, config)
-    return full, fixed, revocation, banned
-
-
-async def run(config: BenchConfig) -> list[Table]:
-    full_load = FullLoad.detect(config)
-    notes = [] if full_load.wrk else [full_load.note]
-    with tempfile.TemporaryDirectory(prefix="authgate-bench-verify-") as tmp, ProcessGroup() as group:
-        workdir = Path(tmp)
-        say("verify bench: starting the store, auth A and B, and the bare app")
-        store = start_store(group, workdir)
-        env = auth_base_env(store.port)
-        moderation_url, keys, ban_skip = start_moderation_if_wired(group, workdir, env)
-        auth_a = start_auth(group, workdir, env, "auth-a")
-        auth_b = start_auth(group, workdir, env, "auth-b")
-        bare = start_bare(group, workdir)
-        endpoints = Endpoints(
-            auth_a.url,
-            auth_b.url,
-            bare.url,
-            bare.proc.pid,
-            auth_a.proc.pid,
-            moderation_url,
-            keys.admin if keys else None,
-        )
-        full, fixed, revocation, banned = await measure(config, endpoints, full_load, ban_skip)
-        wiring = "MODERATION_URL set" if moderation_url else "MODERATION_URL unset"
-        notes.append(
-            f"auth environment: development, fresh JWT secrets shared by A and B, limits off, {wiring}"
-        )
-    return [build_table(config, full, fixed, revocation, banned, full_load, endpoints, notes)]
+        say(f"verify bench: ban latency, {config.latency_rounds} bans")
+        banned = await ban_latency(session, endpoints, config)
+    return cases, revocation, banned, bans_reached

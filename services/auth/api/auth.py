@@ -91,7 +91,9 @@ async def login(request: Request) -> Response:
         raise ApiError(422, ErrorCode.INVALID_INPUT, "password: at most 128 characters and 1 KiB")
     ip = client_ip(request)
     protection = context.protection
-    gate = await protection.before_login(ip, normalize_email(body.email), request.cookies.get(DEVICE_COOKIE))
+    email = normalize_email(body.email)
+    device_cookie = request.cookies.get(DEVICE_COOKIE)
+    gate = await protection.before_login(ip, email, device_cookie)
     # The session epoch is read before the credentials are: a revocation that lands while the
     # password is being checked ends the session this login is about to create.
     found = await context.accounts.find_for_login(body.email)
@@ -122,23 +124,35 @@ async def login(request: Request) -> Response:
             "This account uses two-factor sign-in, which is not available yet.",
         )
     try:
-        response = await issue_session(request, user, ip, in_body=body.refresh_token_in_body, epoch=epoch)
+        response = await issue_session(
+            request, user, ip, in_body=body.refresh_token_in_body, epoch=epoch, login_email=email
+        )
     except StaleCredentials:
         LOGINS.labels("stale").inc()
         raise _invalid_credentials() from None
     LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
-        await _set_device_cookie(request, response, user, gate.account)
+        trusted = device_cookie if gate.device_trusted else None
+        await _set_device_cookie(request, response, user, gate.account, trusted)
     return response
 
 
-async def _set_device_cookie(request: Request, response: Response, user: Document, account: str) -> None:
-    """Remember this browser for the account: its failures then count against a wider cap."""
+async def _set_device_cookie(
+    request: Request, response: Response, user: Document, account: str, trusted_cookie: str | None
+) -> None:
+    """Remember this browser for the account: its failures then count against a wider cap.
+
+    A cookie the login gate just found trusted for this user carries the current device epoch
+    (the gate compared it with the store): it is renewed with that epoch, no second read. Should
+    the epoch be bumped in between, the renewed cookie is stale and stops being trusted: fail closed.
+    """
     devices = ctx(request).protection.devices
     user_id = user_id_of(user)
+    claim = devices.parse(trusted_cookie, account) if trusted_cookie else None
+    epoch = claim.epoch if claim is not None and claim.user_id == user_id else await devices.epoch(user_id)
     response.set_cookie(
         DEVICE_COOKIE,
-        devices.issue(user_id, account, await devices.epoch(user_id)),
+        devices.issue(user_id, account, epoch),
         max_age=devices.max_age,
         path=REFRESH_COOKIE_PATH,
         secure=not ctx(request).settings.development,
@@ -148,23 +162,29 @@ async def _set_device_cookie(request: Request, response: Response, user: Documen
 
 
 async def issue_session(
-    request: Request, user: Document, ip: str, *, in_body: bool, epoch: int = 0
+    request: Request, user: Document, ip: str, *, in_body: bool, epoch: int = 0, login_email: str = ""
 ) -> Response:
     context = ctx(request)
     user_id = user_id_of(user)
     session, refresh_token = await context.sessions.create(user_id, ip, user_agent(request), epoch)
-    issued = _access_token(context.tokens, user, session.id, session.epoch)
+    issued = _access_token(context.tokens, user, session.id, session.epoch, login_email)
     await context.audit.record("login", user_id=user_id, ip=ip, session_id=session.id)
     return token_response(
         request, {"token": issued, "user": public_user(user)}, refresh_token, in_body=in_body
     )
 
 
-def _access_token(tokens: AccessTokens, user: Document, session_id: str, epoch: int) -> str:
+def _access_token(
+    tokens: AccessTokens, user: Document, session_id: str, epoch: int, known_canonical: str = ""
+) -> str:
+    """`known_canonical`: the login's own normalized email; a stored email equal to it is canonical
+    already (normalization is idempotent, tests/fuzz/test_email_property.py), so it is not re-validated."""
+    address = str(user.get("email", ""))
+    canonical = address if address and address == known_canonical else normalize_email(address)
     return tokens.issue(
         user_id=user_id_of(user),
         session_id=session_id,
-        email=normalize_email(str(user.get("email", ""))),  # upstream apps see one form per mailbox
+        email=canonical,  # upstream apps see one form per mailbox
         username=canonical_username(str(user.get("username") or "")),
         role=str(user.get("role", "USER")),
         provider=str(user.get("provider", "local")),

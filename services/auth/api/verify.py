@@ -153,7 +153,7 @@ class VerifyEndpoint:
         response_headers.append((b"cache-control", b"no-store"))
         if body:
             response_headers.append((b"content-type", b"application/json"))
-        response_headers.append((b"content-length", str(len(body)).encode()))
+        response_headers.append((b"content-length", str(len(body)).encode() if body else b"0"))
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})
         if self._log_sample and random.random() < self._log_sample:  # noqa: S311 - sampling, not security
@@ -173,7 +173,9 @@ class VerifyEndpoint:
         if isinstance(required, str):  # the proxy's configuration is wrong: say so, never "any role"
             self.counters.bad_request += 1
             return 400, [], _body(ErrorCode.BAD_REQUEST, required)
-        if sum(1 for name, _ in scope["headers"] if name == b"authorization") > 1:
+        # Two Authorization headers can only exist when some header name repeats (the dict is shorter).
+        duplicated = len(headers) != len(scope["headers"])
+        if duplicated and sum(1 for name, _ in scope["headers"] if name == b"authorization") > 1:
             self.counters.bad_request += 1
             return 400, [], _body(ErrorCode.BAD_REQUEST, "Send one Authorization header.")
         token = _bearer(headers.get(b"authorization"))
@@ -293,6 +295,8 @@ def _bearer(value: bytes | None) -> str | None:
 
 def _header_value(value: str) -> bytes:
     """Identity values go upstream as headers: drop anything that could split a header."""
+    if value.isprintable():  # the usual case, checked in C
+        return value.encode("utf-8")
     return "".join(ch for ch in value if ch.isprintable()).encode("utf-8")
 
 
