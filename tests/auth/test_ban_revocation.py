@@ -8,6 +8,7 @@ import datetime as dt
 
 from services.auth.sessions import RevokedByBan
 from tests.auth.conftest import AuthApp
+from tests.auth.test_time_format import ISO_MS
 
 
 async def test_ban_revocation_answers_banned_on_verify(auth: AuthApp) -> None:
@@ -35,6 +36,8 @@ async def test_ban_revocation_answers_banned_on_verify(auth: AuthApp) -> None:
     assert response is not None and response.status_code == 403
     assert response.json()["code"] == "banned"
     assert response.json()["reason"] == "spam"
+    # The same spelling as the answer built from the ban feed: milliseconds and `Z`.
+    assert ISO_MS.fullmatch(response.json()["expires_at"]), response.json()["expires_at"]
     assert 3500 <= int(response.headers["retry-after"]) <= 3601
 
 
