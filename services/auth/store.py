@@ -29,6 +29,7 @@ from pymongo.errors import (
 from pymongo.write_concern import WriteConcern
 
 from shared.errors import StoreUnavailable
+from shared.metrics import STORE_ERRORS
 
 log = structlog.get_logger("authgate.store")
 
@@ -58,6 +59,7 @@ async def store_errors() -> AsyncIterator[None]:
     try:
         yield
     except _OUTAGE_ERRORS as exc:
+        STORE_ERRORS.labels("auth").inc()
         raise StoreUnavailable(type(exc).__name__) from exc
 
 

@@ -227,11 +227,12 @@ async def refresh(request: Request) -> Response:
             ban=RevokedByBan(ban.reason, ban.expires_at),
         )
         raise banned_error(ban)
-    REFRESHES.labels("rotated").inc()
     user = await context.accounts.find_by_id(session.user_id)
     if user is None:
         await context.sessions.revoke(user_id=session.user_id, reason="user_deleted", actor="system")
+        REFRESHES.labels("invalid").inc()
         raise _invalid_refresh()
+    REFRESHES.labels("rotated").inc()
     issued = _access_token(context.tokens, user, session.id, session.epoch)
     return token_response(request, {"token": issued, "user": public_user(user)}, child, in_body=in_body)
 
