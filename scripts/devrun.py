@@ -98,14 +98,44 @@ def ensure_secrets() -> list[str]:
     return created
 
 
-def start_store(exe: str, port: int, store_dir: Path, *, auth: bool) -> subprocess.Popen[bytes]:
+Children = list[tuple[str, "subprocess.Popen[bytes]"]]
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _unblock_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def spawn(
+    children: Children,
+    name: str,
+    command: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a child and record it as one step.
+
+    A Ctrl-C between the two would leave a child nobody stops, holding the store's files, so the
+    stop signals wait until it is recorded; the child itself starts with them unblocked.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, preexec_fn=_unblock_stop_signals)
+        children.append((name, proc))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return proc
+
+
+def start_store(
+    children: Children, name: str, exe: str, port: int, store_dir: Path, *, auth: bool
+) -> subprocess.Popen[bytes]:
     command = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(store_dir)]
-    return subprocess.Popen([*command, "--log-level", "WARNING", *(["--auth"] if auth else [])])
+    return spawn(children, name, [*command, "--log-level", "WARNING", *(["--auth"] if auth else [])])
 
 
-def provision_store(
-    exe: str, port: int, store_dir: Path, password: str, children: list[tuple[str, subprocess.Popen[bytes]]]
-) -> None:
+def provision_store(exe: str, port: int, store_dir: Path, password: str, children: Children) -> None:
     """Give the store its one user; secantusd creates users only while running without --auth.
 
     That short run listens on loopback only, and happens again only when the password changes.
@@ -116,8 +146,7 @@ def provision_store(
     import pymongo  # the services' driver; imported here so `make run` with MONGO_URI never needs it
 
     say("giving the embedded store its password (one short start without authentication)")
-    proc = start_store(exe, port, store_dir, auth=False)
-    children.append(("embedded store (provisioning)", proc))
+    proc = start_store(children, "embedded store (provisioning)", exe, port, store_dir, auth=False)
     try:
         wait_port(port, proc)
         client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
@@ -148,7 +177,7 @@ def main() -> None:
     os.umask(0o077)  # every file the store and the services create is private to this user
     make_private(DATA)
     env = Env.load(ROOT)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: Children = []
     child_env = dict(os.environ, AUTHGATE_ENV="development", PYTHONUNBUFFERED="1")
 
     stopped = False
@@ -158,6 +187,7 @@ def main() -> None:
         if stopped:
             return
         stopped = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the waiting short
         PORT_FILE.unlink(missing_ok=True)
         for name, proc in reversed(children):
             if proc.poll() is None:
@@ -170,7 +200,11 @@ def main() -> None:
                 proc.kill()
                 proc.wait()  # return only once every child is gone: a restart must find its files free
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    def on_term(*_: object) -> None:
+        stop_all()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         if env.secret("MONGO_URI") is None:
             exe = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
@@ -183,8 +217,7 @@ def main() -> None:
                 ROOT, EMBEDDED_MONGO_PASSWORD, lambda: secrets.token_urlsafe(32)
             )
             provision_store(exe, port, store_dir, password, children)
-            proc = start_store(exe, port, store_dir, auth=True)
-            children.append(("embedded store", proc))
+            proc = start_store(children, "embedded store", exe, port, store_dir, auth=True)
             wait_port(port, proc)
             PORT_FILE.write_text(str(port))
         else:
@@ -202,8 +235,7 @@ def main() -> None:
             ("moderation", "services.moderation", "MODERATION_PORT", 3081),
             ("auth", "services.auth", "AUTH_PORT", 3080),
         ):
-            proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=child_env)
-            children.append((name, proc))
+            proc = spawn(children, name, [sys.executable, "-m", module], cwd=ROOT, env=child_env)
             wait_port(Env.load(ROOT).integer(port_var, default), proc)
             say(f"{name} service is up")
         say(f"auth API on {service_url('AUTH')}, moderation on {service_url('MODERATION')}")
