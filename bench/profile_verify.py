@@ -43,7 +43,7 @@ def signer() -> AccessTokens:
 
 def endpoint(tokens: AccessTokens, cache_size: int) -> VerifyEndpoint:
     """A /verify endpoint as the service builds it (HS256, a loaded revocation view)."""
-    revocations = RevocationCache(store=None, poll_interval_s=1.0, stale_grace_s=3600.0)  # type: ignore[arg-type]
+    revocations = RevocationCache(None, poll_interval_s=1.0, stale_grace_s=3600.0)  # type: ignore[arg-type]
     revocations._last_success = time.monotonic()
     verify = VerifyEndpoint(tokens, revocations, NoBans, ClientIPResolver(()), "X-Auth-", 0.0, cache_size)
     return verify

@@ -13,16 +13,12 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from bson import ObjectId
-from bson.errors import InvalidId
 from email_validator import EmailNotValidError, validate_email
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from services.auth.audit import AuditTrail
 from services.auth.passwords import Hasher, PasswordPolicy, is_bcrypt, normalize, within_size_cap
-from services.auth.store import Document, Store, store_errors, text_value
-from shared.errors import ApiError, ErrorCode
+from services.auth.store import Document, DuplicateValue, UserRepository, UserStateRepository, text_value
+from shared.errors import DomainError, ErrorCode
 from shared.timefmt import iso_utc
 
 ROLES = ("USER", "ADMIN")
@@ -81,11 +77,11 @@ def check_email_syntax(email: str) -> str:
     """Bounded, linear validation for new addresses; returns the canonical form."""
     canonical = normalize_email(email)
     if len(canonical) > MAX_EMAIL_LENGTH or any(unicodedata.category(ch)[0] == "C" for ch in canonical):
-        raise ApiError(422, ErrorCode.INVALID_INPUT, "email: not a valid email address")
+        raise DomainError(ErrorCode.INVALID_INPUT, "email: not a valid email address")
     try:
         validate_email(canonical, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        raise ApiError(422, ErrorCode.INVALID_INPUT, f"email: {exc}") from None
+        raise DomainError(ErrorCode.INVALID_INPUT, f"email: {exc}") from None
     return canonical
 
 
@@ -96,16 +92,6 @@ def canonical_username(username: str) -> str:
 
 def user_id_of(doc: Document) -> str:
     return str(doc["_id"])
-
-
-def object_id(user_id: str) -> ObjectId | str:
-    """LibreChat's ids are ObjectIds; any other string is looked up as given (never a non-string)."""
-    if isinstance(user_id, ObjectId):
-        return user_id
-    try:
-        return ObjectId(text_value(user_id))
-    except InvalidId:
-        return user_id
 
 
 def _iso(value: Any) -> str | None:
@@ -156,8 +142,16 @@ class EmailTaken(Exception):
 
 
 class Accounts:
-    def __init__(self, store: Store, hasher: Hasher, policy: PasswordPolicy, audit: AuditTrail) -> None:
-        self._store = store
+    def __init__(
+        self,
+        users: UserRepository,
+        user_state: UserStateRepository,
+        hasher: Hasher,
+        policy: PasswordPolicy,
+        audit: AuditTrail,
+    ) -> None:
+        self._users = users
+        self._user_state = user_state
         self.hasher = hasher
         self.policy = policy
         self._audit = audit
@@ -167,16 +161,15 @@ class Accounts:
     async def checked_password(self, password: str, context: list[str]) -> str:
         """Apply the policy to a new password; return its normalized form for hashing."""
         if not within_size_cap(password):
-            raise ApiError(
-                422,
+            raise DomainError(
                 ErrorCode.PASSWORD_POLICY,
                 "Password must be at most 128 characters and 1 KiB.",
-                extra={"rule": "too_long"},
+                details={"rule": "too_long"},
             )
         normalized = normalize(password)
         violation = await asyncio.to_thread(self.policy.check, normalized, context)
         if violation is not None:
-            raise ApiError(422, ErrorCode.PASSWORD_POLICY, violation.message, extra={"rule": violation.rule})
+            raise DomainError(ErrorCode.PASSWORD_POLICY, violation.message, details={"rule": violation.rule})
         return normalized
 
     @staticmethod
@@ -185,37 +178,29 @@ class Accounts:
             return None
         username = canonical_username(username)
         if not USERNAME_PATTERN.fullmatch(username):
-            raise ApiError(
-                422,
+            raise DomainError(
                 ErrorCode.INVALID_INPUT,
                 "username: 2-64 letters, digits, '.', '_' or '-'",
-                extra={"field": "username"},
+                details={"field": "username"},
             )
         return username
 
     # Users ----------------------------------------------------------------------------
 
     async def find_by_email(self, email: str) -> Document | None:
-        async with store_errors():
-            return await self._store.c.users.find_one({"email": {"$in": email_forms(email)}})
+        return await self._users.find_by_emails(email_forms(email))
 
     async def find_by_id(self, user_id: str) -> Document | None:
-        async with store_errors():
-            return await self._store.c.users.find_one({"_id": object_id(user_id)})
+        return await self._users.find_by_id(user_id)
 
     async def username_exists(self, username: str) -> bool:
         """Case-insensitive: a mixed-case name stored before names were lower-cased still counts."""
-        name = canonical_username(text_value(username))
-        query = {
-            "$or": [{"username": name}, {"username": {"$regex": f"^{re.escape(name)}$", "$options": "i"}}]
-        }
-        async with store_errors():
-            return await self._store.c.users.find_one(query, {"_id": 1}) is not None
+        return await self._users.username_exists(canonical_username(text_value(username)))
 
     async def create(self, new: NewUser) -> Document:
         """Insert a user whose password is already policy-checked and normalized."""
         if new.role not in ROLES:
-            raise ApiError(422, ErrorCode.INVALID_INPUT, f"role must be one of {', '.join(ROLES)}")
+            raise DomainError(ErrorCode.INVALID_INPUT, f"role must be one of {', '.join(ROLES)}")
         if new.username is not None and await self.username_exists(new.username):
             raise UsernameTaken  # also a mixed-case name the unique index (exact match) would miss
         hashed = await self.hasher.hash(new.password)
@@ -237,15 +222,9 @@ class Accounts:
         if new.username is None:
             del doc["username"]
         try:
-            async with store_errors():
-                result = await self._store.c.users.insert_one(doc)
-        except DuplicateKeyError as exc:
-            pattern = (exc.details or {}).get("keyPattern") or {}
-            if "username" in pattern or "username" in str(exc):
-                raise UsernameTaken from None
-            raise EmailTaken from None
-        doc["_id"] = result.inserted_id
-        return doc
+            return await self._users.insert(doc)
+        except DuplicateValue as exc:
+            raise (UsernameTaken if exc.field == "username" else EmailTaken) from None
 
     async def authenticate(self, email: str, password: str) -> Document | None:
         """One argon2 (or bcrypt) operation whether or not the user exists."""
@@ -274,55 +253,39 @@ class Accounts:
     async def _upgrade_hash(self, user: Document, stored: str, password: str) -> None:
         """bcrypt or outdated argon2 parameters → argon2id of the normalized password."""
         new_hash = await self.hasher.hash(normalize(password))
-        async with store_errors():
-            await self._store.c.users.update_one(
-                {"_id": user["_id"], "password": stored},
-                {"$set": {"password": new_hash, "updatedAt": dt.datetime.now(dt.UTC)}},
-            )
+        await self._users.set_password(user["_id"], new_hash, expected=stored)
         user["password"] = new_hash
         await self._audit.record(
             "password_rehashed", user_id=user_id_of(user), legacy="bcrypt" if is_bcrypt(stored) else "argon2"
         )
 
     async def set_password(self, user: Document, normalized_password: str) -> None:
-        new_hash = await self.hasher.hash(normalized_password)
-        async with store_errors():
-            await self._store.c.users.update_one(
-                {"_id": user["_id"]}, {"$set": {"password": new_hash, "updatedAt": dt.datetime.now(dt.UTC)}}
-            )
+        await self._users.set_password(user["_id"], await self.hasher.hash(normalized_password))
 
     async def set_role(self, user: Document, role: str) -> Document:
         if role not in ROLES:
-            raise ApiError(422, ErrorCode.INVALID_INPUT, f"role must be one of {', '.join(ROLES)}")
-        async with store_errors():
-            updated = await self._store.c.users.find_one_and_update(
-                {"_id": user["_id"]},
-                {"$set": {"role": role, "updatedAt": dt.datetime.now(dt.UTC)}},
-                return_document=ReturnDocument.AFTER,
-            )
+            raise DomainError(ErrorCode.INVALID_INPUT, f"role must be one of {', '.join(ROLES)}")
+        updated = await self._users.set_role(user["_id"], role)
         if updated is None:
-            raise ApiError(404, ErrorCode.NOT_FOUND, "User not found.")
+            raise DomainError(ErrorCode.NOT_FOUND, "User not found.")
         return updated
 
     async def delete(self, user: Document) -> None:
         """The user's state document stays as a small tombstone: its epochs must never go back,
         or a login checked before the deletion could create a session that looks current."""
-        async with store_errors():
-            await self._store.c.users.delete_one({"_id": user["_id"]})
-            await self._store.c.user_state.update_one({"_id": user_id_of(user)}, {"$unset": {"sessions": ""}})
+        await self._users.delete(user["_id"])
+        await self._user_state.forget_sessions(user_id_of(user))
 
     async def look_alikes(self) -> list[LookAlikes]:
         """Accounts sharing a canonical email or username: written before canonical forms, or by
         another program. Reported for an operator to resolve; never merged automatically."""
         groups: dict[tuple[str, str], list[Document]] = {}
-        async with store_errors():
-            cursor = self._store.c.users.find({}, {"email": 1, "username": 1, "role": 1, "createdAt": 1})
-            async for doc in cursor:
-                email, username = doc.get("email"), doc.get("username")
-                if isinstance(email, str) and email:
-                    groups.setdefault(("email", normalize_email(email)), []).append(doc)
-                if isinstance(username, str) and username:
-                    groups.setdefault(("username", canonical_username(username)), []).append(doc)
+        async for doc in self._users.identities():
+            email, username = doc.get("email"), doc.get("username")
+            if isinstance(email, str) and email:
+                groups.setdefault(("email", normalize_email(email)), []).append(doc)
+            if isinstance(username, str) and username:
+                groups.setdefault(("username", canonical_username(username)), []).append(doc)
         return [
             LookAlikes(kind, canonical, docs)
             for (kind, canonical), docs in sorted(groups.items())
@@ -330,6 +293,4 @@ class Accounts:
         ]
 
     async def list_users(self, limit: int = 10_000) -> list[Document]:
-        async with store_errors():
-            cursor = self._store.c.users.find({}, {"password": 0}).sort("createdAt", 1).limit(limit)
-            return [doc async for doc in cursor]
+        return await self._users.list(limit)

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
-from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -15,70 +14,20 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.auth import metrics
-from services.auth.accounts import Accounts
 from services.auth.api import auth, health, introspect, refusals, sessions, user, wellknown
 from services.auth.api.openapi import openapi
 from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
-from services.auth.audit import AuditTrail
-from services.auth.breach import BreachCheck
-from services.auth.context import AuthContext
-from services.auth.devices import DeviceCookies
-from services.auth.keys import load_key_ring
+from services.auth.context import AuthContext, build_context
 from services.auth.moderation_client import BanInfo, ModerationClient
-from services.auth.passwords import Hasher, PasswordPolicy
-from services.auth.protection import Protection, banned_error
-from services.auth.revocations import RevocationCache
-from services.auth.sessions import RevokedByBan, SessionPolicy, SessionService
+from services.auth.protection import banned_error
+from services.auth.sessions import RevokedByBan
 from services.auth.settings import AuthSettings
-from services.auth.store import Store
-from services.auth.tokens import AccessTokens
+from services.auth.store import StoreFailure
 from shared.errors import EXCEPTION_HANDLERS, ErrorBoundary, StoreUnavailable, api_error_of, error_response
 from shared.http import RequestIdMiddleware
 from shared.metrics import MetricsMiddleware
 
 log = structlog.get_logger("authgate.auth")
-
-
-def build_context(settings: AuthSettings) -> AuthContext:
-    ring = load_key_ring(
-        settings.jwt_algorithm,
-        settings.jwt_secret,
-        settings.jwt_keys_dir,
-        retired_window_s=settings.session_expiry_ms / 1000 + settings.jwks_max_age_s,
-    )
-    store = Store(settings.mongo_uri, settings.mongo_timeout_ms, settings.mongo_db)
-    audit = AuditTrail(store)
-    hasher = Hasher(settings.argon2, settings.hash_threads, settings.hash_queue)
-    breach = BreachCheck(settings.password_breach_check_url) if settings.password_breach_check_url else None
-    policy = PasswordPolicy(settings.min_password_length, settings.password_min_strength, breach)
-    session_policy = SessionPolicy(
-        absolute_ms=settings.refresh_token_expiry_ms,
-        idle_ms=settings.session_idle_timeout_ms,
-        grace_ms=settings.refresh_grace_period_ms,
-        max_per_user=settings.max_sessions_per_user,
-        access_lifetime_ms=settings.session_expiry_ms,
-    )
-    sessions = SessionService(store, audit, settings.jwt_refresh_secret, session_policy)
-    revocations = RevocationCache(
-        store,
-        poll_interval_s=settings.verify_max_staleness_ms / 1000 / 4,
-        stale_grace_s=settings.verify_stale_grace_ms / 1000,
-        retain_s=(settings.session_expiry_ms + 120_000) / 1000,  # as long as a token it refuses lives
-    )
-    sessions.revocation_listeners.append(revocations.add_many)
-    sessions.epoch_listeners.append(revocations.add_epoch)
-    devices = DeviceCookies(settings.jwt_refresh_secret, settings.refresh_token_expiry_ms, store)
-    protection = Protection(ModerationClient(settings.moderation), devices, settings.jwt_refresh_secret)
-    return AuthContext(
-        settings=settings,
-        store=store,
-        audit=audit,
-        accounts=Accounts(store, hasher, policy, audit),
-        sessions=sessions,
-        tokens=AccessTokens(ring, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms),
-        revocations=revocations,
-        protection=protection,
-    )
 
 
 class BanCacheView:
@@ -126,14 +75,10 @@ class IpBanMiddleware:
 
 
 async def _revoke_banned_user(context: AuthContext, user_id: str, ban: BanInfo) -> None:
-    """A user ban ends every session at once (through the one revocation function)."""
-    revoked = await context.sessions.revoke(
-        user_id=user_id,
-        reason="user_banned",
-        actor="moderation",
-        ban=RevokedByBan(ban.reason, ban.expires_at),
-    )
-    log.info("user_ban_applied", user_id=user_id, sessions=revoked, expires_at=ban.expires_at_iso())
+    """A user ban ends every session at once (through the one revocation function), once per ban."""
+    revoked = await context.sessions.revoke_for_ban(user_id, RevokedByBan(ban.reason, ban.expires_at))
+    if revoked is not None:
+        log.info("user_ban_applied", user_id=user_id, sessions=revoked, expires_at=ban.expires_at_iso())
 
 
 class VerifyFastPath:
@@ -180,7 +125,7 @@ def create_app(settings: AuthSettings) -> Starlette:
             log.warning("store_unavailable_at_start", detail="indexes will be created on the next start")
         try:
             await context.revocations.refresh_once()
-        except PyMongoError:
+        except (StoreUnavailable, StoreFailure):
             log.warning("revocations_not_loaded", detail="/verify answers 503 until the store answers")
         context.revocations.start()
         client = context.protection.client

@@ -10,17 +10,17 @@ import datetime as dt
 from typing import Any
 
 import structlog
-from pymongo.errors import PyMongoError
 
-from services.auth.store import Store
+from services.auth.store import AuditRepository, StoreFailure
+from shared.errors import StoreUnavailable
 from shared.logging import audit as log_audit
 
 log = structlog.get_logger("authgate.audit")
 
 
 class AuditTrail:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, records: AuditRepository) -> None:
+        self._records = records
 
     async def record(
         self,
@@ -46,17 +46,11 @@ class AuditTrail:
         }
         log_audit(event, user_id=user_id, ip=ip, actor=actor, outcome=outcome, **details)
         try:
-            await self._store.c.audit.insert_one(doc)
-        except PyMongoError as exc:
+            await self._records.insert(doc)
+        except (StoreUnavailable, StoreFailure) as exc:
             log.warning("audit_write_failed", audit_event=event, error=type(exc).__name__)
 
     async def query(
         self, *, user_id: str | None = None, since: dt.datetime | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
-        flt: dict[str, Any] = {}
-        if user_id is not None:
-            flt["user_id"] = user_id
-        if since is not None:
-            flt["at"] = {"$gte": since}
-        cursor = self._store.c.audit.find(flt, {"_id": 0}).sort("at", -1).limit(limit)
-        return [doc async for doc in cursor]
+        return await self._records.query(user_id, since, limit)

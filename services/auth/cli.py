@@ -29,13 +29,12 @@ from services.auth.accounts import (
     public_user,
     user_id_of,
 )
-from services.auth.app import build_context
 from services.auth.cli_moderation import ModerationCliError
 from services.auth.cli_moderation import add_commands as add_moderation_commands
-from services.auth.context import AuthContext
+from services.auth.context import AuthContext, build_context
 from services.auth.settings import EMBEDDED_MONGO_PORT_FILE, load_settings
 from shared.config import ConfigError, Env
-from shared.errors import ApiError, StoreUnavailable
+from shared.errors import ApiError, DomainError, StoreUnavailable
 from shared.logging import configure_logging
 
 ACTOR = "cli"
@@ -296,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     except (CliError, ModerationCliError) as exc:
         print(f"authgate: {exc}", file=sys.stderr)
         raise SystemExit(exc.code) from None
-    except ApiError as exc:
+    except (ApiError, DomainError) as exc:
         print(f"authgate: {exc.message} ({exc.code})", file=sys.stderr)
         raise SystemExit(1) from None
     except StoreUnavailable:

@@ -1,4 +1,7 @@
-"""The objects a request handler needs, built once per process by the app factory."""
+"""The objects a request handler (or a CLI command) needs, built once per process.
+
+Kept apart from the HTTP app so the CLI builds the same objects without importing it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,14 @@ from dataclasses import dataclass
 
 from services.auth.accounts import Accounts
 from services.auth.audit import AuditTrail
+from services.auth.breach import BreachCheck
+from services.auth.devices import DeviceCookies
+from services.auth.keys import load_key_ring
+from services.auth.moderation_client import ModerationClient
+from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection
 from services.auth.revocations import RevocationCache
-from services.auth.sessions import SessionService
+from services.auth.sessions import SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
@@ -24,3 +32,52 @@ class AuthContext:
     tokens: AccessTokens
     revocations: RevocationCache
     protection: Protection
+
+
+def build_context(settings: AuthSettings) -> AuthContext:
+    ring = load_key_ring(
+        settings.jwt_algorithm,
+        settings.jwt_secret,
+        settings.jwt_keys_dir,
+        retired_window_s=settings.session_expiry_ms / 1000 + settings.jwks_max_age_s,
+    )
+    store = Store(settings.mongo_uri, settings.mongo_timeout_ms, settings.mongo_db)
+    audit = AuditTrail(store.audit)
+    hasher = Hasher(settings.argon2, settings.hash_threads, settings.hash_queue)
+    breach = BreachCheck(settings.password_breach_check_url) if settings.password_breach_check_url else None
+    policy = PasswordPolicy(settings.min_password_length, settings.password_min_strength, breach)
+    session_policy = SessionPolicy(
+        absolute_ms=settings.refresh_token_expiry_ms,
+        idle_ms=settings.session_idle_timeout_ms,
+        grace_ms=settings.refresh_grace_period_ms,
+        max_per_user=settings.max_sessions_per_user,
+        access_lifetime_ms=settings.session_expiry_ms,
+    )
+    sessions = SessionService(
+        store.sessions,
+        store.user_state,
+        store.revocations,
+        audit,
+        settings.jwt_refresh_secret,
+        session_policy,
+    )
+    revocations = RevocationCache(
+        store.revocations,
+        poll_interval_s=settings.verify_max_staleness_ms / 1000 / 4,
+        stale_grace_s=settings.verify_stale_grace_ms / 1000,
+        retain_s=(settings.session_expiry_ms + 120_000) / 1000,  # as long as a token it refuses lives
+    )
+    sessions.revocation_listeners.append(revocations.add_many)
+    sessions.epoch_listeners.append(revocations.add_epoch)
+    devices = DeviceCookies(settings.jwt_refresh_secret, settings.refresh_token_expiry_ms, store.user_state)
+    protection = Protection(ModerationClient(settings.moderation), devices, settings.jwt_refresh_secret)
+    return AuthContext(
+        settings=settings,
+        store=store,
+        audit=audit,
+        accounts=Accounts(store.users, store.user_state, hasher, policy, audit),
+        sessions=sessions,
+        tokens=AccessTokens(ring, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms),
+        revocations=revocations,
+        protection=protection,
+    )

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.auth.store import Store, store_errors
+from services.auth.store import UserState, UserStateRepository
 from shared.crypto import b64url_decode, b64url_encode, derive_key
 
 DEVICE_COOKIE = "authgate_device"
@@ -34,11 +34,15 @@ class DeviceClaim:
 
 class DeviceCookies:
     def __init__(
-        self, refresh_secret: str, lifetime_ms: int, store: Store, clock: Callable[[], float] = time.time
+        self,
+        refresh_secret: str,
+        lifetime_ms: int,
+        user_state: UserStateRepository,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._key = derive_key(refresh_secret, b"device")
         self._lifetime = max(1, lifetime_ms // 1000)
-        self._store = store
+        self._user_state = user_state
         self.clock = clock  # wall-clock seconds: expiry is an instant in the cookie
 
     @property
@@ -75,19 +79,20 @@ class DeviceCookies:
         return claim
 
     async def epoch(self, user_id: str) -> int:
-        async with store_errors():
-            doc = await self._store.c.user_state.find_one({"_id": user_id}, {"device_epoch": 1})
-        return int(doc.get("device_epoch", 0)) if doc else 0
+        return (await self._user_state.get(user_id)).device_epoch
 
     async def bump_epoch(self, user_id: str) -> None:
         """Invalidate every device cookie of this user (password reset, revoke-sessions)."""
-        async with store_errors():
-            await self._store.c.user_state.update_one(
-                {"_id": user_id}, {"$inc": {"device_epoch": 1}}, upsert=True
-            )
+        await self._user_state.bump_device_epoch(user_id)
 
     async def trusted(self, value: str | None, account: str) -> DeviceClaim | None:
+        found = await self.check(value, account)
+        return None if found is None else found[0]
+
+    async def check(self, value: str | None, account: str) -> tuple[DeviceClaim, UserState] | None:
+        """A trusted cookie's claim with the user's state as read to judge it (login reuses it)."""
         claim = self.parse(value, account)
-        if claim is None or claim.epoch != await self.epoch(claim.user_id):
+        if claim is None:
             return None
-        return claim
+        state = await self._user_state.get(claim.user_id)
+        return (claim, state) if claim.epoch == state.device_epoch else None

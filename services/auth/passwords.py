@@ -23,7 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from services.auth.blocklist import is_common
 from services.auth.breach import BreachCheck
 from services.auth.settings import Argon2Params
-from shared.errors import ApiError, ErrorCode
+from shared.errors import DomainError, ErrorCode
 
 MAX_PASSWORD_CHARS = 128
 MAX_PASSWORD_BYTES = 1024
@@ -121,11 +121,8 @@ class Hasher:
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._slots.locked():
-            raise ApiError(
-                503,
-                ErrorCode.OVERLOADED,
-                "Too many password checks in progress; retry.",
-                {"Retry-After": "1"},
+            raise DomainError(
+                ErrorCode.OVERLOADED, "Too many password checks in progress; retry.", retry_after=1
             )
         async with self._slots:
             loop = asyncio.get_running_loop()

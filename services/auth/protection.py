@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from services.auth.counters import DENIALS
 from services.auth.devices import DeviceCookies
 from services.auth.moderation_client import BanInfo, Decision, ModerationClient, account_subject
+from services.auth.store import UserState
 from shared.crypto import derive_key
 from shared.errors import DomainError, ErrorCode
 
@@ -63,6 +64,9 @@ class LoginGate:
     ip: str
     account: str
     device_trusted: bool
+    # The trusted cookie's user and that user's state, read before the login looks anything up.
+    device_user: str | None = None
+    device_user_state: UserState | None = None
 
 
 class Protection:
@@ -91,8 +95,14 @@ class Protection:
 
     async def before_login(self, ip: str, email_normalized: str, device_cookie: str | None) -> LoginGate:
         account = self.account(email_normalized)
-        device = await self.devices.trusted(device_cookie, account) if device_cookie else None
-        gate = LoginGate(ip=ip, account=account, device_trusted=device is not None)
+        device = await self.devices.check(device_cookie, account) if device_cookie else None
+        gate = LoginGate(
+            ip=ip,
+            account=account,
+            device_trusted=device is not None,
+            device_user=device[0].user_id if device else None,
+            device_user_state=device[1] if device else None,
+        )
         decision = await self.client.event(
             "login", ip=ip, account=account, device_trusted=gate.device_trusted
         )

@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import structlog
-from pymongo.errors import PyMongoError
 
-from services.auth.store import Store
+from services.auth.store import Document, RevocationRepository, StoreFailure
+from shared.errors import StoreUnavailable
 
 log = structlog.get_logger("authgate.revocations")
 
@@ -42,9 +43,18 @@ class RevocationStats:
 
 class RevocationCache:
     def __init__(
-        self, store: Store, poll_interval_s: float, stale_grace_s: float, retain_s: float = 0.0
+        self,
+        feed: RevocationRepository,
+        poll_interval_s: float,
+        stale_grace_s: float,
+        retain_s: float = 0.0,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store = store
+        self._feed = feed
+        self._clock = clock  # wall-clock seconds: record and ban expiries are instants
+        self._monotonic = monotonic  # staleness and gap ages are durations
         self._poll_interval = poll_interval_s
         self._stale_grace = stale_grace_s
         # `expires_at` is the writer's clock; what a poll reads is kept at least this long by ours.
@@ -81,7 +91,7 @@ class RevocationCache:
     def ban_of(self, session_id: str) -> tuple[str, float] | None:
         """(reason, end) when this session was revoked by a ban that has not ended yet."""
         found = self._banned.get(session_id)
-        if found is None or found[1] <= time.time():
+        if found is None or found[1] <= self._clock():
             return None
         return found
 
@@ -89,7 +99,7 @@ class RevocationCache:
         """Seconds since the last successful refresh; None when never loaded."""
         if self._last_success is None:
             return None
-        return time.monotonic() - self._last_success
+        return self._monotonic() - self._last_success
 
     def usable(self) -> bool:
         staleness = self.staleness_s()
@@ -112,25 +122,13 @@ class RevocationCache:
             self._revoked[session_id] = forget_after
 
     async def refresh_once(self) -> None:
-        started = dt.datetime.now(dt.UTC)
-        flt: dict[str, object]
+        cursor: AsyncIterator[Document]
         if self._high is None:
-            flt = {"expires_at": {"$gt": started}}
+            cursor = self._feed.live(dt.datetime.fromtimestamp(self._clock(), dt.UTC))
         else:
-            flt = {"pos": {"$gt": min([*self._gaps, self._high + 1]) - 1}}
-        fields = {
-            "pos": 1,
-            "sid": 1,
-            "user_id": 1,
-            "epoch": 1,
-            "expires_at": 1,
-            "ban_reason": 1,
-            "ban_expires_at": 1,
-            "_id": 0,
-        }
-        cursor = self._store.c.revocations.find(flt, fields)
+            cursor = self._feed.from_position(min([*self._gaps, self._high + 1]))
         # Read after the first load: written moments ago, whatever its writer's clock says.
-        kept_until = time.time() + self._retain if self._high is not None else 0.0
+        kept_until = self._clock() + self._retain if self._high is not None else 0.0
         count = 0
         positions: set[int] = set()
         async for doc in cursor:
@@ -153,14 +151,14 @@ class RevocationCache:
                 if isinstance(ban_end, dt.datetime):
                     self._banned[sid] = (str(doc.get("ban_reason", "")), ban_end.timestamp())
         self._track_gaps(positions)
-        self._last_success = time.monotonic()
+        self._last_success = self._monotonic()
         self.stats.polls += 1
         self.stats.loaded += count
         self._prune()
 
     def _track_gaps(self, seen: set[int]) -> None:
         """Positions below the highest read that have not arrived yet are re-read until they do."""
-        now = time.monotonic()
+        now = self._monotonic()
         for position in seen:
             self._gaps.pop(position, None)
         top = max(seen, default=self._high if self._high is not None else 0)
@@ -176,7 +174,7 @@ class RevocationCache:
             log.warning("revocation_position_skipped", position=position)
 
     def _prune(self) -> None:
-        now = time.time()
+        now = self._clock()
         if self.stats.polls % 50 == 0:
             for sid in [sid for sid, until in self._revoked.items() if until < now]:
                 del self._revoked[sid]
@@ -188,7 +186,7 @@ class RevocationCache:
         while not self._stopping:
             try:
                 await self.refresh_once()
-            except PyMongoError as exc:
+            except (StoreUnavailable, StoreFailure) as exc:
                 self.stats.failures += 1
                 if self.stats.failures % 20 == 1:
                     log.warning(

@@ -19,11 +19,16 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from pymongo import ReturnDocument
-
 from services.auth.audit import AuditTrail
 from services.auth.counters import REFRESHES, REVOCATIONS
-from services.auth.store import Document, Store, store_errors, text_value
+from services.auth.store import (
+    Document,
+    RevocationRepository,
+    SessionRepository,
+    UserState,
+    UserStateRepository,
+    text_value,
+)
 from shared.crypto import b64url_encode, derive_key
 
 TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
@@ -108,14 +113,18 @@ class SessionPolicy:
 class SessionService:
     def __init__(
         self,
-        store: Store,
+        sessions: SessionRepository,
+        user_state: UserStateRepository,
+        revocations: RevocationRepository,
         audit: AuditTrail,
         refresh_secret: str,
         policy: SessionPolicy,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self._clock = clock
-        self._store = store
+        self._sessions = sessions
+        self._user_state = user_state
+        self._revocations = revocations
         self._audit = audit
         self._child_key = derive_key(refresh_secret, b"refresh-child")
         self.policy = policy
@@ -141,9 +150,11 @@ class SessionService:
 
     async def epoch(self, user_id: str) -> int:
         """The user's session epoch: every all-sessions revocation increments it."""
-        async with store_errors():
-            doc = await self._store.c.user_state.find_one({"_id": user_id}, {"session_epoch": 1})
-        return int((doc or {}).get("session_epoch", 0))
+        return (await self._user_state.get(user_id)).session_epoch
+
+    async def state(self, user_id: str) -> UserState:
+        """Session and device epochs in one read (a login needs both)."""
+        return await self._user_state.get(user_id)
 
     async def create(
         self, user_id: str, ip: str | None, user_agent: str | None, epoch: int = 0
@@ -153,7 +164,8 @@ class SessionService:
         `epoch` is the user's session epoch read before the credentials were checked. If an
         all-sessions revocation bumped it since, the new session is ended at once: the
         credentials were checked before that revocation and must not outlive it. (A bump
-        after the re-read below finds this session in its sweep.)
+        after the re-read below finds this session in its sweep.) The re-read is the same
+        atomic step that lists the session for the per-user limit: one round trip, not two.
         """
         session_id = secrets.token_urlsafe(16)
         token = f"{session_id}.{secrets.token_urlsafe(32)}"
@@ -175,43 +187,24 @@ class SessionService:
             "user_agent": (user_agent or "")[:512] or None,
             "epoch": epoch,
         }
-        async with store_errors():
-            await self._store.c.sessions.insert_one(doc)
-        if await self.epoch(user_id) > epoch:
+        await self._sessions.insert(doc)
+        added = await self._user_state.add_session(user_id, session_id, self.policy.max_per_user)
+        if added.session_epoch > epoch:
             await self.revoke(
                 user_id=user_id, session_ids=[session_id], reason="stale_credentials", actor="system"
             )
             raise StaleCredentials(user_id)
-        await self._evict_beyond_limit(user_id, session_id)
+        await self._evict_beyond_limit(user_id, added.previous)
         return Session.from_doc(doc), token
 
-    async def _user_sessions(self, user_id: str, projection: dict[str, int] | None = None) -> list[Document]:
-        """All of a user's session documents by the indexed `user_id` alone.
-
-        Liveness is filtered here rather than in the query: a compound filter makes
-        some MongoDB-compatible stores (the embedded one) scan the whole collection.
-        """
-        async with store_errors():
-            return [doc async for doc in self._store.c.sessions.find({"user_id": user_id}, projection)]
-
-    async def _evict_beyond_limit(self, user_id: str, session_id: str) -> None:
+    async def _evict_beyond_limit(self, user_id: str, previous: list[str]) -> None:
         """Keep the user's newest MAX_SESSIONS_PER_USER sessions; revoke what falls off the end.
 
-        One bounded list per user (in `auth_user_state`) replaces a scan of every session
+        One bounded list per user (in the user state) replaces a scan of every session
         the user ever had: a session that falls off it is older than the newest N, so
         revoking it keeps at most N live (revoking one already ended changes nothing).
         """
-        limit = self.policy.max_per_user
-        async with store_errors():
-            before = await self._store.c.user_state.find_one_and_update(
-                {"_id": user_id},
-                {"$push": {"sessions": {"$each": [session_id], "$slice": -limit}}},
-                projection={"sessions": 1},
-                upsert=True,
-                return_document=ReturnDocument.BEFORE,
-            )
-        previous: list[str] = list((before or {}).get("sessions", []))
-        overflow = len(previous) + 1 - limit
+        overflow = len(previous) + 1 - self.policy.max_per_user
         if overflow > 0:
             await self.revoke(
                 user_id=user_id, session_ids=previous[:overflow], reason="max_sessions", actor="system"
@@ -227,22 +220,8 @@ class SessionService:
         child_hash = token_hash(child)
         now = self._clock()
         user_agent = (user_agent or "")[:512] or None
-        async with store_errors():
-            before = await self._store.c.sessions.find_one_and_update(
-                {"current_hash": hashed},
-                {
-                    "$set": {
-                        "current_hash": child_hash,
-                        "parent_hash": hashed,
-                        "rotated_at": now,
-                        "last_used_at": now,
-                        "ip": ip,
-                        "user_agent": user_agent,
-                    },
-                    "$push": {"history": {"$each": [child_hash], "$slice": -TOKEN_HISTORY}},
-                },
-                return_document=ReturnDocument.BEFORE,
-            )
+        changes = {"rotated_at": now, "last_used_at": now, "ip": ip, "user_agent": user_agent}
+        before = await self._sessions.advance(hashed, child_hash, changes, TOKEN_HISTORY)
         if before is not None:
             if int(before.get("epoch", 0)) < await self.epoch(before["user_id"]):
                 # Created from credentials checked before an all-sessions revocation.
@@ -262,8 +241,7 @@ class SessionService:
                 raise InvalidRefreshToken("ended", before["user_id"])
             session = replace(Session.from_doc(before), last_used_at=now, ip=ip, user_agent=user_agent)
             return session, child
-        async with store_errors():
-            doc = await self._store.c.sessions.find_one({"_id": session_id_of(token)})
+        doc = await self._sessions.get(session_id_of(token) or "")
         if doc is None or hashed not in doc.get("history", ()):
             raise InvalidRefreshToken("unknown")
         if not self.is_live(doc, now):
@@ -282,8 +260,7 @@ class SessionService:
         raise InvalidRefreshToken("reuse", doc["user_id"])
 
     async def find_live(self, session_id: str) -> Session | None:
-        async with store_errors():
-            doc = await self._store.c.sessions.find_one({"_id": text_value(session_id)})
+        doc = await self._sessions.get(session_id)
         if doc is None or not self.is_live(doc):
             return None
         return Session.from_doc(doc)
@@ -291,33 +268,26 @@ class SessionService:
     async def find_by_token(self, token: str) -> Session | None:
         if not text_value(token) or len(token) > 128:
             return None
-        async with store_errors():
-            doc = await self._store.c.sessions.find_one({"current_hash": token_hash(token)})
+        doc = await self._sessions.find_current(token_hash(token))
         if doc is None or not self.is_live(doc):
             return None
         return Session.from_doc(doc)
 
     async def list_live(self, user_id: str) -> list[Session]:
         now = self._clock()
-        live = [doc for doc in await self._user_sessions(user_id) if self.is_live(doc, now)]
+        live = [doc for doc in await self._sessions.of_user(user_id) if self.is_live(doc, now)]
         live.sort(key=lambda doc: doc["last_used_at"], reverse=True)
         return [Session.from_doc(doc) for doc in live]
 
-    async def allocate_positions(self, count: int) -> range:
-        """Feed positions for `count` revocation records, from one store-side counter.
+    async def revoke_for_ban(self, user_id: str, ban: RevokedByBan) -> int | None:
+        """End every session of a banned user once per ban; None when this ban was applied before.
 
-        Readers follow the feed by position, never by a writer's clock; a position can still
-        commit after a higher one, which the reader's gap tracking covers.
+        Every process learns every active ban when it starts or its ban feed resets; the first
+        to apply it ends the sessions, the others write nothing (no epoch bump, no record).
         """
-        async with store_errors():
-            counter = await self._store.c.counters.find_one_and_update(
-                {"_id": "revocations"},
-                {"$inc": {"n": count}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        high = int((counter or {}).get("n", count))
-        return range(high - count + 1, high + 1)
+        if not await self._user_state.mark_ban_applied(user_id, int(ban.expires_at.timestamp() * 1000)):
+            return None
+        return await self.revoke(user_id=user_id, reason="user_banned", actor="moderation", ban=ban)
 
     async def revoke(
         self,
@@ -339,51 +309,27 @@ class SessionService:
         if session_ids is None and keep is None:
             # First the epoch, then the sweep: a login whose credentials were checked before this
             # point either sees the new epoch when it re-reads it, or is found by the sweep.
-            async with store_errors():
-                state = await self._store.c.user_state.find_one_and_update(
-                    {"_id": user_id},
-                    {"$inc": {"session_epoch": 1}},
-                    projection={"session_epoch": 1},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            epoch = int((state or {}).get("session_epoch", 1))
+            epoch = await self._user_state.bump_session_epoch(user_id)
         if session_ids is not None:  # by id: a small indexed lookup, not every session of the user
-            async with store_errors():
-                candidates = [
-                    doc
-                    async for doc in self._store.c.sessions.find(
-                        {"_id": {"$in": [text_value(sid) for sid in session_ids]}},
-                        {"revoked_at": 1, "user_id": 1},
-                    )
-                    if doc.get("user_id") == user_id
-                ]
+            candidates = [
+                doc for doc in await self._sessions.by_ids(session_ids) if doc.get("user_id") == user_id
+            ]
         else:
-            candidates = await self._user_sessions(user_id, {"revoked_at": 1})
+            candidates = await self._sessions.of_user(user_id)
         ids = [doc["_id"] for doc in candidates if doc.get("revoked_at") is None and doc["_id"] != keep]
         expires = now + dt.timedelta(milliseconds=self.policy.access_lifetime_ms + 120_000)
-        async with store_errors():
-            extra: Document = (
-                {} if ban is None else {"ban_reason": ban.reason, "ban_expires_at": ban.expires_at}
+        extra: Document = {} if ban is None else {"ban_reason": ban.reason, "ban_expires_at": ban.expires_at}
+        records: list[Document] = [
+            {"sid": sid, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires, **extra}
+            for sid in ids
+        ]
+        if epoch is not None:  # /verify refuses this user's tokens from older epochs
+            records.append(
+                {"user_id": user_id, "epoch": epoch, "reason": reason, "at": now, "expires_at": expires}
             )
-            records: list[Document] = [
-                {"sid": sid, "user_id": user_id, "reason": reason, "at": now, "expires_at": expires, **extra}
-                for sid in ids
-            ]
-            if epoch is not None:  # /verify refuses this user's tokens from older epochs
-                records.append(
-                    {"user_id": user_id, "epoch": epoch, "reason": reason, "at": now, "expires_at": expires}
-                )
-            if records:
-                for record, position in zip(
-                    records, await self.allocate_positions(len(records)), strict=True
-                ):
-                    record["pos"] = position
-                await self._store.c.revocations.insert_many(records)
-            if ids:
-                await self._store.c.sessions.update_many(
-                    {"_id": {"$in": ids}}, {"$set": {"revoked_at": now, "revoked_reason": reason}}
-                )
+        await self._revocations.append(records)
+        if ids:
+            await self._sessions.mark_revoked(ids, now, reason)
         if ids:
             REVOCATIONS.labels(reason).inc(len(ids))
         for listener in self.revocation_listeners:

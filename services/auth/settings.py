@@ -9,12 +9,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
-
-from pymongo.errors import InvalidURI
-from pymongo.uri_parser import parse_uri
+from urllib.parse import quote
 
 from services.auth.moderation_client import ModerationClientSettings, load_moderation_client_settings
+from services.auth.store.uri import checked_mongo_uri
 from shared.config import (
     DEVELOPMENT,
     ConfigError,
@@ -97,27 +95,10 @@ class AuthSettings:
         return self.client_ip.trusted
 
 
-def _checked_mongo_uri(uri: str) -> str:
-    """A malformed MONGO_URI is one startup line naming the variable, never a traceback.
-
-    `mongodb+srv://` URIs are only checked for shape here: resolving them needs DNS.
-    """
-    if not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise ConfigError("MONGO_URI", "must begin with mongodb:// or mongodb+srv://")
-    if uri.startswith("mongodb://"):
-        try:
-            parse_uri(uri)
-        except (InvalidURI, ValueError) as exc:
-            password = urlsplit(uri).password if "@" in uri else None
-            detail = str(exc).replace(password, "***") if password else str(exc)
-            raise ConfigError("MONGO_URI", f"is not a valid MongoDB URI: {detail}") from None
-    return uri
-
-
 def _mongo_uri(env: Env, root: Path, development: bool) -> str:
     uri = env.secret("MONGO_URI")
     if uri is not None:
-        return _checked_mongo_uri(uri)
+        return checked_mongo_uri(uri)
     port_file = root / EMBEDDED_MONGO_PORT_FILE
     if port_file.is_file():
         port = port_file.read_text().strip()

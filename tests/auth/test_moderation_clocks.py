@@ -53,7 +53,7 @@ async def test_cached_bans_end_when_the_clock_passes_their_expiry(work_dir: Path
 
 async def test_device_cookie_expires_on_its_clock(auth: AuthApp) -> None:
     clock = WallClock(1_700_000_000_000)
-    devices = DeviceCookies("r" * 32, 60_000, auth.ctx.store, clock=clock.seconds)
+    devices = DeviceCookies("r" * 32, 60_000, auth.ctx.store.user_state, clock=clock.seconds)
     account = "account:" + "a" * 64
     cookie = devices.issue(fresh_user(), account, epoch=0)
     assert devices.parse(cookie, account) is not None

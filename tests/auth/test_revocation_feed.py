@@ -49,7 +49,7 @@ async def test_a_position_committed_late_is_still_read(
 ) -> None:
     async with two_processes(mongo, app_factory) as (writer, reader):
         await reader.ctx.revocations.refresh_once()
-        early, late = await writer.ctx.sessions.allocate_positions(2)
+        early, late = await writer.ctx.store.revocations.allocate_positions(2)
         expires = utcnow() + dt.timedelta(minutes=20)
         revocations = writer.collection("auth_revocations")
         first_sid, second_sid = secrets.token_urlsafe(16), secrets.token_urlsafe(16)

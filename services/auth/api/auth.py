@@ -35,7 +35,7 @@ from services.auth.passwords import within_size_cap
 from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
 from services.auth.sessions import InvalidRefreshToken, RevokedByBan, StaleCredentials
-from services.auth.store import Document
+from services.auth.store import Document, UserState
 from services.auth.tokens import AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ApiError, ErrorCode
 from shared.http import bearer_token, parse_body
@@ -97,10 +97,14 @@ async def login(request: Request) -> Response:
     # The session epoch is read before the credentials are: a revocation that lands while the
     # password is being checked ends the session this login is about to create.
     found = await context.accounts.find_for_login(body.email)
-    epoch = 0
+    state = UserState()
     if found is not None:
-        epoch = await context.sessions.epoch(user_id_of(found))
-        found = await context.accounts.find_by_id(user_id_of(found))  # role and hash as of that epoch
+        if gate.device_user_state is not None and gate.device_user == user_id_of(found):
+            state = gate.device_user_state  # read by the gate before the user: already as of it
+        else:
+            state = await context.sessions.state(user_id_of(found))
+            found = await context.accounts.find_by_id(user_id_of(found))  # role and hash as of that epoch
+    epoch = state.session_epoch
     user = await context.accounts.check_password(found, body.password)
     if user is None:
         await protection.after_login_failure(gate)
@@ -133,23 +137,29 @@ async def login(request: Request) -> Response:
     LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
         trusted = device_cookie if gate.device_trusted else None
-        await _set_device_cookie(request, response, user, gate.account, trusted)
+        _set_device_cookie(request, response, user, gate.account, trusted, state.device_epoch)
     return response
 
 
-async def _set_device_cookie(
-    request: Request, response: Response, user: Document, account: str, trusted_cookie: str | None
+def _set_device_cookie(
+    request: Request,
+    response: Response,
+    user: Document,
+    account: str,
+    trusted_cookie: str | None,
+    device_epoch: int,
 ) -> None:
     """Remember this browser for the account: its failures then count against a wider cap.
 
     A cookie the login gate just found trusted for this user carries the current device epoch
-    (the gate compared it with the store): it is renewed with that epoch, no second read. Should
-    the epoch be bumped in between, the renewed cookie is stale and stops being trusted: fail closed.
+    (the gate compared it with the store): it is renewed with that epoch. Otherwise the epoch
+    is the one this login read with the session epoch. Should the epoch be bumped in between,
+    the new cookie is stale and stops being trusted: fail closed.
     """
     devices = ctx(request).protection.devices
     user_id = user_id_of(user)
     claim = devices.parse(trusted_cookie, account) if trusted_cookie else None
-    epoch = claim.epoch if claim is not None and claim.user_id == user_id else await devices.epoch(user_id)
+    epoch = claim.epoch if claim is not None and claim.user_id == user_id else device_epoch
     response.set_cookie(
         DEVICE_COOKIE,
         devices.issue(user_id, account, epoch),

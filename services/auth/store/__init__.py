@@ -1,0 +1,30 @@
+"""Persistence for auth: one repository per collection behind the protocols in `interfaces`."""
+
+from services.auth.store.client import Store
+from services.auth.store.errors import DuplicateValue, StoreFailure, store_errors, text_value
+from services.auth.store.interfaces import (
+    AuditRepository,
+    Document,
+    RevocationRepository,
+    SessionAdded,
+    SessionRepository,
+    UserRepository,
+    UserState,
+    UserStateRepository,
+)
+
+__all__ = [
+    "AuditRepository",
+    "Document",
+    "DuplicateValue",
+    "RevocationRepository",
+    "SessionAdded",
+    "SessionRepository",
+    "Store",
+    "StoreFailure",
+    "UserRepository",
+    "UserState",
+    "UserStateRepository",
+    "store_errors",
+    "text_value",
+]

@@ -1,0 +1,67 @@
+"""The MongoDB client and the repositories built on it, one per collection.
+
+`users` keeps LibreChat's field names so authgate can run on a LibreChat database;
+everything the service adds lives in its own `auth_*` collections. Writes that must
+survive a crash (users, sessions, revocations, user state) are journaled.
+"""
+
+from __future__ import annotations
+
+import pymongo
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from services.auth.store.indexes import ensure_indexes
+from services.auth.store.interfaces import Document
+from services.auth.store.mongo_audit import MongoAudit
+from services.auth.store.mongo_revocations import MongoRevocations
+from services.auth.store.mongo_sessions import MongoSessions
+from services.auth.store.mongo_user_state import MongoUserState
+from services.auth.store.mongo_users import MongoUsers
+
+JOURNALED = WriteConcern(w=1, j=True)
+
+
+class Store:
+    """Owns the client; hands each repository its collection with the right write concern."""
+
+    def __init__(self, uri: str, timeout_ms: int = 2000, database: str | None = None) -> None:
+        self._client: AsyncMongoClient[Document] = AsyncMongoClient(
+            uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            # No `timeoutMS`: with it PyMongo ignores serverSelectionTimeoutMS and uses the
+            # whole operation budget for server selection, so an outage took 5 s to surface.
+            socketTimeoutMS=max(timeout_ms * 2, 5000),
+            appname="authgate-auth",
+            tz_aware=True,
+        )
+        self.db: AsyncDatabase[Document] = (
+            self._client.get_database(database) if database else self._client.get_default_database("authgate")
+        )
+
+        def journaled(name: str) -> pymongo.asynchronous.collection.AsyncCollection[Document]:
+            return self.db.get_collection(name, write_concern=JOURNALED)
+
+        self.users = MongoUsers(journaled("users"))
+        self.sessions = MongoSessions(journaled("auth_sessions"))
+        self.revocations = MongoRevocations(journaled("auth_revocations"), journaled("auth_counters"))
+        self.user_state = MongoUserState(journaled("auth_user_state"))
+        self.audit = MongoAudit(self.db.get_collection("auth_audit"))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ping(self, timeout_s: float = 0.5) -> bool:
+        """A quick health probe; bounded well below a Kubernetes probe's 1 s timeout."""
+        try:
+            with pymongo.timeout(timeout_s):
+                await self.db.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    async def ensure_indexes(self, audit_retention_days: int) -> None:
+        await ensure_indexes(self.db, audit_retention_days)

@@ -1,0 +1,115 @@
+"""What the domain asks of the store, one protocol per collection.
+
+Domain modules depend on these, never on the driver; `mongo_*` modules implement them
+on MongoDB (and the Mongo-wire server the tests and `make run` use). Documents are plain
+dicts with LibreChat's field names for `users` and authgate's own for the `auth_*` ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UserState:
+    """Per-user counters that outlive the user document (a deleted user's epochs never go back)."""
+
+    session_epoch: int = 0
+    device_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class SessionAdded:
+    """What registering a new session saw: the sessions listed before it, and the epoch then."""
+
+    previous: list[str]
+    session_epoch: int
+
+
+class UserRepository(Protocol):
+    async def find_by_emails(self, forms: list[str]) -> Document | None: ...
+    async def find_by_id(self, user_id: str) -> Document | None: ...
+    async def username_exists(self, canonical: str) -> bool:
+        """Case-insensitive: a mixed-case name stored before names were lower-cased still counts."""
+        ...
+
+    async def insert(self, doc: Document) -> Document:
+        """The document with its new `_id`; `DuplicateValue` on a unique index."""
+        ...
+
+    async def set_password(self, key: object, new_hash: str, *, expected: str | None = None) -> None:
+        """Replace the hash (only if it still is `expected`, when given)."""
+        ...
+
+    async def set_role(self, key: object, role: str) -> Document | None: ...
+    async def delete(self, key: object) -> None: ...
+    def identities(self) -> AsyncIterator[Document]:
+        """Every user's `_id`, email, username, role and creation time."""
+        ...
+
+    async def list(self, limit: int) -> list[Document]:
+        """Users without their hashes, oldest first."""
+        ...
+
+
+class UserStateRepository(Protocol):
+    async def get(self, user_id: str) -> UserState: ...
+    async def bump_session_epoch(self, user_id: str) -> int:
+        """The new epoch, after an atomic increment."""
+        ...
+
+    async def add_session(self, user_id: str, session_id: str, keep: int) -> SessionAdded:
+        """Append to the user's bounded session list (the newest `keep`) in one atomic step."""
+        ...
+
+    async def bump_device_epoch(self, user_id: str) -> None: ...
+    async def mark_ban_applied(self, user_id: str, ban_key: int) -> bool:
+        """Record that this ban ended the user's sessions; False when it already had."""
+        ...
+
+    async def forget_sessions(self, user_id: str) -> None:
+        """Drop the session list; the epochs stay as a tombstone."""
+        ...
+
+
+class SessionRepository(Protocol):
+    async def insert(self, doc: Document) -> None: ...
+    async def get(self, session_id: str) -> Document | None: ...
+    async def find_current(self, token_hash: str) -> Document | None: ...
+    async def advance(
+        self, current_hash: str, child_hash: str, changes: Document, history: int
+    ) -> Document | None:
+        """Rotate atomically from `current_hash` to `child_hash`; the document as it was, or None."""
+        ...
+
+    async def of_user(self, user_id: str) -> list[Document]: ...
+    async def by_ids(self, session_ids: list[str]) -> list[Document]: ...
+    async def mark_revoked(self, session_ids: list[str], at: dt.datetime, reason: str) -> None: ...
+
+
+class RevocationRepository(Protocol):
+    async def append(self, records: list[Document]) -> None:
+        """Give each record the next feed position (one store-side counter) and store them."""
+        ...
+
+    async def allocate_positions(self, count: int) -> range:
+        """`count` consecutive feed positions, for a writer that stores its records itself."""
+        ...
+
+    def live(self, now: dt.datetime) -> AsyncIterator[Document]:
+        """Every record that has not expired: the first load."""
+        ...
+
+    def from_position(self, position: int) -> AsyncIterator[Document]:
+        """Every record at `position` or later: the polls after the first load."""
+        ...
+
+
+class AuditRepository(Protocol):
+    async def insert(self, record: Document) -> None: ...
+    async def query(self, user_id: str | None, since: dt.datetime | None, limit: int) -> list[Document]: ...
