@@ -16,9 +16,9 @@ from typing import Final, Literal, get_args
 
 from shared.config import ConfigError, Env, IPNetwork, exempt_networks
 
-EventType = Literal[
+# What a caller can report as a violation (the moderation API's `type` for reports).
+ViolationType = Literal[
     "login",
-    "login_failed",
     "register",
     "refresh",
     "logout",
@@ -29,9 +29,10 @@ EventType = Literal[
     "non_browser",
     "illegal_model",
 ]
-EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 # A failed login is a fact the account throttle counts, not a violation of its own.
-VIOLATION_TYPES: Final[tuple[str, ...]] = tuple(t for t in EVENT_TYPES if t != "login_failed")
+EventType = Literal[ViolationType, "login_failed"]
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
+VIOLATION_TYPES: Final[tuple[str, ...]] = get_args(ViolationType)
 # Types whose every occurrence is a violation (the caller detected the abuse).
 ALWAYS_VIOLATION: Final[frozenset[str]] = frozenset({"non_browser", "illegal_model"})
 # What the auth service reports, and so all its moderation key may hold (least privilege): never

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.moderation.policy import EventType
+from shared.moderation.policy import EventType, ViolationType
 from shared.moderation.subjects import (
     ACCOUNT_PATTERN,
     BAN_SUBJECT_PATTERN,
@@ -27,18 +27,6 @@ from shared.moderation.subjects import (
 )
 from shared.timefmt import iso_from_ms
 
-ViolationType = Literal[
-    "login",
-    "register",
-    "refresh",
-    "logout",
-    "message",
-    "concurrent_message",
-    "reset_password",
-    "verify_email",
-    "non_browser",
-    "illegal_model",
-]
 MAX_BAN_SECONDS = 10 * 365 * 24 * 3600
 _IP_FORMATS: list[dict[str, Any]] = [
     {"type": "string", "format": "ipv4"},
@@ -359,9 +347,10 @@ class UnbanOut(BaseModel):
     ban: BanRecordOut
 
 
-class ChangeOut(BaseModel):
+class BanEventOut(BaseModel):
+    """One ban or unban as the change feed and the audit trail both report it."""
+
     model_config = _ALWAYS
-    cursor: str
     action: Literal["ban", "unban"]
     subject: str
     reason: str
@@ -369,6 +358,10 @@ class ChangeOut(BaseModel):
     by: str
     expires_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     automatic: bool
+
+
+class ChangeOut(BanEventOut):
+    cursor: str
 
 
 class ChangesOut(BaseModel):
@@ -378,15 +371,7 @@ class ChangesOut(BaseModel):
     changes: list[ChangeOut] = Field(default_factory=list)
 
 
-class AuditRecordOut(BaseModel):
-    model_config = _ALWAYS
-    action: Literal["ban", "unban"]
-    subject: str
-    reason: str
-    at: str = Field(json_schema_extra={"format": "date-time"})
-    by: str
-    expires_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    automatic: bool
+class AuditRecordOut(BanEventOut):
     violation: str | None = None
 
 
