@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -52,13 +53,20 @@ def _validated(email: str) -> tuple[str, str] | None:
 
 def email_forms(email: str) -> list[str]:
     """The canonical form first, then the Unicode-domain spelling a LibreChat database may hold."""
+    return list(_email_forms(email))
+
+
+@functools.lru_cache(maxsize=1024)
+def _email_forms(email: str) -> tuple[str, ...]:
+    """Cached: a login normalizes its address for the throttle and again for the lookup, and
+    the validator's IDNA checks cost more than the rest of that work (bounded, pure)."""
     folded = _folded(email)
     if len(folded) > MAX_EMAIL_LENGTH or "@" not in folded:
-        return [folded]
+        return (folded,)
     validated = _validated(folded)
     if validated is None:
-        return [folded]
-    return list(dict.fromkeys(validated))
+        return (folded,)
+    return tuple(dict.fromkeys(validated))
 
 
 def normalize_email(email: str) -> str:
