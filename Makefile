@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format bench audit tools clean
+.PHONY: install run test test-fast coverage lint format bench audit tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: install tools lint
 test-fast: install tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
 
+## The whole suite under coverage (services run as subprocesses are followed); fails under the floor.
+coverage: install tools
+	rm -rf .coverage-data
+	$(BIN)/coverage run -m pytest -q -p no:cacheprovider
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,4 +56,4 @@ audit: install
 	$(BIN)/pip-audit --strict --requirement requirements.lock --no-deps --disable-pip
 
 clean:
-	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache .coverage-data

@@ -2,8 +2,8 @@
 
 Every process started here is registered in a `ProcessGroup` and stopped on exit,
 on an exception and on Ctrl-C; each child also gets SIGTERM from the kernel if the
-bench process dies abruptly. The only import of the test harness in bench/ is here
-(the lead switches it to the top-level `harness` package at merge).
+bench process dies abruptly. Ports, readiness and the private Redis come from the dev-only
+`harness` package the tests use too; bench/ never imports tests/.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import HOST, LIMITS_OFF, ROOT, UVICORN_FLAGS, VENV_BIN, say
-from tests.harness import Server, free_port, start_redis, wait_port  # the one harness import
+from harness import Server, free_port, start_redis, wait_port
 
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
 __all__ = ["Server", "free_port", "start_redis", "wait_port"]

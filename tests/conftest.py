@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Server, start_mongo
+from harness import Server, start_mongo
 
 # Tests never read the developer's .env files or generated secrets.
 os.environ.pop("MONGO_URI", None)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from shared.errors import EXCEPTION_HANDLERS, HTTP_STATUS, DomainError, ErrorCode
 
@@ -18,13 +18,14 @@ def test_every_code_has_a_status() -> None:
     assert len({code.value for code in ErrorCode}) == len(ErrorCode)
 
 
-def test_domain_error_is_rendered_by_the_api_layer() -> None:
+async def test_domain_error_is_rendered_by_the_api_layer() -> None:
     async def refuse(request: Request) -> Response:
         await asyncio.sleep(0)
         raise DomainError(ErrorCode.RATE_LIMITED, "Slow down.", retry_after=7, details={"retry_after": 7})
 
     app = Starlette(routes=[Route("/", refuse)], exception_handlers=dict(EXCEPTION_HANDLERS))
-    response = TestClient(app).get("/")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        response = await client.get("/")
     assert response.status_code == 429
     assert response.headers["retry-after"] == "7"
     assert response.json() == {"code": "rate_limited", "message": "Slow down.", "retry_after": 7}

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from harness import Server
 from services.auth.moderation_client import BanInfo
+from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
-from tests.auth.test_api import email
 from tests.auth.test_revocation_feed import two_processes
-from tests.harness import Server
 
 
 async def _learn(app: AuthApp, ban: BanInfo) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from harness import Server, run_authgate
 from services.auth.accounts import canonical_username, normalize_email
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp, base_env
-from tests.harness import Server, run_authgate
 
 FULLWIDTH_DOMAIN = "root@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"  # root@ + fullwidth "example"
 FULLWIDTH_LOCAL = "\uff52\uff4f\uff4f\uff54@example.com"  # fullwidth "root" + @example.com

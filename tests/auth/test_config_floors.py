@@ -11,12 +11,12 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from harness import ROOT, run_to_exit
 from services.auth.moderation_client import load_moderation_client_settings
 from services.auth.settings import load_settings
 from services.moderation.settings import load_settings as load_moderation_settings
 from shared.config import ConfigError, Env
-from tests.auth.test_config import load, refused, secrets_env
-from tests.harness import ROOT, run_to_exit
+from tests.auth.config_helpers import load, refused, secrets_env
 
 # Entries that cover a public IPv4 /8 (or wider) or a public IPv6 /16 (or wider).
 TOO_WIDE = [

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.harness import ModerationHandle, start_moderation
+from harness import ModerationHandle, start_moderation
 
 ORIGIN = "https://chat.example"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
+from harness import Server, free_port, start_moderation, wait_port
 from tests.auth.conftest import STRONG_PASSWORD
-from tests.harness import Server, free_port, start_moderation, wait_port
 
 
 async def test_auth_metrics_on_management_port_only(auth_service: Callable[..., Server]) -> None:

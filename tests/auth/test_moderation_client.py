@@ -6,13 +6,14 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from harness import eventually, free_port, start_service
 from services.auth.moderation_client import (
     BanInfo,
     ModerationClient,
@@ -24,7 +25,6 @@ from services.auth.moderation_client import (
 from shared.config import ConfigError, Env
 from shared.errors import HTTP_STATUS
 from shared.moderation.policy import load_limits
-from tests.harness import free_port, start_service
 from tests.moderation.conftest import (
     ADMIN_SECRET,
     AUTH_SECRET,
@@ -50,19 +50,6 @@ def settings_for(url: str, **overrides: Any) -> ModerationClientSettings:
     }
     values.update(overrides)
     return ModerationClientSettings(**values)
-
-
-async def eventually(predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 15) -> None:
-    """Poll with a generous deadline: background tasks run on their own schedule."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from harness import eventually
 from services.auth.metrics import _AuthCollector
 from services.auth.moderation_client import ModerationClient, ModerationUnavailableError
 from services.auth.moderation_client import transport as transport_module
 from tests.auth.conftest import AuthApp
-from tests.auth.test_moderation_client import eventually, settings_for
+from tests.auth.test_moderation_client import settings_for
 from tests.moderation.conftest import fresh_ip, launch
 
 WRONG_KEY = "x" * 32

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import eventually
 from services.auth.metrics import _AuthCollector
 from services.auth.moderation_client import ModerationClient
-from tests.auth.test_moderation_client import eventually, settings_for
+from tests.auth.test_moderation_client import settings_for
 from tests.moderation.conftest import fresh_ip, launch
 
 

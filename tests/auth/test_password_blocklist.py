@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from harness import free_port
 from services.auth.blocklist import common_passwords
 from services.auth.passwords import PasswordPolicy
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp
-from tests.harness import free_port
 
 REPORTED = [
     "correcthorsebatterystaple",

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from harness import Server, free_port, mongo_uri
 from services.auth.store import DuplicateValue, Store, StoreFailure
 from shared.errors import StoreUnavailable
-from tests.harness import Server, free_port, mongo_uri
 
 
 def _mongo_store(port: int) -> Store:

@@ -10,8 +10,8 @@ import jwt
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.auth.api_helpers import assert_error, email
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp
-from tests.auth.test_api import assert_error, email
 
 
 def moderation_calls() -> float:
@@ -150,7 +150,7 @@ async def test_two_authorization_headers_on_logout_are_400(auth: AuthApp) -> Non
 
 @pytest.mark.parametrize("request_id", ["a b", "x\x7f", "<script>", "é"])
 async def test_verify_replaces_an_invalid_request_id(auth: AuthApp, request_id: str) -> None:
-    response = await auth.client.get("/verify", headers={"X-Request-Id": request_id.encode("latin-1")})
+    response = await auth.client.get("/verify", headers=[(b"X-Request-Id", request_id.encode("latin-1"))])
     assert response.headers["x-request-id"] != request_id
     assert response.headers["x-request-id"].isalnum()
 

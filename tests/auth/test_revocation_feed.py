@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from harness import Server
 from services.auth.sessions import utcnow
+from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp, base_env
-from tests.auth.test_api import email
-from tests.harness import Server
 
 
 @asynccontextmanager

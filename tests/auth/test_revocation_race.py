@@ -13,8 +13,8 @@ import jwt
 import pytest
 from pymongo import AsyncMongoClient
 
+from harness import Server, run_authgate
 from tests.auth.conftest import STRONG_PASSWORD, base_env, registration
-from tests.harness import Server, run_authgate
 from tests.integration.support import REVOCATION_DEADLINE_S, run_cli
 
 ROUNDS = 6

@@ -14,8 +14,8 @@ import pytest
 
 from services.auth import cli
 from services.auth.sessions import StaleCredentials
+from tests.auth.api_helpers import email
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp
-from tests.auth.test_api import email
 
 SLOW_HASH = {"ARGON2_MEMORY_KIB": "65536", "ARGON2_TIME_COST": "8"}
 

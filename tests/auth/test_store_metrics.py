@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
+from harness import free_port
 from services.auth.store import store_errors
 from shared.errors import StoreUnavailable
 from tests.auth.conftest import AuthApp
-from tests.harness import free_port
 
 
 def sample(name: str, labels: dict[str, str]) -> float:

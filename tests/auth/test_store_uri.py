@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import run_to_exit
 from services.auth.settings import load_settings
 from shared.config import ConfigError, Env
-from tests.harness import run_to_exit
 
 BAD_URIS = (
     "redis://cache:6379",

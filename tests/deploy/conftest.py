@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import find_nginx
+
 from .support import (
     INSTALL_SCRIPT,
     K8S,
@@ -22,7 +24,6 @@ from .support import (
     Rendered,
     Tools,
     find_kubectl,
-    find_nginx,
     kustomize,
     load_docs,
     tools_venv_ready,

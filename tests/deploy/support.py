@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +42,6 @@ def find_kubectl() -> str | None:
             if probe.returncode == 0:
                 return str(candidate)
     return None
-
-
-def find_nginx() -> str | None:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    # /usr/sbin is not on every user's PATH.
-    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
 def tools_venv_ready() -> bool:
@@ -97,10 +88,3 @@ def checkov_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         raise AssertionError(f"checkov printed no JSON ({exc}):\n{proc.stdout}\n{proc.stderr}") from exc
     assert isinstance(data, dict), f"expected one framework's report, got: {data!r}"
     return data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

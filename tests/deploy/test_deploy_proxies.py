@@ -29,7 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from .support import DEPLOY, Tools, free_port
+from harness import free_port
+
+from .support import DEPLOY, Tools
 
 IDENTITY_HEADERS = ["X-Auth-User-Id", "X-Auth-Email", "X-Auth-Username", "X-Auth-Role", "X-Auth-Session-Id"]
 PLACEHOLDERS = ("@LISTEN_PORT@", "@AUTH_UPSTREAM@", "@APP_UPSTREAM@", "@PREFIX@")

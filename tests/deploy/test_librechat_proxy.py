@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ import jwt
 import pytest
 import yaml
 
-from tests.harness import ModerationHandle, Server, free_port, start_moderation, wait_port
-from tests.integration.support import STRONG_PASSWORD, auth_env, find_nginx, start_auth, wait_until
+from harness import ModerationHandle, Server, free_port, start_moderation, start_nginx, start_process
+from tests.integration.support import STRONG_PASSWORD, auth_env, eventually_sync, find_nginx, start_auth
 
 HERE = Path(__file__).resolve().parent
 LIBRECHAT = HERE.parents[1] / "deploy" / "librechat"
@@ -64,16 +63,9 @@ def render(auth: str, librechat: str, port: int, prefix: Path) -> Path:
 
 def start_standin(secret: str, log_dir: Path) -> Server:
     port = free_port()
-    log_path = log_dir / f"standin-{port}.log"
-    with log_path.open("ab") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, str(STANDIN), str(port)],
-            env={"JWT_SECRET": secret, "PATH": "/usr/bin:/bin"},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    wait_port(port, 20, proc)
-    return Server(proc, port, log_path)
+    command = [sys.executable, str(STANDIN), str(port)]
+    env = {"JWT_SECRET": secret, "PATH": "/usr/bin:/bin"}
+    return start_process(command, port, log_dir / f"standin-{port}.log", env=env)
 
 
 @dataclass
@@ -122,15 +114,8 @@ def deployment(mongo: Server) -> Iterator[Deployment]:
         started.append(standin)
         port = free_port()
         conf = render(f"127.0.0.1:{auth.port}", f"127.0.0.1:{standin.port}", port, work)
-        base = [NGINX, "-p", str(work), "-c", str(conf), "-e", "stderr"]
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30, check=False)
-        assert check.returncode == 0, check.stderr
-        log_path = work / "nginx.stderr.log"
-        with log_path.open("ab") as handle:
-            proc = subprocess.Popen([*base, "-g", "daemon off;"], stdout=handle, stderr=subprocess.STDOUT)
-        nginx = Server(proc, port, log_path)
+        nginx = start_nginx(NGINX, work, conf, port)
         started.append(nginx)
-        wait_port(port, 20, proc)
         with httpx.Client(base_url=nginx.url, timeout=30) as client:
             yield Deployment(client, standin, moderation, env)
     finally:
@@ -159,7 +144,7 @@ def test_logged_out_token_stops_at_the_proxy_and_never_reaches_librechat(deploym
         response = deployment.api(token)
         return response if response.status_code == 401 else None
 
-    wait_until(refused, 5, "the logged-out token refused at nginx")
+    eventually_sync(refused, "the logged-out token refused at nginx", timeout=5)
     for path in ("/api/convos", "/api/messages/abc", "/api/user/terms", "/api/files"):
         assert deployment.api(token, path).status_code == 401, path
     reached = [r for r in deployment.seen() if r["authorization"] == f"Bearer {token}"]
@@ -187,7 +172,7 @@ def test_banned_user_gets_403_at_the_proxy(deployment: Deployment) -> None:
         response = deployment.api(token)
         return response if response.status_code == 403 else None
 
-    response = wait_until(refused, 10, "the banned user's token refused at nginx")
+    response = eventually_sync(refused, "the banned user's token refused at nginx", timeout=10)
     assert int(response.headers["Retry-After"]) > 0
     reached = [r for r in deployment.seen() if r["authorization"] == f"Bearer {token}"]
     before_ban = len(reached)

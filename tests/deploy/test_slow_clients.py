@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.auth.test_config import secrets_env
+from harness import Server, free_port, start_service
+from tests.auth.config_helpers import secrets_env
 from tests.deploy.support import DEPLOY
-from tests.harness import Server, free_port, start_service
 
 
 def test_nginx_examples_time_out_slow_reads() -> None:

@@ -19,21 +19,19 @@ import datetime as dt
 import itertools
 import secrets
 import subprocess
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
-from services.auth.app import create_app
+from harness import ModerationHandle, Server, mongo_uri, start_moderation, start_redis
+from harness.inprocess import InProcessApp, running_app
 from services.auth.context import AuthContext
 from services.auth.settings import load_settings
 from shared.config import Env
-from tests.harness import ModerationHandle, Server, mongo_uri, start_moderation, start_redis
 from tests.integration.support import STRONG_PASSWORD, run_cli
 
 T = TypeVar("T")
@@ -69,21 +67,6 @@ _addresses = itertools.count(1)  # one sequence for the whole run: no two tests 
 
 def fresh_email(tag: str = "user") -> str:
     return f"{tag}{next(_emails)}.{secrets.token_hex(3)}@example.com"
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = BAN_DEADLINE_S
-) -> T:
-    """Await `check` until it returns something truthy (the event loop keeps running meanwhile)."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
-        await asyncio.sleep(0.05)
 
 
 # Assertions on the answers auth gives ----------------------------------------------------------
@@ -169,23 +152,34 @@ def auth_env_for(moderation: ModerationHandle, mongo_port: int, **extra: str) ->
 
 @dataclass
 class Stack:
-    """One auth app (lifespan running) on its own database, its moderation service, and helpers."""
+    """One auth app (lifespan running) on its own database, its moderation service, and helpers.
 
-    app: Starlette
-    moderation: ModerationHandle
-    env: dict[str, str]
-    work: Path
-    admin: httpx.AsyncClient
-    reporter: httpx.AsyncClient
-    _clients: list[httpx.AsyncClient] = field(default_factory=list)
+    Requests reach the app in-process from the trusted proxy, naming the client in X-Forwarded-For.
+    """
+
+    def __init__(
+        self,
+        auth: InProcessApp,
+        moderation: ModerationHandle,
+        env: dict[str, str],
+        work: Path,
+        admin: httpx.AsyncClient,
+        reporter: httpx.AsyncClient,
+    ) -> None:
+        self.auth = auth
+        self.app = auth.app
+        self.moderation = moderation
+        self.env = env
+        self.work = work
+        self.admin = admin
+        self.reporter = reporter
 
     @property
     def ctx(self) -> AuthContext:
-        context: AuthContext = self.app.state.ctx
-        return context
+        return self.auth.ctx
 
     def collection(self, name: str) -> Any:
-        return self.ctx.store.db.get_collection(name)
+        return self.auth.collection(name)
 
     @staticmethod
     def fresh_ip() -> str:
@@ -196,12 +190,7 @@ class Stack:
 
     def client(self, ip: str) -> httpx.AsyncClient:
         """A browser-like client (keeps cookies) whose requests come from `ip` through the proxy."""
-        transport = httpx.ASGITransport(app=self.app, client=(PROXY_IP, 40000))
-        client = httpx.AsyncClient(
-            transport=transport, base_url="https://auth.test", headers={"X-Forwarded-For": ip}
-        )
-        self._clients.append(client)
-        return client
+        return self.auth.new_client(PROXY_IP, headers={"X-Forwarded-For": ip})
 
     async def register(self, ip: str, email: str, password: str = STRONG_PASSWORD) -> httpx.Response:
         body = {"name": "Test User", "email": email, "password": password, "confirm_password": password}
@@ -231,11 +220,11 @@ class Stack:
 
     @contextlib.asynccontextmanager
     async def one_shot(self, ip: str) -> AsyncIterator[httpx.AsyncClient]:
-        transport = httpx.ASGITransport(app=self.app, client=(PROXY_IP, 40000))
-        async with httpx.AsyncClient(
-            transport=transport, base_url="https://auth.test", headers={"X-Forwarded-For": ip}
-        ) as client:
+        client = self.client(ip)
+        try:
             yield client
+        finally:
+            await client.aclose()
 
     # Moderation's own API ------------------------------------------------------------------
 
@@ -283,10 +272,6 @@ class Stack:
         env = {**self.env, "MODERATION_ADMIN_KEY": self.moderation.admin_key}
         return await asyncio.to_thread(run_cli, env, self.work / "cli", *args, stdin=stdin)
 
-    async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
-
 
 @pytest.fixture
 def stack_factory(
@@ -299,10 +284,10 @@ def stack_factory(
         env = auth_env_for(moderation, mongo.port, **extra)
         root = tmp_path / f"auth-{secrets.token_hex(3)}"
         root.mkdir(parents=True)
-        app = create_app(load_settings(Env([env]), root=root))
+        settings = load_settings(Env([env]), root=root)
         headers = {"Authorization": f"Bearer {moderation.admin_key}"}
         async with (
-            app.router.lifespan_context(app),
+            running_app(settings, peer=PROXY_IP) as auth,
             httpx.AsyncClient(base_url=moderation.server.url, headers=headers, timeout=10) as admin,
             httpx.AsyncClient(
                 base_url=moderation.server.url,
@@ -310,11 +295,7 @@ def stack_factory(
                 timeout=10,
             ) as reporter,
         ):
-            stack = Stack(app, moderation, env, root, admin, reporter)
-            try:
-                yield stack
-            finally:
-                await stack.aclose()
+            yield Stack(auth, moderation, env, root, admin, reporter)
 
     return make
 

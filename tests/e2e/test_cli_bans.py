@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Stack, assert_banned, eventually, fresh_email
+from harness import eventually
+from tests.e2e.conftest import BAN_DEADLINE_S, Stack, assert_banned, fresh_email
 
 TWO_HOURS = 2 * 3600
 
@@ -47,7 +48,10 @@ async def test_ban_list_unban_and_audit_through_the_cli(stack: Stack) -> None:
         response = await stack.login(stack.fresh_ip(), email)
         return response if response.status_code == 403 else None
 
-    body = assert_banned(await eventually(login_banned, "the CLI's user ban in auth"), max_seconds=TWO_HOURS)
+    body = assert_banned(
+        await eventually(login_banned, "the CLI's user ban in auth", timeout=BAN_DEADLINE_S),
+        max_seconds=TWO_HOURS,
+    )
     assert body["reason"] == "x"
     refresh = await stack.client(stack.fresh_ip()).post(
         "/api/auth/refresh", json={"refresh_token": user["refresh_token"]}
@@ -63,7 +67,7 @@ async def test_ban_list_unban_and_audit_through_the_cli(stack: Stack) -> None:
     async def login_works() -> bool:
         return (await stack.login(stack.fresh_ip(), email)).status_code == 200
 
-    await eventually(login_works, "a login after the CLI's unban")
+    await eventually(login_works, "a login after the CLI's unban", timeout=BAN_DEADLINE_S)
     assert (await stack.client(address).get("/api/config")).status_code == 200
 
     records: list[dict[str, Any]] = json.loads((await stack.cli("audit", "--since", "1h", "--json")).stdout)

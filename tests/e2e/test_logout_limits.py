@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from tests.e2e.conftest import Stack, assert_banned, assert_limited, eventually, fresh_email
-from tests.harness import free_port, mongo_uri
+from harness import eventually, free_port, mongo_uri
+from tests.e2e.conftest import BAN_DEADLINE_S, Stack, assert_banned, assert_limited, fresh_email
 
 LOGOUT_MAX = 3
 MODERATION_ENV = {"LOGOUT_MAX": str(LOGOUT_MAX)}
@@ -24,7 +24,7 @@ async def banned_address(stack: Stack) -> str:
     async def cached() -> bool:
         return stack.ctx.protection.client.is_banned(ip=ip) is not None
 
-    await eventually(cached, "the ban in auth's cache")
+    await eventually(cached, "the ban in auth's cache", timeout=BAN_DEADLINE_S)
     return ip
 
 

@@ -17,7 +17,7 @@ import pymongo
 import pytest
 from pymongo.errors import OperationFailure
 
-from tests.harness import ROOT, clean_env, free_port
+from harness import ROOT, clean_env, free_port
 
 
 def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 120) -> list[str]:

@@ -11,15 +11,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from harness import eventually, restart_moderation
 from tests.e2e.conftest import (
+    BAN_DEADLINE_S,
     Stack,
     assert_banned,
     assert_limited,
-    eventually,
     fresh_email,
     identical_failure,
 )
-from tests.harness import restart_moderation
 from tests.integration.support import STRONG_PASSWORD
 
 pytestmark = pytest.mark.parametrize("moderation", ["redis"], indirect=True, scope="module")
@@ -44,7 +44,7 @@ async def test_outage_fails_open_for_login_closed_for_register_and_keeps_known_b
             and client.is_banned(user_id=banned_user["user_id"]) is not None
         )
 
-    await eventually(both_cached, "both bans in auth's cache")
+    await eventually(both_cached, "both bans in auth's cache", timeout=BAN_DEADLINE_S)
 
     stack.moderation.server.stop()
     try:

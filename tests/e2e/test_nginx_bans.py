@@ -13,18 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import ModerationHandle, Server
 from tests.e2e.conftest import BAN_DEADLINE_S, LIMITS, fresh_email
-from tests.harness import ModerationHandle, Server
 from tests.integration.support import (
     AuthClient,
     EchoServer,
     auth_env,
+    eventually_sync,
     find_nginx,
     start_auth,
     start_echo,
     start_nginx,
     stopping,
-    wait_until,
 )
 
 NGINX = find_nginx()
@@ -78,7 +78,7 @@ def test_banned_user_is_refused_at_nginx_and_never_reaches_the_upstream(
         response = proxied.get(banned["token"])
         return response if response.status_code == 403 else None
 
-    first = wait_until(refused, BAN_DEADLINE_S, "nginx refusing the banned user")
+    first = eventually_sync(refused, "nginx refusing the banned user", timeout=BAN_DEADLINE_S)
     assert 1 <= int(first.headers["Retry-After"]) <= 600
     # From then on (whether or not the ban's session revocation has landed), never a pass.
     proxied.upstream.clear()

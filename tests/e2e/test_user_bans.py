@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import httpx
 
+from harness import eventually
 from tests.e2e.conftest import (
     BAN_DEADLINE_S,
     Stack,
     assert_banned,
-    eventually,
     fresh_email,
     identical_failure,
 )
@@ -39,7 +39,9 @@ async def test_banned_users_refresh_fails_and_sessions_are_revoked_until_unban(s
     async def token_refused() -> bool:
         return (await client.get("/api/user", headers=bearer)).status_code == 401
 
-    await eventually(token_refused, "the banned user's access token refused on /api/user")
+    await eventually(
+        token_refused, "the banned user's access token refused on /api/user", timeout=BAN_DEADLINE_S
+    )
     revoked = await stack.collection("auth_revocations").count_documents(
         {"user_id": user_id, "reason": "user_banned"}
     )
@@ -68,7 +70,7 @@ async def test_banned_users_refresh_fails_and_sessions_are_revoked_until_unban(s
         response = await stack.login(stack.fresh_ip(), email)
         return response if response.status_code == 200 else None
 
-    fresh = await eventually(login_works, "a fresh login after the unban")
+    fresh = await eventually(login_works, "a fresh login after the unban", timeout=BAN_DEADLINE_S)
     again = {"Authorization": f"Bearer {fresh.json()['token']}"}
     assert (await client.get("/api/user", headers=again)).status_code == 200
     refreshed = await client.post("/api/auth/refresh", json={"refresh_token": fresh.json()["refresh_token"]})
@@ -127,7 +129,7 @@ async def test_verify_refuses_banned_users_and_banned_addresses_until_unban(stac
         response = await verify(user["token"])
         return response if response.status_code != 200 else None
 
-    response = await eventually(refused, "/verify refusing the banned user")
+    response = await eventually(refused, "/verify refusing the banned user", timeout=BAN_DEADLINE_S)
     assert_banned(response, max_seconds=300)
     await _settle_revocations(stack)
     assert_banned(await verify(user["token"]), max_seconds=300)  # still `banned` once sessions are revoked
@@ -140,7 +142,10 @@ async def test_verify_refuses_banned_users_and_banned_addresses_until_unban(stac
         response = await verify(bystander["token"])
         return response if response.status_code == 403 else None
 
-    assert_banned(await eventually(address_refused, "/verify refusing the banned address"), max_seconds=120)
+    assert_banned(
+        await eventually(address_refused, "/verify refusing the banned address", timeout=BAN_DEADLINE_S),
+        max_seconds=120,
+    )
     # The same token from another address passes: the address, not the user, is banned.
     assert (await verify(bystander["token"], stack.client(stack.fresh_ip()))).status_code == 200
     # A client cannot dodge the address ban by prepending another address of its own.
@@ -157,13 +162,13 @@ async def test_verify_refuses_banned_users_and_banned_addresses_until_unban(stac
     async def bystander_passes() -> bool:
         return (await verify(bystander["token"])).status_code == 200
 
-    await eventually(bystander_passes, "/verify admitting the unbanned address")
+    await eventually(bystander_passes, "/verify admitting the unbanned address", timeout=BAN_DEADLINE_S)
 
     async def fresh_token() -> str | None:
         response = await stack.login(stack.fresh_ip(), user["user"]["email"])
         return str(response.json()["token"]) if response.status_code == 200 else None
 
-    token = await eventually(fresh_token, "a login after the unban")
+    token = await eventually(fresh_token, "a login after the unban", timeout=BAN_DEADLINE_S)
     assert (await verify(token)).status_code == 200
 
 
@@ -175,4 +180,4 @@ async def _settle_revocations(stack: Stack) -> None:
         found = await revocations.find_one({"reason": "user_banned", "sid": {"$ne": None}})
         return found is not None and stack.ctx.revocations.is_revoked(found["sid"])
 
-    await eventually(landed, "the ban's revocation in /verify's cache")
+    await eventually(landed, "the ban's revocation in /verify's cache", timeout=BAN_DEADLINE_S)

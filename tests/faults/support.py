@@ -13,13 +13,11 @@ import secrets
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
-from tests.harness import AUTH_EVENT_SCOPES, GENEROUS_LIMITS, free_port
+from harness import AUTH_EVENT_SCOPES, GENEROUS_LIMITS, free_port
 
 T = TypeVar("T")
 
@@ -77,7 +75,7 @@ class FakeModeration:
 
             def _read_body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
+                    chunks: list[bytes] = []
                     while True:
                         size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                         chunk = self.rfile.read(size) if size else b""
@@ -159,18 +157,6 @@ def real_moderation_env(port: int, keys: Keys, **extra: str) -> dict[str, str]:
         **GENEROUS_LIMITS,
         **extra,
     }
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s (last: {result!r})")
-        time.sleep(interval)
 
 
 def refuses_connections(port: int) -> bool:

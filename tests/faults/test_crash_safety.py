@@ -21,8 +21,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from tests.faults.support import wait_for
-from tests.harness import Server, free_port, mongo_uri, start_mongo
+from harness import Server, eventually_sync, free_port, mongo_uri, start_mongo
 from tests.integration.support import STRONG_PASSWORD, auth_env, start_auth
 
 WORKERS = 6
@@ -115,14 +114,20 @@ def test_no_acknowledged_registration_is_lost(tmp_path: Path, private_store: dic
     try:
         with Load(f"http://127.0.0.1:{port}") as load:
             ledger = load.ledger
-            wait_for(lambda: ledger.acked_since(0) >= 30, 60, "registrations before the first crash")
+            eventually_sync(
+                lambda: ledger.acked_since(0) >= 30, "registrations before the first crash", timeout=60
+            )
             time.sleep(PHASE_S)
 
             crashes = [time.monotonic()]
             servers[-1].stop(sig_kill=True)  # kill -9 the auth service mid-load
             restarted_at = time.monotonic()
             servers.append(start_auth(env, tmp_path))
-            wait_for(lambda: ledger.acked_since(restarted_at) >= 30, 60, "registrations after auth restarted")
+            eventually_sync(
+                lambda: ledger.acked_since(restarted_at) >= 30,
+                "registrations after auth restarted",
+                timeout=60,
+            )
             time.sleep(PHASE_S)
 
             crashes.append(time.monotonic())
@@ -130,7 +135,11 @@ def test_no_acknowledged_registration_is_lost(tmp_path: Path, private_store: dic
             time.sleep(0.3)
             store = private_store["store"] = start_mongo(tmp_path / "mongo-data", port=store.port)
             back_at = time.monotonic()
-            wait_for(lambda: ledger.acked_since(back_at) >= 30, 90, "registrations after the store restarted")
+            eventually_sync(
+                lambda: ledger.acked_since(back_at) >= 30,
+                "registrations after the store restarted",
+                timeout=90,
+            )
 
         assert not ledger.bad, ledger.bad[:10]
         acked = {email for _, email in ledger.acked}

@@ -20,9 +20,9 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from harness import start_service
 from tests.auth.conftest import AuthApp
 from tests.faults.support import FakeModeration, moderation_keys, real_moderation_env
-from tests.harness import start_service
 
 TIMEOUT_MS = 400
 # Generous: one moderation timeout plus argon2 and the store on two shared cores, many times over.

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.support import FakeModeration, refuses_connections, wait_for
-from tests.harness import Server
+from harness import Server, eventually_sync
+from tests.faults.support import FakeModeration, refuses_connections
 from tests.integration.support import STRONG_PASSWORD, AuthClient, auth_env, start_auth
 
 IN_FLIGHT = 8
@@ -60,12 +60,14 @@ def test_sigterm_drains_in_flight_requests(
         threads = [threading.Thread(target=login, daemon=True) for _ in range(IN_FLIGHT)]
         for thread in threads:
             thread.start()
-        wait_for(lambda: fake.events >= IN_FLIGHT, 30, "every login inside the service")
+        eventually_sync(lambda: fake.events >= IN_FLIGHT, "every login inside the service", timeout=30)
 
         signalled = time.monotonic()
         os.kill(server.proc.pid, signal.SIGTERM)
         # The listener closes while the held requests are still in flight.
-        wait_for(lambda: refuses_connections(server.port), 10, "new connections refused after SIGTERM")
+        eventually_sync(
+            lambda: refuses_connections(server.port), "new connections refused after SIGTERM", timeout=10
+        )
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{server.url}/healthz", timeout=5)
         assert server.proc.poll() is None, "exited before draining"

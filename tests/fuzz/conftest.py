@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.support import wait_for
-from tests.harness import ModerationHandle, Server, start_moderation
+from harness import ModerationHandle, Server, eventually_sync, start_moderation
 from tests.integration.support import STRONG_PASSWORD, auth_env, start_auth
 
 
@@ -93,9 +92,13 @@ def banned_loopback(fuzz_stack: FuzzStack) -> Iterator[FuzzStack]:
     ban = {"subject": "ip:127.0.0.1", "reason": "fuzz", "duration_seconds": 600}
     assert admin.post("/v1/bans", json=ban).status_code == 201
     try:
-        wait_for(lambda: fuzz_stack.http.get("/api/config").status_code == 403, 20, "auth applying the ban")
+        eventually_sync(
+            lambda: fuzz_stack.http.get("/api/config").status_code == 403, "auth applying the ban", timeout=20
+        )
         yield fuzz_stack
     finally:
         assert admin.delete("/v1/bans/ip:127.0.0.1").status_code == 200
         admin.close()
-        wait_for(lambda: fuzz_stack.http.get("/api/config").status_code == 200, 20, "auth lifting the ban")
+        eventually_sync(
+            lambda: fuzz_stack.http.get("/api/config").status_code == 200, "auth lifting the ban", timeout=20
+        )

@@ -99,7 +99,7 @@ def test_the_result_is_always_one_valid_address(hops: int, peer: str | None, xff
     assert str(ipaddress.ip_address(result)) == result  # valid and canonical
     assert "%" not in result  # an IPv6 zone is dropped
     candidates = {normalize_ip(peer or "") or "0.0.0.0"}
-    candidates |= {normalize_ip(e) for line in xff for e in line.split(",")} - {None}
+    candidates |= {found for line in xff for e in line.split(",") if (found := normalize_ip(e)) is not None}
     assert result in candidates
 
 

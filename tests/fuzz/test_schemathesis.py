@@ -48,15 +48,15 @@ FUZZ = settings(
 )
 
 
-def _schemes(case: schemathesis.Case) -> set[str]:
+def _schemes(case: schemathesis.Case[Any]) -> set[str]:
     return {name for requirement in case.operation.definition.raw.get("security", []) for name in requirement}
 
 
-def _positive(case: schemathesis.Case) -> bool:
+def _positive(case: schemathesis.Case[Any]) -> bool:
     return case.meta is not None and not case.meta.generation.mode.is_negative
 
 
-def _use_real_values(case: schemathesis.Case, stack: FuzzStack, session: dict[str, Any]) -> None:
+def _use_real_values(case: schemathesis.Case[Any], stack: FuzzStack, session: dict[str, Any]) -> None:
     """Half the valid-shaped bodies carry real tokens or credentials, so success paths are fuzzed too."""
     if not _positive(case) or not isinstance(case.body, dict) or len(str(case.body)) % 2:
         return
@@ -71,7 +71,7 @@ def _use_real_values(case: schemathesis.Case, stack: FuzzStack, session: dict[st
 
 @AUTH.parametrize()
 @FUZZ
-def test_auth_api(case: schemathesis.Case, fuzz_stack: FuzzStack) -> None:
+def test_auth_api(case: schemathesis.Case[Any], fuzz_stack: FuzzStack) -> None:
     headers: dict[str, str] = {}
     schemes = _schemes(case)
     session = fuzz_stack.login()
@@ -85,7 +85,7 @@ def test_auth_api(case: schemathesis.Case, fuzz_stack: FuzzStack) -> None:
 
 @MODERATION.parametrize()
 @FUZZ
-def test_moderation_api(case: schemathesis.Case, fuzz_stack: FuzzStack) -> None:
+def test_moderation_api(case: schemathesis.Case[Any], fuzz_stack: FuzzStack) -> None:
     headers = {"Authorization": f"Bearer {fuzz_stack.moderation.admin_key}"} if _schemes(case) else {}
     case.call_and_validate(
         base_url=fuzz_stack.moderation.server.url, headers=headers, checks=CHECKS, timeout=30
@@ -102,7 +102,7 @@ BANNED = settings(FUZZ, max_examples=5)
 
 @AUTH.parametrize()
 @BANNED
-def test_auth_api_for_a_banned_address(case: schemathesis.Case, banned_loopback: FuzzStack) -> None:
+def test_auth_api_for_a_banned_address(case: schemathesis.Case[Any], banned_loopback: FuzzStack) -> None:
     """While moderation bans the caller's address every route still answers as documented."""
     headers = {}
     if "service_key" in _schemes(case):

@@ -14,8 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Server
-from tests.integration.support import InProcess, running_app, start_auth
+from harness import Server
+from harness.inprocess import InProcessApp
+from tests.integration.proxy_shapes import shapes
+from tests.integration.support import running_app, start_auth
+
+__all__ = ["shapes"]  # module-scoped: built once per test module that uses it
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ def auth_procs(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Server]]:
 def inproc_factory(mongo: Server, tmp_path: Path) -> Callable[..., Any]:
     """`async with inproc_factory(VAR=value, ...) as app:` the app in-process on its own database."""
 
-    def make(**overrides: str) -> contextlib.AbstractAsyncContextManager[InProcess]:
+    def make(**overrides: str) -> contextlib.AbstractAsyncContextManager[InProcessApp]:
         return running_app(mongo.port, tmp_path / f"inproc-{secrets.token_hex(3)}", **overrides)
 
     return make

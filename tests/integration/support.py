@@ -11,47 +11,59 @@ import contextlib
 import itertools
 import json
 import secrets
-import shutil
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 
-from services.auth.app import create_app
-from services.auth.context import AuthContext
-from services.auth.settings import load_settings
-from shared.config import Env
-from tests.harness import (
+from harness import (
     ROOT,
+    STRONG_PASSWORD,
     ModerationHandle,
     Server,
-    clean_env,
+    eventually_sync,
+    find_nginx,
     free_port,
     mongo_uri,
     run_authgate,
     shared_moderation,
+    spawn_auth,
+    start_auth,
+    stopping,
     wait_port,
 )
+from harness import start_nginx as harness_start_nginx
+from harness.inprocess import InProcessApp
+from harness.inprocess import running_app as harness_running_app
+from services.auth.settings import load_settings
+from shared.config import Env
 
-STRONG_PASSWORD = "correct horse battery staple zebra"
+# Re-exported: the integration tests import these from here.
+__all__ = [
+    "STRONG_PASSWORD",
+    "Server",
+    "eventually_sync",
+    "find_nginx",
+    "spawn_auth",
+    "start_auth",
+    "stopping",
+    "wait_port",
+]
+
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
 IDENTITY_HEADERS = ("x-auth-user-id", "x-auth-email", "x-auth-username", "x-auth-role", "x-auth-session-id")
 # The revocation bound the tests check: generous (the published bound is 1 s; `make bench` measures p99).
 REVOCATION_DEADLINE_S = 5.0
 
 _db_counter = itertools.count()
-T = TypeVar("T")
 
 
-def auth_env(mongo_port: int, moderation: ModerationHandle | None = None, **extra: str) -> dict[str, str]:
+def auth_env(mongo_port: int, moderation: ModerationHandle | None = None, /, **extra: str) -> dict[str, str]:
     """Settings for one auth process on its own database (pass MONGO_URI to share one).
 
     The process talks to `moderation` when given, else to the shared generous one.
@@ -71,38 +83,6 @@ def auth_env(mongo_port: int, moderation: ModerationHandle | None = None, **extr
     return env
 
 
-def spawn_auth(env: Mapping[str, str], workdir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Start `python -m services.auth` without waiting for it (AUTH_PORT chosen when absent)."""
-    full = dict(env)
-    port = int(full.get("AUTH_PORT") or free_port())
-    full["AUTH_PORT"] = str(port)
-    # Its own management (metrics) port, so processes never collide on the default 9080.
-    full.setdefault("AUTH_MANAGEMENT_PORT", str(free_port()))
-    root = workdir / f"auth-{port}"
-    root.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / f"auth-{port}.log"
-    with log_path.open("ab") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.auth"],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env=clean_env(full),
-        )
-    return proc, port, log_path
-
-
-def start_auth(env: Mapping[str, str], workdir: Path, timeout: float = 30) -> Server:
-    proc, port, log_path = spawn_auth(env, workdir)
-    server = Server(proc, port, log_path)
-    try:
-        wait_port(port, timeout, proc)
-    except (RuntimeError, TimeoutError) as exc:
-        server.stop()
-        raise RuntimeError(f"auth service did not start: {exc}\n{server.log()}") from None
-    return server
-
-
 def run_cli(
     env: Mapping[str, str], workdir: Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -110,19 +90,6 @@ def run_cli(
     proc = run_authgate(env, workdir, *args, stdin=stdin)
     assert proc.returncode == 0, f"authgate {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
     return proc
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
-        time.sleep(interval)
 
 
 # Talking to an auth process --------------------------------------------------------
@@ -253,11 +220,6 @@ def start_echo() -> EchoServer:
 # nginx ---------------------------------------------------------------------------------
 
 
-def find_nginx() -> str | None:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    return found
-
-
 def render_nginx(prefix: Path, listen_port: int, auth_upstream: str, app_upstream: str) -> Path:
     """deploy/nginx/nginx.conf with its placeholders filled; fails if any placeholder is left."""
     text = NGINX_TEMPLATE.read_text()
@@ -278,87 +240,20 @@ def render_nginx(prefix: Path, listen_port: int, auth_upstream: str, app_upstrea
 
 
 def start_nginx(nginx: str, prefix: Path, auth_upstream: str, app_upstream: str) -> Server:
+    """deploy/nginx/nginx.conf rendered for these upstreams, run by harness on a free port."""
     port = free_port()
-    conf = render_nginx(prefix, port, auth_upstream, app_upstream)
-    base = [nginx, "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
-    check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30, check=False)
-    assert check.returncode == 0, f"nginx -t refused the rendered template:\n{check.stderr}"
-    log_path = prefix / "nginx.stderr.log"
-    with log_path.open("ab") as handle:
-        proc = subprocess.Popen([*base, "-g", "daemon off;"], stdout=handle, stderr=subprocess.STDOUT)
-    server = Server(proc, port, log_path)
-    try:
-        wait_port(port, 20, proc)
-    except (RuntimeError, TimeoutError) as exc:
-        server.stop()
-        raise RuntimeError(f"nginx did not start: {exc}\n{server.log()}") from None
-    return server
-
-
-@contextlib.contextmanager
-def stopping(*servers: Server) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for server in servers:
-            server.stop()
+    return harness_start_nginx(nginx, prefix, render_nginx(prefix, port, auth_upstream, app_upstream), port)
 
 
 # The app in-process (request shapes that need no proxy binary) --------------------------------
 
 
-class InProcess:
-    """The auth app with its lifespan running; clients connect from any peer address."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-        self._clients: list[httpx.AsyncClient] = []
-
-    @property
-    def ctx(self) -> AuthContext:
-        context: AuthContext = self.app.state.ctx
-        return context
-
-    def client(self, peer: str = "203.0.113.10") -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=self.app, client=(peer, 40000))
-        client = httpx.AsyncClient(transport=transport, base_url="http://authgate-auth:3080")
-        self._clients.append(client)
-        return client
-
-    async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
-
-    async def user(self, email: str, role: str = "USER") -> dict[str, Any]:
-        """Register (and promote) a user, log in as a service client; the token body."""
-        client = self.client()
-        body = {"name": "Test User", "email": email, "password": STRONG_PASSWORD}
-        response = await client.post("/api/auth/register", json={**body, "confirm_password": STRONG_PASSWORD})
-        assert response.status_code == 200, response.text
-        if role != "USER":
-            user = await self.ctx.accounts.find_by_email(email)
-            assert user is not None
-            await self.ctx.accounts.set_role(user, role)
-        response = await client.post(
-            "/api/auth/login",
-            json={"email": email, "password": STRONG_PASSWORD, "refresh_token_in_body": True},
-        )
-        assert response.status_code == 200, response.text
-        result: dict[str, Any] = response.json()
-        return result
-
-
 @contextlib.asynccontextmanager
-async def running_app(mongo_port: int, root: Path, **overrides: str) -> AsyncIterator[InProcess]:
+async def running_app(mongo_port: int, root: Path, **overrides: str) -> AsyncIterator[InProcessApp]:
     """The auth app on its own database with its lifespan running (store, revocation poller)."""
     base = auth_env(mongo_port)
     base.pop("AUTH_HOST")
     root.mkdir(parents=True, exist_ok=True)
     settings = load_settings(Env([overrides, base]), root=root)
-    app = create_app(settings)
-    running = InProcess(app)
-    async with app.router.lifespan_context(app):
-        try:
-            yield running
-        finally:
-            await running.aclose()
+    async with harness_running_app(settings, base_url="http://authgate-auth:3080") as running:
+        yield running

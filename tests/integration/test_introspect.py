@@ -14,11 +14,12 @@ import httpx
 import jwt
 import pytest
 
+from harness import Server
+from harness.inprocess import InProcessApp
 from services.auth.settings import load_settings
 from shared.config import ConfigError, Env
 from shared.http import ServiceKey
-from tests.harness import Server
-from tests.integration.support import InProcess, running_app
+from tests.integration.support import running_app
 
 BILLING = secrets.token_urlsafe(32)
 BILLING_NEXT = secrets.token_urlsafe(32)  # the same caller during a secret rotation
@@ -30,7 +31,7 @@ FORM = "application/x-www-form-urlencoded"
 
 @dataclass
 class Introspection:
-    app: InProcess
+    app: InProcessApp
     client: httpx.AsyncClient
     user: dict[str, Any]
 
@@ -56,7 +57,7 @@ async def intro(mongo: Server, tmp_path_factory: pytest.TempPathFactory) -> Asyn
         mongo.port, root, AUTH_SERVICE_KEYS=SERVICE_KEYS, TRUST_PROXY="1", TRUSTED_PROXIES="10.0.0.0/8"
     ) as app:
         user = await app.user("introspected@example.com")
-        yield Introspection(app, app.client("10.1.2.3"), user)
+        yield Introspection(app, app.new_client("10.1.2.3"), user)
 
 
 def assert_inactive(response: httpx.Response) -> None:
@@ -104,7 +105,7 @@ async def test_key_elsewhere_than_the_header_is_401(intro: Introspection) -> Non
 async def test_network_location_is_not_a_credential(intro: Introspection) -> None:
     """An outside peer claiming 127.0.0.1, or a trusted proxy forwarding it, still needs the key."""
     for peer in ("203.0.113.9", "10.0.0.2", "127.0.0.1"):
-        client = intro.app.client(peer)
+        client = intro.app.new_client(peer)
         response = await client.post(
             PATH, data={"token": intro.user["token"]}, headers={"X-Forwarded-For": "127.0.0.1"}
         )
@@ -293,7 +294,9 @@ async def test_revoked_token_is_inactive(intro: Introspection) -> None:
     body = await intro.app.user("introspect-logout@example.com")
     token = body["token"]
     assert (await intro.ask(token)).json()["active"] is True
-    logout = await intro.app.client().post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    logout = await intro.app.new_client().post(
+        "/api/auth/logout", headers={"Authorization": f"Bearer {token}"}
+    )
     assert logout.status_code == 200
     assert_inactive(await intro.ask(token))
     assert_inactive(await intro.ask(token + "="))

@@ -21,11 +21,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from harness import Server, run_to_exit
 from services.auth.app import create_app
 from services.auth.settings import load_settings
 from shared.config import ConfigError, Env
-from tests.harness import Server, run_to_exit
-from tests.integration.support import AuthClient, auth_env, wait_until
+from tests.integration.support import AuthClient, auth_env, eventually_sync
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 KTY = {"ES256": "EC", "RS256": "RSA", "EdDSA": "OKP"}
@@ -183,7 +183,7 @@ def test_tokens_verify_with_only_the_published_jwks(
 
 async def test_hs256_mode_publishes_no_keys(inproc_factory: Any) -> None:
     async with inproc_factory(JWKS_MAX_AGE="60") as app:
-        response = await app.client().get("/.well-known/jwks.json")
+        response = await app.new_client().get("/.well-known/jwks.json")
         assert response.status_code == 200
         assert response.json() == {"keys": []}
         assert "max-age=60" in response.headers["cache-control"]
@@ -269,7 +269,9 @@ def test_rotation_through_the_key_states(mongo: Server, tmp_path: Path, auth_pro
         _, api_d = run(next_dir, SESSION_EXPIRY="3000", JWKS_MAX_AGE="0")
         _, jwks = fetch_jwks(api_d)
         assert sorted(kids(jwks)) == ["k1", "k2"]
-        wait_until(lambda: kids(fetch_jwks(api_d)[1]) == ["k2"], 3 + 15, "the retired key leaving the JWKS")
+        eventually_sync(
+            lambda: kids(fetch_jwks(api_d)[1]) == ["k2"], "the retired key leaving the JWKS", timeout=3 + 15
+        )
         assert api_d.verify_status(k1_token) == 401
         assert api_d.verify_status(api_d.login(email)["token"]) == 200
     finally:

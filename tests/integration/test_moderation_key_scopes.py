@@ -17,8 +17,8 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
+from harness import start_moderation
 from shared.moderation.policy import AUTH_EVENT_TYPES, AUTH_KEY_SCOPES
-from tests.harness import start_moderation
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("deploy/k8s/README.md", "deploy/k8s/base/secret.example.yaml", ".env.example")

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import Server
 from services.auth.settings import load_settings
 from shared.config import Env
-from tests.harness import Server
 from tests.integration.support import (
     IDENTITY_HEADERS,
     REVOCATION_DEADLINE_S,
@@ -28,12 +28,12 @@ from tests.integration.support import (
     AuthClient,
     EchoServer,
     auth_env,
+    eventually_sync,
     find_nginx,
     run_cli,
     start_auth,
     start_echo,
     start_nginx,
-    wait_until,
 )
 
 NGINX = find_nginx()
@@ -285,10 +285,10 @@ def test_logout_is_refused_within_the_bound(stack: Stack) -> None:
     token = body["token"]
     assert stack.get("/api/things", token).status_code == 200
     stack.api.logout(token)
-    wait_until(
+    eventually_sync(
         lambda: stack.get("/api/things", token).status_code == 401,
-        REVOCATION_DEADLINE_S,
         "nginx refusing a logged-out token",
+        timeout=REVOCATION_DEADLINE_S,
     )
     # Still refused afterwards, and the other session of the same user is untouched.
     assert stack.get("/api/things", token).status_code == 401

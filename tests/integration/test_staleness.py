@@ -12,7 +12,6 @@ on the same port and data directory.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Server, start_mongo, wait_port
+from harness import Server, start_mongo, wait_port
 from tests.integration.support import (
     REVOCATION_DEADLINE_S,
     AuthClient,
     auth_env,
+    eventually_sync,
     run_cli,
     spawn_auth,
     start_auth,
-    wait_until,
 )
 
 GRACE_MS = 2000
@@ -73,7 +72,9 @@ def test_logout_through_a_reaches_b(pair: Pair) -> None:
     assert pair.b.verify_status(token) == 200  # B accepts A's token: same key, and it has polled
     pair.a.logout(token)
     assert pair.a.verify_status(token) == 401  # the process that revoked knows at once
-    wait_until(lambda: pair.b.verify_status(token) == 401, REVOCATION_DEADLINE_S, "B refusing A's logout")
+    eventually_sync(
+        lambda: pair.b.verify_status(token) == 401, "B refusing A's logout", timeout=REVOCATION_DEADLINE_S
+    )
     assert pair.refused_everywhere(token)
     # Only that session ended.
     assert pair.a.verify_status(other["token"]) == 200
@@ -86,7 +87,9 @@ def test_revoke_other_sessions_reaches_the_other_process(pair: Pair) -> None:
     assert pair.b.verify_status(gone["token"]) == 200
     response = pair.a.http.delete("/api/auth/sessions", headers={"Authorization": f"Bearer {keep['token']}"})
     assert response.status_code == 200, response.text
-    wait_until(lambda: pair.refused_everywhere(gone["token"]), REVOCATION_DEADLINE_S, "logout-all reaching B")
+    eventually_sync(
+        lambda: pair.refused_everywhere(gone["token"]), "logout-all reaching B", timeout=REVOCATION_DEADLINE_S
+    )
     assert pair.b.verify_status(keep["token"]) == 200
 
 
@@ -99,7 +102,9 @@ def test_refresh_token_reuse_revokes_the_family_everywhere(pair: Pair) -> None:
     assert pair.b.verify_status(token) == 200
     replay = pair.a.http.post("/api/auth/refresh", json={"refresh_token": first_refresh})
     assert replay.status_code in (400, 401)
-    wait_until(lambda: pair.refused_everywhere(token), REVOCATION_DEADLINE_S, "reuse revocation reaching B")
+    eventually_sync(
+        lambda: pair.refused_everywhere(token), "reuse revocation reaching B", timeout=REVOCATION_DEADLINE_S
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,10 +128,10 @@ def test_cli_revocation_reaches_both_processes(pair: Pair, command: list[str], s
     if "{email}" not in command:
         args.append(email)
     run_cli(pair.env, pair.workdir / "cli", *args, stdin=stdin)
-    wait_until(
+    eventually_sync(
         lambda: pair.refused_everywhere(on_a) and pair.refused_everywhere(on_b),
-        REVOCATION_DEADLINE_S,
         f"`authgate {command[0]}` reaching both processes",
+        timeout=REVOCATION_DEADLINE_S,
     )
 
 
@@ -147,7 +152,7 @@ def test_store_outage_grace_then_503_then_recovery(tmp_path: Path) -> None:
     store = start_mongo(tmp_path / "mongo-data")
     env = auth_env(store.port, VERIFY_STALE_GRACE=str(GRACE_MS), MONGO_TIMEOUT="1000")
     started: list[Server] = []
-    late: subprocess.Popen[bytes] | None = None
+    late: Server | None = None
     clients: list[AuthClient] = []
     try:
         a_server = start_auth(env, tmp_path)
@@ -166,7 +171,7 @@ def test_store_outage_grace_then_503_then_recovery(tmp_path: Path) -> None:
         # poll was at most one poll interval, 250 ms, ago; the grace is 2 s).
         assert a.verify_status(token) == 200
         # A process that starts now has never loaded the revocation state.
-        late, late_port, late_log = spawn_auth(env, tmp_path)
+        late = spawn_auth(env, tmp_path)
 
         seen: list[int] = []
 
@@ -175,7 +180,7 @@ def test_store_outage_grace_then_503_then_recovery(tmp_path: Path) -> None:
             seen.append(response.status_code)
             return response if response.status_code == 503 else None
 
-        refused = wait_until(stale, GRACE_MS / 1000 + 15, "503 after the grace period")
+        refused = eventually_sync(stale, "503 after the grace period", timeout=GRACE_MS / 1000 + 15)
         assert refused.json()["code"] == "revocation_state_stale"
         assert refused.headers.get("retry-after")
         assert "x-auth-user-id" not in refused.headers
@@ -189,10 +194,9 @@ def test_store_outage_grace_then_503_then_recovery(tmp_path: Path) -> None:
         assert entry.get("state") == "stale", entry
         assert entry["staleness_ms"] >= GRACE_MS
 
-        late_server = Server(late, late_port, late_log)
-        started.append(late_server)
-        wait_port(late_port, 60, late)
-        c = AuthClient(late_server.url)
+        started.append(late)
+        wait_port(late.port, 60, late.proc)
+        c = AuthClient(late.url)
         clients.append(c)
         assert c.verify_status(token) == 503  # never loaded: refused from the first request
         assert c.verify(token).json()["code"] == "revocation_state_stale"
@@ -201,20 +205,25 @@ def test_store_outage_grace_then_503_then_recovery(tmp_path: Path) -> None:
 
         restarted = start_mongo(tmp_path / "mongo-data", port=store.port)
         store = restarted
-        wait_until(lambda: a.verify_status(token) == 200, 20, "A serving again after the store returned")
-        wait_until(lambda: c.verify_status(token) == 200, 20, "the late process serving once loaded")
+        eventually_sync(
+            lambda: a.verify_status(token) == 200, "A serving again after the store returned", timeout=20
+        )
+        eventually_sync(
+            lambda: c.verify_status(token) == 200, "the late process serving once loaded", timeout=20
+        )
         status, entry = _revocations(a)
         assert status == 200 and entry.get("state") == "current", entry
         # The data survived the restart: the session is still there to log out of, and the
         # revocation then reaches the process that did not make it.
         a.logout(token)
-        wait_until(lambda: c.verify_status(token) == 401, REVOCATION_DEADLINE_S, "C refusing after recovery")
+        eventually_sync(
+            lambda: c.verify_status(token) == 401, "C refusing after recovery", timeout=REVOCATION_DEADLINE_S
+        )
     finally:
         for client in clients:
             client.close()
         for server in started:
             server.stop()
-        if late is not None and late.poll() is None:
-            late.kill()
-            late.wait(timeout=10)
+        if late is not None:
+            late.stop(sig_kill=True)
         store.stop()

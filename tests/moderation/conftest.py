@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from harness import Server, free_port, start_redis, start_service
 from services.moderation.store_redis import RedisStore
 from shared.moderation.policy import EVENT_TYPES, BanPolicy
 from shared.moderation.store import Store
 from shared.moderation.store_memory import MemoryStore
-from tests.harness import Server, free_port, start_redis, start_service
 
 AUTH_SECRET = secrets.token_urlsafe(32)
 ADMIN_SECRET = secrets.token_urlsafe(32)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness import run_to_exit
 from services.moderation.settings import load_settings
 from shared.config import ConfigError, Env
 from shared.moderation.policy import MINUTE_MS
-from tests.harness import run_to_exit
 from tests.moderation.conftest import API_KEYS
 
 

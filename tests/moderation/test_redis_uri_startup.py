@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import run_to_exit
+from harness import run_to_exit
 
 
 def start_refused(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:

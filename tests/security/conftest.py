@@ -9,8 +9,6 @@ what never reaches a log line.
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +16,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from tests.auth.conftest import app_factory, auth, base_env, clean_env, settings_factory
-from tests.harness import Server, free_port, wait_port
+from harness import Server, start_auth
+from tests.auth.conftest import app_factory, auth, base_env, settings_factory
 
 __all__ = ["app_factory", "auth", "live_auth", "settings_factory"]
 
@@ -58,33 +56,13 @@ def live_auth(mongo: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     database = f"security_{secrets.token_hex(4)}"
     user, password = _canary_mongo_user(mongo.port, database)
     uri = f"mongodb://{user}:{password}@127.0.0.1:{mongo.port}/{database}?retryWrites=false&authSource=admin"
-    port = free_port()
-    env = clean_env(
-        {
-            **base_env(mongo.port),
-            "AUTHGATE_ENV": "production",  # JSON log lines, Secure cookies, every startup check
-            "MONGO_URI": uri,
-            "AUTH_HOST": "127.0.0.1",
-            "AUTH_PORT": str(port),
-            "AUTH_MANAGEMENT_PORT": str(free_port()),
-            "VERIFY_LOG_SAMPLE": "1",  # every /verify decision is logged, with its path
-        }
-    )
-    log_path = work / "auth.log"
-    with log_path.open("ab") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.auth"],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-            env=env,
-        )
-    server = Server(proc, port, log_path)
-    try:
-        wait_port(port, 30, proc)
-    except (RuntimeError, TimeoutError) as exc:
-        server.stop()
-        raise RuntimeError(f"auth service did not start: {exc}\n{server.log()}") from None
+    env = {
+        **base_env(mongo.port),
+        "AUTHGATE_ENV": "production",  # JSON log lines, Secure cookies, every startup check
+        "MONGO_URI": uri,
+        "VERIFY_LOG_SAMPLE": "1",  # every /verify decision is logged, with its path
+    }
+    server = start_auth(env, work, root=work)
     try:
         yield LiveAuth(server, uri, password, database)
     finally:

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from tests.harness import ROOT
+from harness import ROOT
 
 DOC = ROOT / "docs" / "security.md"
 REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`(\s*\(pending\))?")

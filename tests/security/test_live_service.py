@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from pymongo import MongoClient
 
+from harness import shared_moderation
 from tests.auth.conftest import STRONG_PASSWORD
-from tests.harness import shared_moderation
 from tests.security.conftest import LiveAuth
 
 FORGED = "2026-01-01 INFO login ok admin"

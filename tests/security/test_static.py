@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import ROOT
 from shared.config import PUBLISHED_EXAMPLE_SECRETS
-from tests.harness import ROOT
 
 SERVICE_DIRS = ("services", "shared")
 PYTHON_DIRS = ("services", "shared", "tests", "scripts", "bench")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.harness import free_port, mongo_uri
+from harness import free_port, mongo_uri
 
 
 async def test_store_down_from_the_start(app_factory: Callable[..., Any]) -> None:

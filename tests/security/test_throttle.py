@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from harness import ModerationHandle, start_moderation
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp
-from tests.harness import ModerationHandle, start_moderation
-from tests.security.support import HashSpy
+from tests.auth.hash_spy import HashSpy
 
 ACCOUNT_MAX = 3
 WRONG = "definitely not the password, sorry"

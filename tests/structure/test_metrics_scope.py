@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.harness import run_to_exit
+from harness import run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 MODERATION_ONLY = (

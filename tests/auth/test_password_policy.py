@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from services.auth.passwords import MAX_PASSWORD_BYTES, MAX_PASSWORD_CHARS, PasswordPolicy, normalize
 from tests.auth.conftest import AuthApp
-from tests.security.support import HashSpy
+from tests.auth.hash_spy import HashSpy
 
 
 def email() -> str:

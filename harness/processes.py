@@ -1,15 +1,15 @@
-"""Start real servers for the tests: the Mongo-wire stand-in, a private Redis, our services.
+"""The only code that starts processes for the tests and the bench: the Mongo-wire
+stand-in, a private Redis, our two services and the admin CLI.
 
-Every suite gets its own processes on free ports; the machine's shared Redis on
-6379 is never touched.
+Every suite gets its own processes on free ports, in scratch working directories (a
+developer's `.env` or `data/secrets.env` never reaches them); the machine's shared
+Redis on 6379 is never touched.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -17,10 +17,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-from shared.moderation.policy import AUTH_KEY_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -122,11 +120,11 @@ class Server:
 def _spawn(cmd: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Run in a scratch directory: a developer's .env or data/secrets.env never reaches a test."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = log_path.open("ab")
     cwd = tempfile.mkdtemp(prefix="authgate-proc-")
-    return subprocess.Popen(
-        cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=dict(env) if env else None
-    )
+    with log_path.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=dict(env) if env else None
+        )
 
 
 def start_mongo(data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> Server:
@@ -181,69 +179,74 @@ def running(server: Server) -> Iterator[Server]:
         server.stop()
 
 
-# A moderation service shared by the tests that need one but do not test moderation itself -----
-
-AUTH_EVENT_SCOPES = AUTH_KEY_SCOPES  # what `make run` and the deploy docs give auth
-# Limits no functional test reaches; the moderation tests start their own services with real ones.
-GENEROUS_LIMITS = {
-    "LOGIN_MAX": "1000000",
-    "REGISTER_MAX": "1000000",
-    "REFRESH_MAX": "1000000",
-    "LOGIN_ACCOUNT_MAX": "100",
-    "LOGIN_DEVICE_MAX": "100",
-    "LOGIN_NET48_MAX": "1000000",
-    "LOGOUT_MAX": "1000000",
-}
+@contextlib.contextmanager
+def stopping(*servers: Server) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.stop()
 
 
-@dataclass
-class ModerationHandle:
-    server: Server
-    report_key: str
-    admin_key: str
-    env: dict[str, str] = field(default_factory=dict)  # what it was started with (for a restart)
+def spawn_auth(env: Mapping[str, str], workdir: Path, *, root: Path | None = None) -> Server:
+    """`python -m services.auth` with exactly `env` plus the basics, not waited for; log in `workdir`.
 
-    def auth_env(self) -> dict[str, str]:
-        """What an auth service needs to talk to this moderation service."""
-        return {
-            "MODERATION_URL": self.server.url,
-            "MODERATION_API_KEY": self.report_key,
-            # Two shared cores under a test load are slower than production; keep the fail mode rare.
-            "MODERATION_TIMEOUT": "2000",
-            **GENEROUS_LIMITS,
-        }
-
-
-def start_moderation(log_dir: Path, extra_env: Mapping[str, str] | None = None) -> ModerationHandle:
-    report_key, admin_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    port = free_port()
-    env = {
-        "AUTHGATE_ENV": "test",
-        "MODERATION_PORT": str(port),
-        "MODERATION_API_KEYS": f"auth:{AUTH_EVENT_SCOPES}:{report_key},cli:admin:{admin_key}",
-        **GENEROUS_LIMITS,
-        **(extra_env or {}),
-    }
-    server = start_service("services.moderation", port, env, log_dir / f"moderation-{port}.log")
-    return ModerationHandle(server, report_key, admin_key, env)
+    AUTH_PORT is chosen when absent and AUTH_MANAGEMENT_PORT always gets its own port, so
+    processes never collide on 3080/9080. The working directory is the service's root for
+    `.env` files and generated secrets: `root`, else a new folder in `workdir`.
+    """
+    full = dict(env)
+    port = int(full.get("AUTH_PORT") or free_port())
+    full["AUTH_PORT"] = str(port)
+    full.setdefault("AUTH_HOST", "127.0.0.1")
+    full.setdefault("AUTH_MANAGEMENT_PORT", str(free_port()))
+    root = root or workdir / f"auth-{port}"
+    root.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"auth-{port}.log"
+    with log_path.open("ab") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.auth"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=clean_env(full),
+        )
+    return Server(proc, port, log_path)
 
 
-def restart_moderation(handle: ModerationHandle) -> None:
-    """Start a stopped moderation service again: same port, keys and settings, same log."""
-    assert handle.server.proc.poll() is not None, "stop it first"
-    handle.server = start_service(
-        "services.moderation", handle.server.port, handle.env, handle.server.log_path
-    )
+def start_auth(
+    env: Mapping[str, str], workdir: Path, *, root: Path | None = None, timeout: float = 30
+) -> Server:
+    """`spawn_auth`, then wait until it listens (its log in the error when it never does)."""
+    server = spawn_auth(env, workdir, root=root)
+    try:
+        wait_port(server.port, timeout, server.proc)
+    except (RuntimeError, TimeoutError) as exc:
+        server.stop()
+        raise RuntimeError(f"auth service did not start: {exc}\n{server.log()}") from None
+    return server
 
 
-_shared_moderation: ModerationHandle | None = None
-
-
-def shared_moderation() -> ModerationHandle:
-    """Started on first use, stopped when the test process exits."""
-    global _shared_moderation
-    if _shared_moderation is None or _shared_moderation.server.proc.poll() is not None:
-        log_dir = Path(tempfile.mkdtemp(prefix="authgate-moderation-"))
-        _shared_moderation = start_moderation(log_dir)
-        atexit.register(_shared_moderation.server.stop)
-    return _shared_moderation
+def start_process(
+    cmd: list[str],
+    port: int,
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 20,
+) -> Server:
+    """Any server process (a stand-in, a proxy): started, waited for on `port`, its output logged."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as handle:
+        proc = subprocess.Popen(
+            cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=dict(env) if env is not None else None
+        )
+    server = Server(proc, port, log_path)
+    try:
+        wait_port(port, timeout, proc)
+    except (RuntimeError, TimeoutError) as exc:
+        server.stop()
+        raise RuntimeError(f"{Path(cmd[0]).name} did not start: {exc}\n{server.log()}") from None
+    return server

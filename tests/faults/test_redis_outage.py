@@ -1,9 +1,8 @@
 """Moderation's Redis crashes or freezes: every /v1 call 503 `store_unavailable` quickly, recovery by itself.
 
-tests/moderation/test_faults.py covers a clean Redis shutdown. These cover the
-harsher shapes: a Redis killed with SIGKILL (connections reset, scripts gone) and
-restarted on the same port, and a Redis frozen with SIGSTOP (connections open, no
-answers: only the socket timeouts bound the calls). The moderation process is
+Three shapes: a clean Redis shutdown, a Redis killed with SIGKILL (connections reset,
+scripts gone) and restarted on the same port, and a Redis frozen with SIGSTOP
+(connections open, no answers: only the socket timeouts bound the calls). The moderation process is
 never restarted; auth, in-process and pointed at it, follows its fail modes meanwhile.
 Each test runs its own Redis: the machine's shared one is never touched.
 """
@@ -22,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from harness import Server, eventually, free_port, start_redis, start_service
 from tests.faults.support import Keys, moderation_keys, real_moderation_env
-from tests.harness import Server, free_port, start_redis, start_service
 
 # Generous: every call is bounded by 0.5-1 s socket/call timeouts; two shared cores, 5x and more.
 BOUND_S = 6.0
@@ -111,14 +110,13 @@ async def assert_unavailable_everywhere(stack: Stack) -> None:
 
 async def wait_recovered(stack: Stack, bound_s: float = 30.0) -> None:
     async with stack.client() as report:
-        deadline = time.monotonic() + bound_s
-        while True:
+
+        async def answered() -> httpx.Response | None:
             response = await report.post("/v1/events", json={"type": "login", "ip": fresh_ip()})
-            if response.status_code == 200:
-                break
-            assert response.status_code == 503, response.text
-            assert time.monotonic() < deadline, "moderation did not recover by itself"
-            await asyncio.sleep(0.2)
+            assert response.status_code in (200, 503), response.text
+            return response if response.status_code == 200 else None
+
+        await eventually(answered, "moderation recovering by itself", timeout=bound_s)
         assert (await report.get("/readyz")).status_code == 200
     async with stack.client() as report, stack.client(admin=True) as admin:
         for response in await asyncio.gather(*v1_calls(report, admin)):
@@ -169,3 +167,15 @@ async def test_redis_frozen_then_resumed(stack: Stack) -> None:
     finally:
         os.kill(stack.redis.proc.pid, signal.SIGCONT)
     await wait_recovered(stack)
+
+
+async def test_redis_stopped_cleanly_then_restarted(stack: Stack) -> None:
+    """A clean shutdown (SIGTERM): the same quick 503s, and recovery without a restart."""
+    await assert_healthy(stack)
+    pid = stack.moderation.proc.pid
+    port = stack.redis.port
+    stack.redis.stop()
+    await assert_unavailable_everywhere(stack)
+    stack.redis = start_redis(stack.redis_dir, port=port)  # empty: scripts are gone
+    await wait_recovered(stack)
+    assert stack.moderation.proc.poll() is None and stack.moderation.proc.pid == pid
