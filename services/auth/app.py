@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.auth import metrics
-from services.auth.api import auth, health, introspect, refusals, sessions, user, wellknown
+from services.auth.api import auth, cookies, health, introspect, refusals, sessions, user, wellknown
 from services.auth.api.openapi import openapi
 from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
 from services.auth.context import AuthContext, build_context
@@ -171,7 +171,7 @@ def create_app(settings: AuthSettings) -> Starlette:
     app = Starlette(
         routes=routes(),
         middleware=middleware,
-        exception_handlers={**EXCEPTION_HANDLERS, **refusals.HANDLERS},
+        exception_handlers={**EXCEPTION_HANDLERS, **refusals.HANDLERS, **cookies.HANDLERS},
         lifespan=lifespan,
     )
     app.state.ctx = context

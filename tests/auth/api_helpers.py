@@ -50,9 +50,14 @@ def email() -> str:
     return f"user-{secrets.token_hex(4)}@example.com"
 
 
-def refresh_cookie(response: httpx.Response) -> dict[str, str]:
-    """The refreshToken Set-Cookie header parsed into its attributes (flags as present/absent)."""
-    headers = [h for h in response.headers.get_list("set-cookie") if h.startswith("refreshToken=")]
+def refresh_cookie(response: httpx.Response, path: str = "/api/auth") -> dict[str, str]:
+    """The refreshToken Set-Cookie header for `path` parsed into its attributes (flags as present/absent)."""
+    headers = [
+        h
+        for h in response.headers.get_list("set-cookie")
+        if h.startswith("refreshToken=")
+        and f"path={path.lower()}" in [p.strip().lower() for p in h.split(";")]
+    ]
     assert len(headers) == 1, response.headers.get_list("set-cookie")
     parts = [p.strip() for p in headers[0].split(";")]
     name_value = parts[0].split("=", 1)

@@ -55,12 +55,19 @@ def assert_strict_cookies(headers: list[str], expected: set[str]) -> None:
     names = set()
     for header in headers:
         name, attributes = cookie_attributes(header)
+        value = header.split(";", 1)[0].split("=", 1)[1]
         names.add(name)
         assert "httponly" in attributes, header
         assert "secure" in attributes, header
         assert attributes.get("samesite", "").lower() == "strict", header
-        assert attributes.get("path") == "/api/auth", header  # never sent to the rest of the site
         assert "domain" not in attributes, header  # host-only, as __Host- would force
+        if attributes.get("path") == "/":
+            # Site-wide only what LibreChat's client reads (a constant, no secret), or a deletion of
+            # LibreChat's leftover refresh cookie.
+            deleted = attributes.get("max-age") == "0" and value in ("", '""')
+            assert (name == "token_provider" and value == "librechat") or deleted, header
+        else:
+            assert attributes.get("path") == "/api/auth", header  # secrets never go to the rest of the site
     assert names == expected
 
 
@@ -70,7 +77,9 @@ async def test_every_cookie_is_secure_httponly_strict_and_host_only(auth: AuthAp
     login = await auth.login(address)
     assert login.status_code == 200
     assert login.headers["cache-control"] == "no-store"
-    assert_strict_cookies(login.headers.get_list("set-cookie"), {"refreshToken", DEVICE_COOKIE})
+    assert_strict_cookies(
+        login.headers.get_list("set-cookie"), {"refreshToken", "token_provider", DEVICE_COOKIE}
+    )
     refresh_token = login.cookies["refreshToken"]
     auth.client.cookies.clear()
     refreshed = await auth.client.post(
@@ -78,11 +87,11 @@ async def test_every_cookie_is_secure_httponly_strict_and_host_only(auth: AuthAp
     )
     assert refreshed.status_code == 200
     assert refreshed.headers["cache-control"] == "no-store"
-    assert_strict_cookies(refreshed.headers.get_list("set-cookie"), {"refreshToken"})
+    assert_strict_cookies(refreshed.headers.get_list("set-cookie"), {"refreshToken", "token_provider"})
     child = refreshed.cookies["refreshToken"]
     logout = await auth.client.post("/api/auth/logout", headers={"Cookie": f"refreshToken={child}"})
     assert logout.status_code == 200
-    assert_strict_cookies(logout.headers.get_list("set-cookie"), {"refreshToken"})
+    assert_strict_cookies(logout.headers.get_list("set-cookie"), {"refreshToken", "token_provider"})
     # Service clients (refresh token in the body) get no cookie at all, and no caching either.
     body_login = await auth.login(address, refresh_token_in_body=True)
     assert body_login.headers["cache-control"] == "no-store"

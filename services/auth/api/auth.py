@@ -19,14 +19,17 @@ from services.auth.accounts import (
 )
 from services.auth.api.common import (
     NO_STORE,
-    REFRESH_COOKIE,
-    REFRESH_COOKIE_PATH,
-    clear_refresh_cookie,
     client_ip,
     ctx,
     refuse_foreign_origin,
     token_response,
     user_agent,
+)
+from services.auth.api.cookies import (
+    REFRESH_COOKIE_PATH,
+    RefusedClearingCookies,
+    clear_session_cookies,
+    refresh_cookie_values,
 )
 from services.auth.context import AuthContext
 from services.auth.counters import LOGINS, REFRESHES, REGISTRATIONS
@@ -34,10 +37,10 @@ from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
 from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
-from services.auth.sessions import InvalidRefreshToken, RevokedByBan, StaleCredentials
+from services.auth.sessions import InvalidRefreshToken, RevokedByBan, Session, StaleCredentials
 from services.auth.store import Document, UserState
 from services.auth.tokens import AccessClaims, AccessTokens, InvalidToken
-from shared.errors import ApiError, ErrorCode
+from shared.errors import ApiError, DomainError, ErrorCode
 from shared.http import bearer_token, parse_body
 
 INVALID_CREDENTIALS = ApiError(401, ErrorCode.INVALID_CREDENTIALS, "Invalid email or password.")
@@ -202,32 +205,54 @@ def _access_token(
     ).token
 
 
-def _refresh_token_from(request: Request, body_token: str | None) -> tuple[str | None, bool]:
-    """The body field wins (service clients); browsers send the cookie."""
+def _refresh_tokens_from(request: Request, body_token: str | None) -> tuple[list[str], bool]:
+    """The body field wins (service clients); browsers send the cookie, perhaps LibreChat's too."""
     if body_token:
-        return body_token, True
-    return request.cookies.get(REFRESH_COOKIE), False
+        return [body_token], True
+    return refresh_cookie_values(request), False
+
+
+def _refused(error: ApiError | DomainError, in_body: bool) -> Exception:
+    """A refused browser cookie is also cleared (on authgate's path and LibreChat's)."""
+    return error if in_body else RefusedClearingCookies(error)
+
+
+async def _rotate_first_live(
+    context: AuthContext, tokens: list[str], ip: str, agent: str | None
+) -> tuple[Session, str]:
+    """The first token that rotates wins; each one tried keeps its reuse detection.
+
+    When none does, the refusal that names a user is kept, so a banned user hears of the ban.
+    """
+    refusal: InvalidRefreshToken | None = None
+    for token in tokens:
+        try:
+            return await context.sessions.rotate(token, ip, agent)
+        except InvalidRefreshToken as exc:
+            if refusal is None or refusal.user_id is None:
+                refusal = exc
+    raise refusal or InvalidRefreshToken("missing")
 
 
 async def refresh(request: Request) -> Response:
     context = ctx(request)
     refuse_foreign_origin(request)
     body = await parse_body(request, RefreshRequest, allow_empty=True)
-    token, in_body = _refresh_token_from(request, body.refresh_token)
-    if not token:
+    tokens, in_body = _refresh_tokens_from(request, body.refresh_token)
+    if not tokens:
         raise _invalid_refresh()
     ip = client_ip(request)
     protection = context.protection
     await protection.before_refresh(ip)
     try:
-        session, child = await context.sessions.rotate(token, ip, user_agent(request))
+        session, child = await _rotate_first_live(context, tokens, ip, user_agent(request))
     except InvalidRefreshToken as exc:
         ban = protection.user_ban(exc.user_id) if exc.user_id else None
         if ban is not None:
             REFRESHES.labels("banned").inc()
-            raise banned_error(ban) from None
+            raise _refused(banned_error(ban), in_body) from None
         REFRESHES.labels("invalid").inc()
-        raise _invalid_refresh() from None
+        raise _refused(_invalid_refresh(), in_body) from None
     ban = protection.user_ban(session.user_id)
     if ban is not None:  # the ban is known here before its revocation landed
         await context.sessions.revoke(
@@ -236,12 +261,12 @@ async def refresh(request: Request) -> Response:
             actor="moderation",
             ban=RevokedByBan(ban.reason, ban.expires_at),
         )
-        raise banned_error(ban)
+        raise _refused(banned_error(ban), in_body)
     user = await context.accounts.find_by_id(session.user_id)
     if user is None:
         await context.sessions.revoke(user_id=session.user_id, reason="user_deleted", actor="system")
         REFRESHES.labels("invalid").inc()
-        raise _invalid_refresh()
+        raise _refused(_invalid_refresh(), in_body)
     REFRESHES.labels("rotated").inc()
     issued = _access_token(context.tokens, user, session.id, session.epoch)
     return token_response(request, {"token": issued, "user": public_user(user)}, child, in_body=in_body)
@@ -275,17 +300,19 @@ async def logout(request: Request) -> Response:
         live = await context.sessions.find_live(claims.session_id)
         if live is not None and live.user_id == claims.user_id:
             session_id, user_id = live.id, live.user_id
-    if session_id is None:
-        token, _ = _refresh_token_from(request, body.refresh_token)
-        found = await context.sessions.find_by_token(token) if token else None
+    tokens, in_body = _refresh_tokens_from(request, body.refresh_token)
+    for token in tokens if session_id is None else []:
+        found = await context.sessions.find_by_token(token)
         if found is not None:
             session_id, user_id = found.id, found.user_id
+            break
     if session_id is None or user_id is None:
-        raise ApiError(
+        refusal = ApiError(
             401, ErrorCode.UNAUTHORIZED, "No live session to log out.", {"WWW-Authenticate": "Bearer"}
         )
+        raise _refused(refusal, in_body or not tokens)
     await context.sessions.revoke(user_id=user_id, session_ids=[session_id], reason="logout", actor=user_id)
     await context.audit.record("logout", user_id=user_id, ip=client_ip(request), session_id=session_id)
     response = JSONResponse({"message": "Logged out."}, headers=NO_STORE)
-    clear_refresh_cookie(request, response)
+    clear_session_cookies(context, response)
     return response

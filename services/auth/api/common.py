@@ -9,14 +9,13 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from services.auth.api.cookies import set_session_cookies
 from services.auth.context import AuthContext
 from services.auth.sessions import Session
 from services.auth.tokens import AccessClaims, InvalidToken
 from shared.errors import ApiError, ErrorCode
 from shared.http import bearer_token
 
-REFRESH_COOKIE = "refreshToken"
-REFRESH_COOKIE_PATH = "/api/auth"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -94,28 +93,9 @@ def token_response(
     request: Request, body: dict[str, Any], refresh_token: str, *, in_body: bool, status: int = 200
 ) -> JSONResponse:
     """Access token in the body; refresh token in an HttpOnly cookie or, for service clients, the body."""
-    context = ctx(request)
     if in_body:
         body = {**body, "refresh_token": refresh_token}
     response = JSONResponse(body, status_code=status, headers=NO_STORE)
     if not in_body:
-        response.set_cookie(
-            REFRESH_COOKIE,
-            refresh_token,
-            max_age=context.settings.refresh_token_expiry_ms // 1000,
-            path=REFRESH_COOKIE_PATH,
-            secure=not context.settings.development,
-            httponly=True,
-            samesite="strict",
-        )
+        set_session_cookies(ctx(request), response, refresh_token)
     return response
-
-
-def clear_refresh_cookie(request: Request, response: JSONResponse) -> None:
-    response.delete_cookie(
-        REFRESH_COOKIE,
-        path=REFRESH_COOKIE_PATH,
-        secure=not ctx(request).settings.development,
-        httponly=True,
-        samesite="strict",
-    )
