@@ -106,10 +106,38 @@ def _iso(value: Any) -> str | None:
     return iso_utc(value) if isinstance(value, dt.datetime) else None
 
 
+# LibreChat's `PUBLIC_USER_RESPONSE_FIELDS` beyond the ones always answered: sent when the
+# document has them (its client reads them), never anything outside this list.
+OPTIONAL_PUBLIC_FIELDS = (
+    "plugins",
+    "twoFactorEnabled",
+    "termsAccepted",
+    "personalization",
+    "favorites",
+    "skillStates",
+    "tenantId",
+)
+
+
+def _json_safe(value: Any) -> Any:
+    """A stored value as JSON: dates in the one ISO format, store ids (ObjectId) as strings."""
+    if isinstance(value, dt.datetime):
+        return iso_utc(value)
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
 def public_user(doc: Document) -> dict[str, Any]:
-    """The user as clients see it: never the hash, never internal fields."""
-    return {
-        "id": user_id_of(doc),
+    """The user as clients see it, LibreChat's allowlist: never the hash, TOTP secret or codes."""
+    user_id = user_id_of(doc)
+    user: dict[str, Any] = {
+        "_id": user_id,
+        "id": user_id,
         "email": doc.get("email", ""),
         "username": doc.get("username"),
         "name": doc.get("name"),
@@ -120,6 +148,10 @@ def public_user(doc: Document) -> dict[str, Any]:
         "createdAt": _iso(doc.get("createdAt")),
         "updatedAt": _iso(doc.get("updatedAt")),
     }
+    for name in OPTIONAL_PUBLIC_FIELDS:
+        if doc.get(name) is not None:
+            user[name] = _json_safe(doc[name])
+    return user
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ are refused, so `role` or `emailVerified` cannot be mass-assigned.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -56,7 +56,10 @@ class ErrorResponse(BaseModel):
 
 
 class UserOut(BaseModel):
+    """LibreChat's public user fields: `_id` and `id` alike, the optional ones when stored."""
+
     model_config = _OUT
+    id_: str = Field(alias="_id")
     id: str
     email: str
     username: str | None
@@ -67,6 +70,13 @@ class UserOut(BaseModel):
     avatar: str | None
     createdAt: str | None
     updatedAt: str | None
+    plugins: list[Any] | None = None
+    twoFactorEnabled: bool | None = None
+    termsAccepted: bool | None = None
+    personalization: dict[str, Any] | None = None
+    favorites: list[Any] | None = None
+    skillStates: dict[str, Any] | list[Any] | None = None
+    tenantId: str | None = None
 
 
 class TokenResponse(BaseModel):
@@ -107,6 +117,20 @@ class ConfigResponse(BaseModel):
     passwordResetEnabled: bool
     emailEnabled: bool
     minPasswordLength: int
+    appTitle: str
+    serverDomain: str
+    discordLoginEnabled: bool
+    facebookLoginEnabled: bool
+    githubLoginEnabled: bool
+    googleLoginEnabled: bool
+    appleLoginEnabled: bool
+    passkeyLoginEnabled: bool
+    openidLoginEnabled: bool
+    openidLabel: str
+    openidImageUrl: str | None = None
+    openidAutoRedirect: bool
+    samlLoginEnabled: bool
+    socialLogins: list[str]
 
 
 class Jwks(BaseModel):

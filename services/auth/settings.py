@@ -68,6 +68,9 @@ class AuthSettings:
     hash_queue: int = 64
     domain_client: str | None = None
     domain_server: str | None = None
+    app_title: str = "authgate"
+    openid_button_label: str = "Continue with OpenID"
+    openid_image_url: str | None = None
     client_ip: ClientIPResolver = field(default_factory=ClientIPResolver)
     mongo_timeout_ms: int = 2000
     mongo_db: str | None = None
@@ -173,6 +176,10 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         hash_queue=env.integer("ARGON2_MAX_QUEUE", 64, minimum=1),
         domain_client=env.string("DOMAIN_CLIENT"),
         domain_server=env.string("DOMAIN_SERVER"),
+        app_title=env.string("APP_TITLE", "authgate") or "authgate",
+        openid_button_label=env.string("OPENID_BUTTON_LABEL", "Continue with OpenID")
+        or "Continue with OpenID",
+        openid_image_url=env.string("OPENID_IMAGE_URL"),
         client_ip=proxy_settings(trusted, hops),
         mongo_timeout_ms=env.duration_ms("MONGO_TIMEOUT", "2000"),
         mongo_db=env.string("MONGO_DB"),

@@ -9,6 +9,7 @@ import httpx
 
 TOKEN_FIELDS = {"token", "user"}
 USER_FIELDS = {
+    "_id",
     "id",
     "email",
     "username",

@@ -1,12 +1,18 @@
-"""GET /api/user (the caller) and GET /api/config (what the login page may offer)."""
+"""GET /api/user (the caller) and GET /api/config (what LibreChat's login page reads)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.auth.accounts import public_user
 from services.auth.api.common import NO_STORE, ctx, require_access, unauthorized
+from services.auth.settings import AuthSettings
+
+# LibreChat's `defaultSocialLogins`: the order its login page shows the providers in.
+DEFAULT_SOCIAL_LOGINS = ["google", "facebook", "openid", "github", "discord", "saml"]
 
 
 async def current_user(request: Request) -> Response:
@@ -17,16 +23,38 @@ async def current_user(request: Request) -> Response:
     return JSONResponse(public_user(user), headers=NO_STORE)
 
 
+def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
+    """Every field of LibreChat's pre-login config, with values true to authgate's configuration.
+
+    Sign-in providers authgate does not offer yet are reported off whatever their variables say,
+    so LibreChat's login page never shows a button that cannot work.
+    """
+    payload: dict[str, Any] = {
+        "appTitle": settings.app_title,
+        "discordLoginEnabled": False,
+        "facebookLoginEnabled": False,
+        "githubLoginEnabled": False,
+        "googleLoginEnabled": False,
+        "appleLoginEnabled": False,
+        "passkeyLoginEnabled": False,
+        "openidLoginEnabled": False,
+        "openidLabel": settings.openid_button_label,
+        "openidAutoRedirect": False,
+        "samlLoginEnabled": False,
+        "serverDomain": settings.domain_server or "http://localhost:3080",
+        "emailLoginEnabled": settings.allow_email_login,
+        "registrationEnabled": settings.allow_registration,
+        "socialLoginEnabled": settings.allow_social_login,
+        "socialRegistrationEnabled": settings.allow_social_registration,
+        "emailEnabled": False,
+        "passwordResetEnabled": False,
+        "minPasswordLength": settings.min_password_length,
+        "socialLogins": DEFAULT_SOCIAL_LOGINS,
+    }
+    if settings.openid_image_url:
+        payload["openidImageUrl"] = settings.openid_image_url
+    return payload
+
+
 async def config(request: Request) -> Response:
-    settings = ctx(request).settings
-    return JSONResponse(
-        {
-            "emailLoginEnabled": settings.allow_email_login,
-            "registrationEnabled": settings.allow_registration,
-            "socialLoginEnabled": settings.allow_social_login,
-            "socialRegistrationEnabled": settings.allow_social_registration,
-            "passwordResetEnabled": False,
-            "emailEnabled": False,
-            "minPasswordLength": settings.min_password_length,
-        }
-    )
+    return JSONResponse(pre_login_payload(ctx(request).settings))
