@@ -18,7 +18,15 @@ from email_validator import EmailNotValidError, validate_email
 
 from services.auth.audit import AuditTrail
 from services.auth.passwords import Hasher, PasswordPolicy, is_bcrypt, normalize, within_size_cap
-from services.auth.store import Document, DuplicateValue, UserRepository, UserStateRepository, text_value
+from services.auth.store import (
+    Document,
+    DuplicateValue,
+    UsernameClaimRepository,
+    UserRepository,
+    UserStateRepository,
+    text_value,
+)
+from services.auth.usernames import UsernameClaims
 from shared.errors import DomainError, ErrorCode
 from shared.timefmt import iso_utc
 
@@ -186,12 +194,14 @@ class Accounts:
         self,
         users: UserRepository,
         user_state: UserStateRepository,
+        usernames: UsernameClaimRepository,
         hasher: Hasher,
         policy: PasswordPolicy,
         audit: AuditTrail,
     ) -> None:
         self._users = users
         self._user_state = user_state
+        self._names = UsernameClaims(usernames, users, canonical_username)
         self.hasher = hasher
         self.policy = policy
         self._audit = audit
@@ -261,9 +271,15 @@ class Accounts:
         }
         if new.username is None:
             del doc["username"]
+        else:
+            doc["_id"] = self._users.new_key()
+            if not await self._names.claim(new.username, doc["_id"]):
+                raise UsernameTaken  # a concurrent registration claimed it first
         try:
             return await self._users.insert(doc)
         except DuplicateValue as exc:
+            if new.username is not None:
+                await self._names.release(new.username, doc["_id"])
             raise (UsernameTaken if exc.field == "username" else EmailTaken) from None
 
     async def authenticate(self, email: str, password: str) -> Document | None:

@@ -75,7 +75,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         settings=settings,
         store=store,
         audit=audit,
-        accounts=Accounts(store.users, store.user_state, hasher, policy, audit),
+        accounts=Accounts(store.users, store.user_state, store.usernames, hasher, policy, audit),
         sessions=sessions,
         tokens=AccessTokens(ring, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms),
         revocations=revocations,

@@ -15,9 +15,10 @@ from harness import Server, mongo_uri
 from services.auth.store import Store
 from services.auth.store.indexes import librechat_user_indexes
 
-# What Mongoose sends for LibreChat's user schema (createIndexes specs, as mongoose 8 builds them).
+# What Mongoose sends for LibreChat's user schema (createIndexes specs: its generated names, the
+# schema's options, and the `background: true` Mongoose adds to every index).
 _PROVIDERS = ("googleId", "facebookId", "samlId", "ldapId", "githubId", "discordId", "appleId")
-LIBRECHAT_SPECS: list[dict[str, Any]] = [
+_SCHEMA: list[dict[str, Any]] = [
     {"key": {"email": 1}, "name": "email_1"},
     {"key": {"tenantId": 1}, "name": "tenantId_1"},
     {"key": {"expiresAt": 1}, "name": "expiresAt_1", "expireAfterSeconds": 604800},
@@ -44,6 +45,7 @@ LIBRECHAT_SPECS: list[dict[str, Any]] = [
         for field in _PROVIDERS
     ],
 ]
+LIBRECHAT_SPECS = [{**spec, "background": True} for spec in _SCHEMA]
 
 
 @pytest.fixture
@@ -60,13 +62,14 @@ async def librechat_builds_its_indexes(store: Store) -> None:
     await store.db.command({"createIndexes": "users", "indexes": LIBRECHAT_SPECS})
 
 
-async def user_indexes(store: Store) -> dict[str, dict[str, Any]]:
+async def user_indexes(store: Store) -> dict[str, Any]:
     return {index["name"]: index async for index in await store.db.get_collection("users").list_indexes()}
 
 
 def test_authgate_declares_exactly_librechats_user_indexes() -> None:
     ours = {options["name"]: (dict(keys), options) for _, keys, options in librechat_user_indexes()}
     theirs = {spec["name"]: spec for spec in LIBRECHAT_SPECS}
+    assert all(collection == "users" for collection, _, _ in librechat_user_indexes())
     assert set(ours) == set(theirs)
     for name, (keys, options) in ours.items():
         spec = theirs[name]
@@ -105,3 +108,16 @@ async def test_an_older_unique_email_index_is_moved_to_the_compound_one(store: S
     with pytest.raises(DuplicateKeyError):
         await users.insert_one({"email": "kept@example.com"})
     await librechat_builds_its_indexes(store)
+
+
+async def test_users_carry_no_index_of_authgate_s_own(store: Store) -> None:
+    """An older authgate's username index goes too: `users` holds LibreChat's set and nothing else."""
+    users = store.db.get_collection("users")
+    await users.create_index(
+        "username",
+        name="authgate_username_unique",
+        unique=True,
+        partialFilterExpression={"username": {"$type": "string", "$gt": ""}},
+    )
+    await store.ensure_indexes(audit_retention_days=30)
+    assert set(await user_indexes(store)) == {"_id_"} | {spec["name"] for spec in LIBRECHAT_SPECS}

@@ -257,3 +257,22 @@ async def test_a_refused_command_is_a_store_failure_not_a_driver_error(store: St
     await store.sessions.insert(_session("dup", "u1", "h"))
     with pytest.raises(StoreFailure):
         await store.sessions.insert(_session("dup", "u1", "h"))  # duplicate _id: not an outage
+
+
+# Username claims -----------------------------------------------------------------------------
+
+
+async def test_username_claims_let_one_win_and_take_over_by_compare_and_set(store: Store) -> None:
+    first, second, third = store.users.new_key(), store.users.new_key(), store.users.new_key()
+    at = _now()
+    assert await store.usernames.claim("neo", first, at)
+    assert not await store.usernames.claim("neo", second, at)
+    held = await store.usernames.holder("neo")
+    assert held is not None and held["user_id"] == first
+    later = at + dt.timedelta(minutes=2)
+    assert await store.usernames.take_over("neo", first, at, second, later)
+    assert not await store.usernames.take_over("neo", first, at, third, later)  # read a stale claim
+    await store.usernames.release("neo", first)  # not the holder any more: nothing happens
+    assert (await store.usernames.holder("neo") or {}).get("user_id") == second
+    await store.usernames.release("neo", second)
+    assert await store.usernames.holder("neo") is None

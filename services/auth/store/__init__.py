@@ -8,6 +8,7 @@ from services.auth.store.interfaces import (
     RevocationRepository,
     SessionAdded,
     SessionRepository,
+    UsernameClaimRepository,
     UserRepository,
     UserState,
     UserStateRepository,
@@ -25,6 +26,7 @@ __all__ = [
     "UserRepository",
     "UserState",
     "UserStateRepository",
+    "UsernameClaimRepository",
     "store_errors",
     "text_value",
 ]

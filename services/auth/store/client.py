@@ -19,6 +19,7 @@ from services.auth.store.mongo_audit import MongoAudit
 from services.auth.store.mongo_revocations import MongoRevocations
 from services.auth.store.mongo_sessions import MongoSessions
 from services.auth.store.mongo_user_state import MongoUserState
+from services.auth.store.mongo_usernames import MongoUsernameClaims
 from services.auth.store.mongo_users import MongoUsers
 
 JOURNALED = WriteConcern(w=1, j=True)
@@ -50,6 +51,7 @@ class Store:
         self.revocations = MongoRevocations(journaled("auth_revocations"), journaled("auth_counters"))
         self.user_state = MongoUserState(journaled("auth_user_state"))
         self.audit = MongoAudit(self.db.get_collection("auth_audit"))
+        self.usernames = MongoUsernameClaims(journaled("auth_usernames"))
 
     async def close(self) -> None:
         await self._client.close()

@@ -17,69 +17,49 @@ log = structlog.get_logger("authgate.store")
 IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 
 
-# LibreChat's `users` indexes exactly as its Mongoose schema declares them (name, keys, options:
-# packages/data-schemas/src/schema/user.ts), so LibreChat's own index build on a database authgate
-# created first finds nothing in conflict. Email uniqueness is the compound {email, tenantId}
-# (a missing tenantId counts as null), as in LibreChat.
+# LibreChat's `users` indexes exactly as Mongoose builds them from its schema
+# (packages/data-schemas/src/schema/user.ts): its generated names, the schema's options, then
+# `background: true`, which Mongoose adds to every index. MongoDB ignores `background` since 4.2;
+# a stricter server (the tests' Mongo-wire stand-in) compares it, and the options' order, too.
+# So LibreChat's own index build on a database authgate created first finds nothing in conflict.
+# Email uniqueness is the compound {email, tenantId} (a missing tenantId counts as null), as in
+# LibreChat; LibreChat declares no index on `username` (authgate keeps names unique itself).
 _PROVIDER_IDS = ("googleId", "facebookId", "samlId", "ldapId", "githubId", "discordId", "appleId")
+EMAIL_TENANT_INDEX = "email_1_tenantId_1"
+LEGACY_USERNAME_INDEX = "authgate_username_unique"
+
+
+def _mongoose(fields: list[str], **options: Any) -> IndexSpec:
+    keys = [(field, ASCENDING) for field in fields]
+    return "users", keys, {"name": "_".join(f"{field}_1" for field in fields), **options, "background": True}
 
 
 def librechat_user_indexes() -> list[IndexSpec]:
-    specs: list[IndexSpec] = [
-        ("users", [("email", ASCENDING)], {"name": "email_1"}),
-        ("users", [("tenantId", ASCENDING)], {"name": "tenantId_1"}),
-        ("users", [("expiresAt", ASCENDING)], {"name": "expiresAt_1", "expireAfterSeconds": 604800}),
-        ("users", [("idOnTheSource", ASCENDING)], {"name": "idOnTheSource_1", "sparse": True}),
-        (
-            "users",
-            [("email", ASCENDING), ("tenantId", ASCENDING)],
-            {"name": "email_1_tenantId_1", "unique": True},
+    return [
+        _mongoose(["email"]),
+        _mongoose(["expiresAt"], expireAfterSeconds=604800),
+        _mongoose(["idOnTheSource"], sparse=True),
+        _mongoose(["tenantId"]),
+        _mongoose(["email", "tenantId"], unique=True),
+        _mongoose(["role", "tenantId"]),
+        _mongoose(["idOnTheSource", "openidIssuer", "tenantId"]),
+        _mongoose(
+            ["openidId", "openidIssuer", "tenantId"],
+            unique=True,
+            partialFilterExpression={"openidId": {"$exists": True}},
         ),
-        ("users", [("role", ASCENDING), ("tenantId", ASCENDING)], {"name": "role_1_tenantId_1"}),
-        (
-            "users",
-            [("idOnTheSource", ASCENDING), ("openidIssuer", ASCENDING), ("tenantId", ASCENDING)],
-            {"name": "idOnTheSource_1_openidIssuer_1_tenantId_1"},
-        ),
-        (
-            "users",
-            [("openidId", ASCENDING), ("openidIssuer", ASCENDING), ("tenantId", ASCENDING)],
-            {
-                "name": "openidId_1_openidIssuer_1_tenantId_1",
-                "unique": True,
-                "partialFilterExpression": {"openidId": {"$exists": True}},
-            },
+        *(
+            _mongoose([field, "tenantId"], unique=True, partialFilterExpression={field: {"$exists": True}})
+            for field in _PROVIDER_IDS
         ),
     ]
-    for field in _PROVIDER_IDS:
-        specs.append(
-            (
-                "users",
-                [(field, ASCENDING), ("tenantId", ASCENDING)],
-                {
-                    "name": f"{field}_1_tenantId_1",
-                    "unique": True,
-                    "partialFilterExpression": {field: {"$exists": True}},
-                },
-            )
-        )
-    return specs
 
 
 def index_specs(audit_retention_days: int) -> list[IndexSpec]:
     """(collection, keys, options) for every index authgate needs."""
     return [
         *librechat_user_indexes(),
-        # authgate's own addition: usernames are unique (stored lower-cased, as LibreChat stores them).
-        (
-            "users",
-            [("username", ASCENDING)],
-            {
-                "unique": True,
-                "name": "authgate_username_unique",
-                "partialFilterExpression": {"username": {"$type": "string", "$gt": ""}},
-            },
-        ),
+        ("auth_usernames", [("user_id", ASCENDING)], {"name": "user_id_1"}),
         ("auth_sessions", [("current_hash", ASCENDING)], {"name": "current_hash_1"}),
         ("auth_sessions", [("user_id", ASCENDING)], {"name": "user_id_1"}),
         ("auth_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
@@ -95,23 +75,28 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
     ]
 
 
-async def _retire_unique_email(db: AsyncDatabase[Document]) -> None:
-    """Earlier authgate made `email_1` unique, which LibreChat's build refuses: the compound unique
-    index takes over first (so uniqueness never lapses), then `email_1` is rebuilt plain."""
+async def _retire_older_user_indexes(db: AsyncDatabase[Document]) -> None:
+    """An older authgate made `email_1` unique and added `authgate_username_unique`, which
+    LibreChat's build refuses or does not know: the compound unique index takes over first (so
+    uniqueness never lapses), then `email_1` is rebuilt plain; the username index goes."""
     users = db.get_collection("users")
     existing = {index["name"]: index async for index in await users.list_indexes()}
-    if not existing.get("email_1", {}).get("unique"):
-        return
-    await users.create_index(
-        [("email", ASCENDING), ("tenantId", ASCENDING)], name="email_1_tenantId_1", unique=True
-    )
-    await users.drop_index("email_1")
-    log.info("index_replaced", collection="users", index="email_1", unique_now="email_1_tenantId_1")
+    if existing.get("email_1", {}).get("unique"):
+        _, keys, options = next(
+            spec for spec in librechat_user_indexes() if spec[2]["name"] == EMAIL_TENANT_INDEX
+        )
+        if EMAIL_TENANT_INDEX not in existing:
+            await users.create_index(keys, **options)
+        await users.drop_index("email_1")
+        log.info("index_replaced", collection="users", index="email_1", unique_now=EMAIL_TENANT_INDEX)
+    if LEGACY_USERNAME_INDEX in existing:
+        await users.drop_index(LEGACY_USERNAME_INDEX)
+        log.info("index_dropped", collection="users", index=LEGACY_USERNAME_INDEX)
 
 
 async def ensure_indexes(db: AsyncDatabase[Document], audit_retention_days: int) -> None:
     async with store_errors():
-        await _retire_unique_email(db)
+        await _retire_older_user_indexes(db)
         for name, keys, options in index_specs(audit_retention_days):
             try:
                 await db.get_collection(name).create_index(keys, **options)

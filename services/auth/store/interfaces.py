@@ -32,6 +32,10 @@ class SessionAdded:
 
 
 class UserRepository(Protocol):
+    def new_key(self) -> object:
+        """A fresh `_id` in LibreChat's form, for a user about to be inserted."""
+        ...
+
     async def find_by_emails(self, forms: list[str]) -> Document | None: ...
     async def find_by_id(self, user_id: str) -> Document | None: ...
     async def username_exists(self, canonical: str) -> bool:
@@ -113,3 +117,20 @@ class RevocationRepository(Protocol):
 class AuditRepository(Protocol):
     async def insert(self, record: Document) -> None: ...
     async def query(self, user_id: str | None, since: dt.datetime | None, limit: int) -> list[Document]: ...
+
+
+class UsernameClaimRepository(Protocol):
+    """One document per canonical username: the store lets one claim of a name win."""
+
+    async def claim(self, name: str, user_key: object, at: dt.datetime) -> bool:
+        """True when this call created the claim; False when the name is already claimed."""
+        ...
+
+    async def holder(self, name: str) -> Document | None: ...
+    async def take_over(
+        self, name: str, held_by: object, held_at: dt.datetime, user_key: object, at: dt.datetime
+    ) -> bool:
+        """Compare-and-set from the claim as read; True when this call took it."""
+        ...
+
+    async def release(self, name: str, user_key: object) -> None: ...

@@ -30,6 +30,9 @@ class MongoUsers:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._c = collection
 
+    def new_key(self) -> object:
+        return ObjectId()
+
     async def find_by_emails(self, forms: list[str]) -> Document | None:
         async with store_errors():
             return await self._c.find_one({"email": {"$in": [text_value(form) for form in forms]}})
