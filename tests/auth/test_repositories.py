@@ -61,14 +61,12 @@ async def test_users_insert_then_find_by_email_forms_and_by_id(store: Store) -> 
     assert await store.users.find_by_emails(["nobody@example.com"]) is None
 
 
-async def test_users_unique_email_and_username_name_the_field(store: Store) -> None:
+async def test_users_unique_email_names_the_field(store: Store) -> None:
+    """Email is unique through LibreChat's {email, tenantId}; usernames are kept unique by claims."""
     await store.users.insert(_user("b@example.com", "bob"))
     with pytest.raises(DuplicateValue) as email:
         await store.users.insert(_user("b@example.com", "other"))
     assert email.value.field == "email"
-    with pytest.raises(DuplicateValue) as username:
-        await store.users.insert(_user("c@example.com", "bob"))
-    assert username.value.field == "username"
     assert [doc["email"] async for doc in store.users.identities()] == ["b@example.com"]
 
 
