@@ -72,6 +72,8 @@ async def test_both_refresh_cookies_stay_signed_in_across_refreshes(auth: AuthAp
             pair.reverse()
         response = await refresh_with(auth, "; ".join([*pair, "token_provider=librechat"]))
         assert response.status_code == 200, response.text
+        # LibreChat's dead cookie at `/` is cleared, so the browser stops sending it.
+        assert cleared(set_cookies(response), "refreshToken", "/"), set_cookies(response)
         token = refresh_value(set_cookies(response))
 
 

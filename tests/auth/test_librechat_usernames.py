@@ -74,7 +74,7 @@ async def test_doctor_reports_mixed_case_duplicates_from_librechat(mongo: Server
         result = run_authgate(env, tmp_path, "doctor")
         assert result.returncode == 1, result.stdout + result.stderr
         assert "username alice: 3 accounts share it" in result.stdout
-        stored = sorted([doc["username"] async for doc in users.find({}, {"username": 1})])
+        stored = sorted([str(doc["username"]) async for doc in users.find({}, {"username": 1})])
         assert stored == ["ALICE", "Alice", "alice"]  # nothing merged or renamed
     finally:
         await client.close()

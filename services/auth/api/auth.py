@@ -28,6 +28,7 @@ from services.auth.api.common import (
 from services.auth.api.cookies import (
     REFRESH_COOKIE_PATH,
     RefusedClearingCookies,
+    clear_librechat_leftover,
     clear_session_cookies,
     refresh_cookie_values,
 )
@@ -269,7 +270,10 @@ async def refresh(request: Request) -> Response:
         raise _refused(_invalid_refresh(), in_body)
     REFRESHES.labels("rotated").inc()
     issued = _access_token(context.tokens, user, session.id, session.epoch)
-    return token_response(request, {"token": issued, "user": public_user(user)}, child, in_body=in_body)
+    response = token_response(request, {"token": issued, "user": public_user(user)}, child, in_body=in_body)
+    if not in_body and len(tokens) > 1:
+        clear_librechat_leftover(context, response)
+    return response
 
 
 def _verified_claims(context: AuthContext, bearer: str | None) -> AccessClaims | None:

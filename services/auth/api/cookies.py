@@ -82,6 +82,14 @@ def clear_session_cookies(context: AuthContext, response: Response) -> None:
         response.delete_cookie(name, path=path, secure=secure, httponly=True, samesite="strict")
 
 
+def clear_librechat_leftover(context: AuthContext, response: Response) -> None:
+    """After a refresh that found authgate's cookie among several: the dead one at `/` goes,
+    so the browser stops sending it (authgate never sets `refreshToken` at `/`)."""
+    response.delete_cookie(
+        REFRESH_COOKIE, path=LIBRECHAT_COOKIE_PATH, secure=_secure(context), httponly=True, samesite="strict"
+    )
+
+
 class RefusedClearingCookies(Exception):
     """A refusal of the browser's refresh cookie: the answer also clears the session cookies."""
 
