@@ -215,6 +215,8 @@ def proxy(nginx: str, prefix: Path) -> Iterator[tuple[int, Seen]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
         for server in servers:
             server.shutdown()
             server.server_close()

@@ -36,6 +36,12 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 12
     raise AssertionError("\n".join(lines))
 
 
+def _close_output(proc: subprocess.Popen[str]) -> None:
+    """The launcher's output pipe is ours to close once it has exited."""
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -72,6 +78,7 @@ def test_make_run_keeps_data_private_and_prints_the_real_urls(tmp_path: Path) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        _close_output(proc)
     # Every child is gone when the launcher returns.
     assert not _listening(auth_port)
     assert not _listening(moderation_port)
@@ -133,6 +140,7 @@ def test_make_run_store_requires_its_generated_password(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+            _close_output(proc)
         assert not _listening(store_port)
 
 
@@ -150,6 +158,7 @@ def test_ctrl_c_then_an_immediate_restart(tmp_path: Path, interrupt_after: str) 
         finally:
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
             proc.wait(timeout=60)
+            _close_output(proc)
         leftovers = subprocess.run(
             ["pgrep", "-g", str(proc.pid)], capture_output=True, text=True, check=False
         ).stdout.split()
@@ -161,3 +170,4 @@ def test_ctrl_c_then_an_immediate_restart(tmp_path: Path, interrupt_after: str) 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        _close_output(proc)
