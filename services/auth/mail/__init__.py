@@ -1,0 +1,1 @@
+"""Outgoing mail: LibreChat's EMAIL_* settings and an SMTP transport (aiosmtplib)."""
