@@ -30,8 +30,13 @@ PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
 def clean_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A subprocess environment: the pass-through basics plus exactly `env`."""
+    """A subprocess environment: the pass-through basics plus exactly `env`.
+
+    `make coverage` follows subprocesses through coverage.py's own COVERAGE_* variables, which
+    pass through too (they configure nothing of the service).
+    """
     result = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
+    result.update({name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")})
     result.update(env)
     return result
 

@@ -13,3 +13,8 @@ BREACH_CHECK_FAILURES = Counter(
     "authgate_password_breach_check_failures",
     "Breached-password range checks that failed (the password was accepted: the check fails open)",
 )
+MAILS = Counter(
+    "authgate_mail_deliveries_total",
+    "Outbox delivery attempts by outcome (sent, retry, dead, expired, unreadable)",
+    ["outcome"],
+)

@@ -5,6 +5,7 @@ from services.auth.store.errors import DuplicateValue, StoreFailure, store_error
 from services.auth.store.interfaces import (
     AuditRepository,
     Document,
+    OutboxRepository,
     RevocationRepository,
     SessionAdded,
     SessionRepository,
@@ -18,6 +19,7 @@ __all__ = [
     "AuditRepository",
     "Document",
     "DuplicateValue",
+    "OutboxRepository",
     "RevocationRepository",
     "SessionAdded",
     "SessionRepository",

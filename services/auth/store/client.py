@@ -16,6 +16,7 @@ from pymongo.write_concern import WriteConcern
 from services.auth.store.indexes import ensure_indexes
 from services.auth.store.interfaces import Document
 from services.auth.store.mongo_audit import MongoAudit
+from services.auth.store.mongo_outbox import MongoOutbox
 from services.auth.store.mongo_revocations import MongoRevocations
 from services.auth.store.mongo_sessions import MongoSessions
 from services.auth.store.mongo_user_state import MongoUserState
@@ -52,6 +53,7 @@ class Store:
         self.user_state = MongoUserState(journaled("auth_user_state"))
         self.audit = MongoAudit(self.db.get_collection("auth_audit"))
         self.usernames = MongoUsernameClaims(journaled("auth_usernames"))
+        self.outbox = MongoOutbox(journaled("auth_outbox"))
 
     async def close(self) -> None:
         await self._client.close()

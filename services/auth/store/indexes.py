@@ -60,6 +60,9 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
     return [
         *librechat_user_indexes(),
         ("auth_usernames", [("user_id", ASCENDING)], {"name": "user_id_1"}),
+        ("auth_outbox", [("next_attempt_at", ASCENDING)], {"name": "next_attempt_at_1"}),
+        # An entry goes with its token; a day's margin keeps dead letters visible to mail-queue.
+        ("auth_outbox", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 86400}),
         ("auth_sessions", [("current_hash", ASCENDING)], {"name": "current_hash_1"}),
         ("auth_sessions", [("user_id", ASCENDING)], {"name": "user_id_1"}),
         ("auth_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
