@@ -131,10 +131,12 @@ def create_app(settings: AuthSettings) -> Starlette:
         client = context.protection.client
         client.on_user_ban(lambda user_id, ban: _revoke_banned_user(context, user_id, ban))
         await client.start()
+        context.outbox.start()  # only when mail is configured
         log.info("auth_started", env=settings.env, host=settings.host, port=settings.port)
         try:
             yield
         finally:
+            await context.outbox.stop()
             await client.aclose()
             await context.revocations.stop()
             context.accounts.hasher.close()

@@ -29,6 +29,8 @@ from services.auth.accounts import (
     public_user,
     user_id_of,
 )
+from services.auth.cli_mail import MailQueueError
+from services.auth.cli_mail import add_commands as add_mail_commands
 from services.auth.cli_moderation import ModerationCliError
 from services.auth.cli_moderation import add_commands as add_moderation_commands
 from services.auth.context import AuthContext, build_context
@@ -268,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate-secrets", help="print fresh JWT_SECRET / JWT_REFRESH_SECRET")
     p.set_defaults(plain_command=generate_secrets)
     add_moderation_commands(sub)
+    add_mail_commands(sub)
     return parser
 
 
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
             args.plain_command(args)
         else:
             asyncio.run(run_store_command(getattr(args, "store_command", None), args))
-    except (CliError, ModerationCliError) as exc:
+    except (CliError, ModerationCliError, MailQueueError) as exc:
         print(f"authgate: {exc}", file=sys.stderr)
         raise SystemExit(exc.code) from None
     except (ApiError, DomainError) as exc:

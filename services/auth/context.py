@@ -12,6 +12,8 @@ from services.auth.audit import AuditTrail
 from services.auth.breach import BreachCheck
 from services.auth.devices import DeviceCookies
 from services.auth.keys import load_key_ring
+from services.auth.mail.outbox import Outbox
+from services.auth.mail.sealing import BodySealer
 from services.auth.moderation_client import ModerationClient
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection
@@ -32,6 +34,7 @@ class AuthContext:
     tokens: AccessTokens
     revocations: RevocationCache
     protection: Protection
+    outbox: Outbox
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -80,4 +83,5 @@ def build_context(settings: AuthSettings) -> AuthContext:
         tokens=AccessTokens(ring, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms),
         revocations=revocations,
         protection=protection,
+        outbox=Outbox(store.outbox, BodySealer(settings.jwt_refresh_secret), settings.mail),
     )

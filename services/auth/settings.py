@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from services.auth.mail.settings import MailSettings, load_mail_settings
 from services.auth.moderation_client import ModerationClientSettings, load_moderation_client_settings
 from services.auth.store.uri import checked_mongo_uri
 from shared.config import (
@@ -71,6 +72,7 @@ class AuthSettings:
     app_title: str = "authgate"
     openid_button_label: str = "Continue with OpenID"
     openid_image_url: str | None = None
+    mail: MailSettings = field(default_factory=MailSettings)
     client_ip: ClientIPResolver = field(default_factory=ClientIPResolver)
     mongo_timeout_ms: int = 2000
     mongo_db: str | None = None
@@ -180,6 +182,12 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         openid_button_label=env.string("OPENID_BUTTON_LABEL", "Continue with OpenID")
         or "Continue with OpenID",
         openid_image_url=env.string("OPENID_IMAGE_URL"),
+        mail=load_mail_settings(
+            env,
+            env.string("APP_TITLE") or "authgate",
+            env.string("DOMAIN_CLIENT"),
+            env.string("DOMAIN_SERVER"),
+        ),
         client_ip=proxy_settings(trusted, hops),
         mongo_timeout_ms=env.duration_ms("MONGO_TIMEOUT", "2000"),
         mongo_db=env.string("MONGO_DB"),

@@ -148,6 +148,21 @@ class Outbox:
         MAILS.labels("retry").inc()
         log.info("mail_retry", entry=entry_id, kind=entry.get("kind"), attempts=attempts, error=str(exc))
 
+    # The operator's view (`authgate mail-queue`): never a body -----------------------------------
+
+    async def listing(self, limit: int = 200) -> list[Document]:
+        return await self._entries.listing(limit)
+
+    async def requeue(self, entry_id: str) -> bool:
+        """A dead letter back to pending, attempts from zero; False when there is none to retry."""
+        done = await self._entries.requeue(entry_id, self._clock())
+        if done:
+            self._wake.set()
+        return done
+
+    async def drop(self, entry_id: str) -> bool:
+        return await self._entries.drop(entry_id)
+
     def _message_id(self, entry_id: str) -> str:
         domain = (self.settings.sender or "authgate").rpartition("@")[2] or "authgate"
         return f"<{entry_id}@{domain}>"
