@@ -54,6 +54,7 @@ def test_well_known_services_map_to_host_port_and_encryption() -> None:
         ("EMAIL_ENCRYPTION", {"EMAIL_HOST": "h", "EMAIL_USERNAME": "u", "EMAIL_PASSWORD": "p"}),
         ("MAILGUN_API_KEY", {"MAILGUN_API_KEY": "key"}),
         ("DOMAIN_CLIENT", {"EMAIL_HOST": "h", "EMAIL_FROM": "a@example.com"}),
+        ("EMAIL_TEMPLATES_DIR", {"EMAIL_TEMPLATES_DIR": "/nonexistent/templates"}),
     ],
 )
 def test_half_or_unsafe_mail_settings_name_the_variable(name: str, variables: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ over a connection without TLS, so they require `tls` or `starttls`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from shared.config import ConfigError, Env
@@ -43,6 +44,7 @@ class MailSettings:
     password: str | None = None
     sender: str | None = None
     sender_name: str = "authgate"
+    templates_dir: str | None = None
 
     @property
     def configured(self) -> bool:
@@ -92,9 +94,16 @@ def load_mail_settings(
         password=password,
         sender=env.string("EMAIL_FROM"),
         sender_name=env.string("EMAIL_FROM_NAME") or app_title,
+        templates_dir=_templates_dir(env.string("EMAIL_TEMPLATES_DIR")),
     )
     if settings.configured and not (domain_client and domain_server):
         raise ConfigError(
             "DOMAIN_CLIENT", "and DOMAIN_SERVER are required when mail is configured (links in mails)"
         )
     return settings
+
+
+def _templates_dir(value: str | None) -> str | None:
+    if value and not Path(value).is_dir():
+        raise ConfigError("EMAIL_TEMPLATES_DIR", f"is not a directory: {value}")
+    return value
