@@ -5,6 +5,7 @@ from services.auth.store.errors import DuplicateValue, StoreFailure, store_error
 from services.auth.store.interfaces import (
     AuditRepository,
     Document,
+    OneTimeTokenRepository,
     OutboxRepository,
     RevocationRepository,
     SessionAdded,
@@ -19,6 +20,7 @@ __all__ = [
     "AuditRepository",
     "Document",
     "DuplicateValue",
+    "OneTimeTokenRepository",
     "OutboxRepository",
     "RevocationRepository",
     "SessionAdded",

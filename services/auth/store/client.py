@@ -19,6 +19,7 @@ from services.auth.store.mongo_audit import MongoAudit
 from services.auth.store.mongo_outbox import MongoOutbox
 from services.auth.store.mongo_revocations import MongoRevocations
 from services.auth.store.mongo_sessions import MongoSessions
+from services.auth.store.mongo_tokens import MongoOneTimeTokens
 from services.auth.store.mongo_user_state import MongoUserState
 from services.auth.store.mongo_usernames import MongoUsernameClaims
 from services.auth.store.mongo_users import MongoUsers
@@ -54,6 +55,7 @@ class Store:
         self.audit = MongoAudit(self.db.get_collection("auth_audit"))
         self.usernames = MongoUsernameClaims(journaled("auth_usernames"))
         self.outbox = MongoOutbox(journaled("auth_outbox"))
+        self.tokens = MongoOneTimeTokens(journaled("auth_tokens"))
 
     async def close(self) -> None:
         await self._client.close()

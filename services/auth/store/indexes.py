@@ -61,6 +61,9 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
         *librechat_user_indexes(),
         ("auth_usernames", [("user_id", ASCENDING)], {"name": "user_id_1"}),
         ("auth_outbox", [("next_attempt_at", ASCENDING)], {"name": "next_attempt_at_1"}),
+        ("auth_tokens", [("kind", ASCENDING), ("user_id", ASCENDING)], {"name": "kind_1_user_id_1"}),
+        # Housekeeping only: expiry is checked in code when a token is used.
+        ("auth_tokens", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
         # An entry goes with its token; a day's margin keeps dead letters visible to mail-queue.
         ("auth_outbox", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 86400}),
         ("auth_sessions", [("current_hash", ASCENDING)], {"name": "current_hash_1"}),

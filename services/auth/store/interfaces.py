@@ -159,3 +159,15 @@ class OutboxRepository(Protocol):
 
     async def requeue(self, entry_id: str, at: dt.datetime) -> bool: ...
     async def drop(self, entry_id: str) -> bool: ...
+
+
+class OneTimeTokenRepository(Protocol):
+    """Hashes of single-use tokens (verification, reset): the raw token is never stored."""
+
+    async def replace(self, kind: str, user_id: str, token_hash: str, expires_at: dt.datetime) -> None:
+        """Store a new token, and drop every older one of this kind for this user."""
+        ...
+
+    async def consume(self, kind: str, token_hash: str, user_id: str | None) -> Document | None:
+        """Remove and return the matching token in one atomic step (for `user_id` when given)."""
+        ...
