@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     INVALID_TOKEN = "invalid_token"
     INVALID_CREDENTIALS = "invalid_credentials"
     INVALID_REFRESH_TOKEN = "invalid_refresh_token"
+    INVALID_VERIFICATION_TOKEN = "invalid_verification_token"
+    EMAIL_NOT_VERIFIED = "email_not_verified"
     TWO_FACTOR_REQUIRED = "2fa_required"
     REGISTRATION_DISABLED = "registration_disabled"
     EMAIL_LOGIN_DISABLED = "email_login_disabled"
@@ -116,6 +118,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_TOKEN: 401,
     ErrorCode.INVALID_CREDENTIALS: 401,
     ErrorCode.INVALID_REFRESH_TOKEN: 401,
+    ErrorCode.INVALID_VERIFICATION_TOKEN: 400,
+    ErrorCode.EMAIL_NOT_VERIFIED: 422,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.INSUFFICIENT_SCOPE: 403,
     ErrorCode.ORIGIN_REFUSED: 403,

@@ -326,6 +326,10 @@ class Accounts:
             raise DomainError(ErrorCode.NOT_FOUND, "User not found.")
         return updated
 
+    async def mark_email_verified(self, user: Document) -> None:
+        await self._users.set_email_verified(user["_id"])
+        user["emailVerified"] = True
+
     async def delete(self, user: Document) -> None:
         """The user's state document stays as a small tombstone: its epochs must never go back,
         or a login checked before the deletion could create a session that looks current."""

@@ -14,7 +14,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.auth import metrics
-from services.auth.api import auth, cookies, health, introspect, refusals, sessions, user, wellknown
+from services.auth.api import (
+    auth,
+    cookies,
+    health,
+    introspect,
+    refusals,
+    sessions,
+    user,
+    verification,
+    wellknown,
+)
 from services.auth.api.openapi import openapi
 from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
 from services.auth.context import AuthContext, build_context
@@ -106,6 +116,8 @@ def routes() -> list[Route]:
         Route("/api/auth/sessions/{session_id}", sessions.revoke_session, methods=["DELETE"]),
         Route("/api/user", user.current_user, methods=["GET"]),
         Route("/api/config", user.config, methods=["GET"]),
+        Route("/api/user/verify", verification.verify_email, methods=["POST"]),
+        Route("/api/user/verify/resend", verification.resend_verification, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

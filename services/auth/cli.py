@@ -195,6 +195,14 @@ async def reset_password(context: AuthContext, args: argparse.Namespace) -> None
     out(f"password reset for {user['email']}; revoked {revoked} session(s)")
 
 
+async def verify_email(context: AuthContext, args: argparse.Namespace) -> None:
+    """Mark an address verified without a mail (an operator vouches for it)."""
+    user = await require_user(context, args.email)
+    await context.accounts.mark_email_verified(user)
+    await context.audit.record("cli_verify_email", user_id=user_id_of(user), actor=ACTOR)
+    out(f"{user['email']} is verified")
+
+
 async def doctor(context: AuthContext, args: argparse.Namespace) -> None:
     """Report accounts that share a canonical email or username; exit 1 if any, merge nothing."""
     groups = await context.accounts.look_alikes()
@@ -263,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.set_defaults(store_command=reset_password)
+
+    p = sub.add_parser("verify-email", help="mark a user's email address verified")
+    p.add_argument("email")
+    p.set_defaults(store_command=verify_email)
 
     p = sub.add_parser("doctor", help="report accounts sharing a canonical email or username")
     p.set_defaults(store_command=doctor)

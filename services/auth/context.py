@@ -5,16 +5,20 @@ Kept apart from the HTTP app so the CLI builds the same objects without importin
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from services.auth.accounts import Accounts
 from services.auth.audit import AuditTrail
 from services.auth.breach import BreachCheck
 from services.auth.devices import DeviceCookies
+from services.auth.email_verification import EmailVerification, VerificationSettings
 from services.auth.keys import load_key_ring
 from services.auth.mail.outbox import Outbox
 from services.auth.mail.sealing import BodySealer
+from services.auth.mail.templates import MailTemplates
 from services.auth.moderation_client import ModerationClient
+from services.auth.one_time_tokens import OneTimeTokens
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection
 from services.auth.revocations import RevocationCache
@@ -35,6 +39,7 @@ class AuthContext:
     revocations: RevocationCache
     protection: Protection
     outbox: Outbox
+    verification: EmailVerification
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -74,14 +79,29 @@ def build_context(settings: AuthSettings) -> AuthContext:
     sessions.epoch_listeners.append(revocations.add_epoch)
     devices = DeviceCookies(settings.jwt_refresh_secret, settings.refresh_token_expiry_ms, store.user_state)
     protection = Protection(ModerationClient(settings.moderation), devices, settings.jwt_refresh_secret)
+    accounts = Accounts(store.users, store.user_state, store.usernames, hasher, policy, audit)
+    outbox = Outbox(store.outbox, BodySealer(settings.jwt_refresh_secret), settings.mail)
+    verification = EmailVerification(
+        accounts,
+        OneTimeTokens(store.tokens),
+        outbox,
+        MailTemplates(settings.mail.templates_dir),
+        audit,
+        VerificationSettings(
+            settings.app_title,
+            settings.domain_client or "",
+            dt.timedelta(milliseconds=settings.email_verification_expiry_ms),
+        ),
+    )
     return AuthContext(
         settings=settings,
         store=store,
         audit=audit,
-        accounts=Accounts(store.users, store.user_state, store.usernames, hasher, policy, audit),
+        accounts=accounts,
         sessions=sessions,
         tokens=AccessTokens(ring, settings.jwt_issuer, settings.jwt_audience, settings.session_expiry_ms),
         revocations=revocations,
         protection=protection,
-        outbox=Outbox(store.outbox, BodySealer(settings.jwt_refresh_secret), settings.mail),
+        outbox=outbox,
+        verification=verification,
     )

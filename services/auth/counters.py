@@ -15,6 +15,6 @@ BREACH_CHECK_FAILURES = Counter(
 )
 MAILS = Counter(
     "authgate_mail_deliveries_total",
-    "Outbox delivery attempts by outcome (sent, retry, dead, expired, unreadable)",
+    "Outbox delivery attempts by outcome (sent, retry, dead, expired, unreadable, suppressed)",
     ["outcome"],
 )

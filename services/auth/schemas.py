@@ -26,6 +26,23 @@ class RegisterRequest(BaseModel):
     confirm_password: StrictStr = Field(max_length=4096)
 
 
+class VerifyEmailRequest(BaseModel):
+    model_config = _STRICT
+    email: StrictStr = Field(min_length=1, max_length=254)
+    token: StrictStr = Field(min_length=1, max_length=256)
+
+
+class EmailRequest(BaseModel):
+    model_config = _STRICT
+    email: StrictStr = Field(min_length=1, max_length=254)
+
+
+class StatusMessageResponse(BaseModel):
+    model_config = _OUT
+    message: str
+    status: str
+
+
 class LoginRequest(BaseModel):
     model_config = _STRICT
     email: StrictStr = Field(min_length=1, max_length=254)

@@ -73,6 +73,8 @@ class AuthSettings:
     openid_button_label: str = "Continue with OpenID"
     openid_image_url: str | None = None
     mail: MailSettings = field(default_factory=MailSettings)
+    email_verification_expiry_ms: int = 1000 * 60 * 60 * 24
+    allow_unverified_email_login: bool = True
     client_ip: ClientIPResolver = field(default_factory=ClientIPResolver)
     mongo_timeout_ms: int = 2000
     mongo_db: str | None = None
@@ -137,6 +139,8 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
     mode = environment(env)
     development = mode == DEVELOPMENT
     jwt_secret, jwt_refresh_secret = _jwt_secrets(env, root, development)
+    title = env.string("APP_TITLE") or "authgate"
+    mail = load_mail_settings(env, title, env.string("DOMAIN_CLIENT"), env.string("DOMAIN_SERVER"))
     trusted = env.networks("TRUSTED_PROXIES")
     hops = env.integer("TRUST_PROXY", 0, minimum=0)
     min_length = env.integer("MIN_PASSWORD_LENGTH", 15, minimum=1)
@@ -182,12 +186,10 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         openid_button_label=env.string("OPENID_BUTTON_LABEL", "Continue with OpenID")
         or "Continue with OpenID",
         openid_image_url=env.string("OPENID_IMAGE_URL"),
-        mail=load_mail_settings(
-            env,
-            env.string("APP_TITLE") or "authgate",
-            env.string("DOMAIN_CLIENT"),
-            env.string("DOMAIN_SERVER"),
-        ),
+        mail=mail,
+        email_verification_expiry_ms=env.duration_ms("EMAIL_VERIFICATION_EXPIRY", "1000 * 60 * 60 * 24"),
+        # Without mail nobody can verify an address, so unverified accounts may log in by default.
+        allow_unverified_email_login=env.boolean("ALLOW_UNVERIFIED_EMAIL_LOGIN", not mail.configured),
         client_ip=proxy_settings(trusted, hops),
         mongo_timeout_ms=env.duration_ms("MONGO_TIMEOUT", "2000"),
         mongo_db=env.string("MONGO_DB"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -70,19 +72,25 @@ async def register(request: Request) -> Response:
     password = await context.accounts.checked_password(body.password, [email, username or "", name])
     if username is not None and await context.accounts.username_exists(username):
         raise ApiError(409, ErrorCode.USERNAME_TAKEN, "That username is taken.")
+    verification = context.verification
     try:
-        user = await context.accounts.create(
-            NewUser(email=email, name=name, username=username, password=password)
-        )
+        # Without mail nobody can prove an address: accounts start verified, as in LibreChat.
+        new = NewUser(email=email, name=name, username=username, password=password)
+        user = await context.accounts.create(replace(new, email_verified=not verification.enabled))
     except UsernameTaken:
         raise ApiError(409, ErrorCode.USERNAME_TAKEN, "That username is taken.") from None
     except EmailTaken:
-        # Same answer as a new registration: an existing address is never revealed.
+        # Same answer as a new registration: an existing address is never revealed; its owner
+        # is told by mail instead.
         REGISTRATIONS.labels("existing_email").inc()
         await context.audit.record("register_existing_email", ip=ip, outcome="ignored")
+        if verification.enabled:
+            await verification.notify_existing(email)
     else:
         REGISTRATIONS.labels("created").inc()
         await context.audit.record("register", user_id=user_id_of(user), ip=ip)
+        if verification.enabled:
+            await verification.send(user)
     return JSONResponse({"message": REGISTER_MESSAGE}, headers=NO_STORE)
 
 
@@ -121,6 +129,11 @@ async def login(request: Request) -> Response:
         LOGINS.labels("banned").inc()
         await context.audit.record("login_banned", user_id=user_id_of(user), ip=ip, outcome="refused")
         raise banned_error(ban)
+    if user.get("emailVerified") is not True and not context.settings.allow_unverified_email_login:
+        # Only after the correct password: an unknown address and a wrong password stay 401.
+        LOGINS.labels("email_not_verified").inc()
+        await context.audit.record("login_unverified", user_id=user_id_of(user), ip=ip, outcome="refused")
+        raise ApiError(422, ErrorCode.EMAIL_NOT_VERIFIED, "Verify your email address before logging in.")
     if user.get("twoFactorEnabled") is True:
         # LibreChat's two-factor accounts: a password alone never opens them, and until a second
         # factor can be checked here they are told so (only after the correct password).

@@ -76,6 +76,20 @@ OPERATIONS = [
         security=BEARER,
     ),
     Operation("/api/config", "GET", "Public login configuration", {200: s.ConfigResponse, 403: E}),
+    Operation(
+        "/api/user/verify",
+        "POST",
+        "Verify an email address with the token from its mail",
+        {200: s.StatusMessageResponse, 400: E, 403: E, 413: E, 415: E, 422: E, 503: E},
+        body=s.VerifyEmailRequest,
+    ),
+    Operation(
+        "/api/user/verify/resend",
+        "POST",
+        "Mail a new verification link (the same answer for every address)",
+        {200: s.StatusMessageResponse, 400: E, 403: E, 413: E, 415: E, 422: E, 503: E},
+        body=s.EmailRequest,
+    ),
     Operation("/.well-known/jwks.json", "GET", "Public signing keys (empty in HS256 mode)", {200: s.Jwks}),
     Operation(
         "/api/auth/introspect",

@@ -27,7 +27,8 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
     """Every field of LibreChat's pre-login config, with values true to authgate's configuration.
 
     Sign-in providers authgate does not offer yet are reported off whatever their variables say,
-    so LibreChat's login page never shows a button that cannot work.
+    so LibreChat's login page never shows a button that cannot work; `emailEnabled` is whether
+    mail is configured (verification mails are sent).
     """
     payload: dict[str, Any] = {
         "appTitle": settings.app_title,
@@ -46,7 +47,7 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
         "registrationEnabled": settings.allow_registration,
         "socialLoginEnabled": settings.allow_social_login,
         "socialRegistrationEnabled": settings.allow_social_registration,
-        "emailEnabled": False,
+        "emailEnabled": settings.mail.configured,
         "passwordResetEnabled": False,
         "minPasswordLength": settings.min_password_length,
         "socialLogins": DEFAULT_SOCIAL_LOGINS,

@@ -44,6 +44,8 @@ class OutgoingMail:
     text: str
     html: str | None
     expires_at: dt.datetime  # when its token (or its point) has passed: never sent after
+    # Queued only so an unknown address costs the request the same work as a known one.
+    suppress: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Outbox:
                 "next_attempt_at": now,
                 "lease_until": now,
                 "expires_at": mail.expires_at,
+                "suppress": mail.suppress,
             }
         )
         self._wake.set()
@@ -108,6 +111,10 @@ class Outbox:
         if entry is None:
             return False
         entry_id, attempts = str(entry["_id"]), int(entry.get("attempts", 0)) + 1
+        if entry.get("suppress"):
+            await self._entries.skipped(entry_id, now)
+            MAILS.labels("suppressed").inc()
+            return True
         expires = entry.get("expires_at")
         if isinstance(expires, dt.datetime) and expires <= now:
             await self._entries.dead(

@@ -35,6 +35,13 @@ class MongoOutbox:
                 {"$set": {"state": "sent", "sent_at": at}, "$unset": {"body": ""}},
             )
 
+    async def skipped(self, entry_id: str, at: dt.datetime) -> None:
+        async with store_errors():
+            await self._c.update_one(
+                {"_id": text_value(entry_id)},
+                {"$set": {"state": "skipped", "sent_at": at}, "$unset": {"body": ""}},
+            )
+
     async def retry_later(self, entry_id: str, attempts: int, at: dt.datetime, error: str) -> None:
         async with store_errors():
             await self._c.update_one(

@@ -73,6 +73,10 @@ class MongoUsers:
                 return_document=ReturnDocument.AFTER,
             )
 
+    async def set_email_verified(self, key: object) -> None:
+        async with store_errors():
+            await self._c.update_one({"_id": key}, {"$set": {"emailVerified": True, "updatedAt": _now()}})
+
     async def delete(self, key: object) -> None:
         async with store_errors():
             await self._c.delete_one({"_id": key})
