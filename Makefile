@@ -31,8 +31,10 @@ test-fast: install tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
 
 ## The whole suite under coverage (services run as subprocesses are followed); fails under the floor.
+# Services run in scratch directories: an absolute data file keeps their measurements.
+coverage: export COVERAGE_FILE = $(CURDIR)/.coverage-data/coverage
 coverage: install tools
-	rm -rf .coverage-data
+	rm -rf .coverage-data && mkdir -p .coverage-data
 	$(BIN)/coverage run -m pytest -q -p no:cacheprovider
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
