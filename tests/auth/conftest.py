@@ -19,9 +19,10 @@ import pytest
 
 from harness import STRONG_PASSWORD, Server, clean_env, mongo_uri, registration, shared_moderation, start_auth
 from harness.inprocess import CLIENT_IP, InProcessApp
+from harness.smtp import SmtpServer, start_smtp
 from services.auth.app import create_app
 from services.auth.settings import AuthSettings, load_settings
-from services.auth.store import Document
+from services.auth.store import Document, Store
 from shared.config import Env
 
 # Re-exported: the auth tests import these from here.
@@ -97,4 +98,26 @@ def auth_service(mongo: Server, tmp_path: Path) -> Iterator[Callable[..., Server
 
     yield start
     for server in started:
+        server.stop()
+
+
+@pytest.fixture
+async def fresh_store(mongo: Server) -> AsyncIterator[Store]:
+    """Auth's repositories on a database of their own, indexes created, dropped afterwards."""
+    created = Store(mongo_uri(mongo.port, f"store_{secrets.token_hex(4)}"))
+    await created.ensure_indexes(audit_retention_days=30)
+    try:
+        yield created
+    finally:
+        await created.db.client.drop_database(created.db.name)
+        await created.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A plain SMTP server (aiosmtpd) of this test's own, keeping what it receives."""
+    server = start_smtp("plain")
+    try:
+        yield server
+    finally:
         server.stop()

@@ -5,7 +5,7 @@ and registration never tell whether an address has an account."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,20 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from harness import Server, eventually, run_authgate
-from harness.smtp import Received, SmtpServer, start_smtp
+from harness.smtp import Received, SmtpServer
 from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
 
 CLIENT = "https://chat.example.com"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = start_smtp("plain")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def mail_env(smtp: SmtpServer) -> dict[str, str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from harness import Server, free_port, mongo_uri
+from harness import free_port
+from harness.clocks import ManualClock
 from harness.smtp import SmtpServer, start_smtp
 from services.auth.mail.outbox import Outbox, OutgoingMail, RetryPolicy
 from services.auth.mail.sealing import BodySealer
@@ -20,47 +20,22 @@ from services.auth.store import Store
 SECRET = secrets.token_hex(32)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @pytest.fixture
-async def store(mongo: Server) -> AsyncIterator[Store]:
-    created = Store(mongo_uri(mongo.port, f"outbox_{secrets.token_hex(4)}"))
-    await created.ensure_indexes(audit_retention_days=30)
-    try:
-        yield created
-    finally:
-        await created.db.client.drop_database(created.db.name)
-        await created.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = start_smtp("plain")
-    try:
-        yield server
-    finally:
-        server.stop()
+def store(fresh_store: Store) -> Store:
+    """Auth's repositories on a database of this test's own (tests/auth/conftest.py)."""
+    return fresh_store
 
 
 def settings_for(port: int) -> MailSettings:
     return MailSettings(host="127.0.0.1", port=port, sender="noreply@example.com", sender_name="Acme")
 
 
-def outbox(store: Store, port: int, clock: Clock, secret: str = SECRET, attempts: int = 8) -> Outbox:
+def outbox(store: Store, port: int, clock: ManualClock, secret: str = SECRET, attempts: int = 8) -> Outbox:
     policy = RetryPolicy(max_attempts=attempts, first_delay_s=5, max_delay_s=60, lease_s=60)
     return Outbox(store.outbox, BodySealer(secret), settings_for(port), policy=policy, clock=clock)
 
 
-def mail(clock: Clock, text: str = "your link: https://x/verify?token=SECRET-TOKEN") -> OutgoingMail:
+def mail(clock: ManualClock, text: str = "your link: https://x/verify?token=SECRET-TOKEN") -> OutgoingMail:
     return OutgoingMail(
         kind="verify_email",
         to="user@example.com",
@@ -80,7 +55,7 @@ async def raw(store: Store, entry_id: str) -> dict[str, Any]:
 async def test_a_mail_is_stored_sealed_then_sent_once_with_its_entry_as_message_id(
     store: Store, smtp: SmtpServer
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     box = outbox(store, smtp.port, clock)
     entry_id = await box.enqueue(mail(clock))
     stored = await raw(store, entry_id)
@@ -96,7 +71,7 @@ async def test_a_mail_is_stored_sealed_then_sent_once_with_its_entry_as_message_
 
 
 async def test_an_smtp_outage_backs_off_and_the_mail_arrives_when_it_returns(store: Store) -> None:
-    clock = Clock()
+    clock = ManualClock()
     port = free_port()
     box = outbox(store, port, clock)
     entry_id = await box.enqueue(mail(clock))
@@ -118,7 +93,7 @@ async def test_an_smtp_outage_backs_off_and_the_mail_arrives_when_it_returns(sto
 async def test_a_permanent_refusal_is_a_dead_letter_that_can_be_retried(
     store: Store, smtp: SmtpServer
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     box = outbox(store, smtp.port, clock)
     entry_id = await box.enqueue(mail(clock))
     smtp.sink.refuse = "550 5.1.1 no such mailbox"
@@ -134,7 +109,7 @@ async def test_a_permanent_refusal_is_a_dead_letter_that_can_be_retried(
 
 
 async def test_too_many_temporary_failures_end_as_a_dead_letter(store: Store, smtp: SmtpServer) -> None:
-    clock = Clock()
+    clock = ManualClock()
     box = outbox(store, smtp.port, clock, attempts=3)
     entry_id = await box.enqueue(mail(clock))
     smtp.sink.refuse = "451 4.3.0 try later"
@@ -147,7 +122,7 @@ async def test_too_many_temporary_failures_end_as_a_dead_letter(store: Store, sm
 
 
 async def test_an_entry_past_its_expiry_is_never_sent(store: Store, smtp: SmtpServer) -> None:
-    clock = Clock()
+    clock = ManualClock()
     box = outbox(store, smtp.port, clock)
     entry_id = await box.enqueue(mail(clock))
     clock.advance(3601)
@@ -157,9 +132,11 @@ async def test_an_entry_past_its_expiry_is_never_sent(store: Store, smtp: SmtpSe
     assert smtp.sink.received == []
 
 
-async def test_a_claimed_entry_is_leased_and_resumed_after_a_crash(store: Store, smtp: SmtpServer) -> None:
+async def test_a_claimed_entry_is_leased_and_resumed_after_a_crash(
+    store: Store, smtp: SmtpServer
+) -> None:
     """A process that claimed an entry and died: the lease runs out, another process sends it."""
-    clock = Clock()
+    clock = ManualClock()
     first, second = outbox(store, smtp.port, clock), outbox(store, smtp.port, clock)
     entry_id = await first.enqueue(mail(clock))
     claimed = await store.outbox.claim_due(clock.now, clock.now + dt.timedelta(seconds=60))
@@ -171,7 +148,7 @@ async def test_a_claimed_entry_is_leased_and_resumed_after_a_crash(store: Store,
 
 
 async def test_a_body_sealed_under_another_secret_is_never_sent(store: Store, smtp: SmtpServer) -> None:
-    clock = Clock()
+    clock = ManualClock()
     entry_id = await outbox(store, smtp.port, clock, secret="other-" + SECRET).enqueue(mail(clock))
     assert await outbox(store, smtp.port, clock).deliver_one()
     entry = await raw(store, entry_id)

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 
-from harness import Server, mongo_uri
+from harness.clocks import ManualClock
 from services.auth.one_time_tokens import PASSWORD_RESET, VERIFY_EMAIL, OneTimeTokens, token_hash
 from services.auth.store import Store
 
 HOUR = dt.timedelta(hours=1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 @pytest.fixture
-async def store(mongo: Server) -> AsyncIterator[Store]:
-    created = Store(mongo_uri(mongo.port, f"tokens_{secrets.token_hex(4)}"))
-    await created.ensure_indexes(audit_retention_days=30)
-    try:
-        yield created
-    finally:
-        await created.db.client.drop_database(created.db.name)
-        await created.close()
+def store(fresh_store: Store) -> Store:
+    """Auth's repositories on a database of this test's own (tests/auth/conftest.py)."""
+    return fresh_store
 
 
 async def test_a_token_is_stored_as_a_hash_and_used_once(store: Store) -> None:
@@ -46,7 +31,7 @@ async def test_a_token_is_stored_as_a_hash_and_used_once(store: Store) -> None:
 
 
 async def test_expiry_is_checked_in_code(store: Store) -> None:
-    clock = Clock()
+    clock = ManualClock()
     tokens = OneTimeTokens(store.tokens, clock)
     issued = await tokens.issue(PASSWORD_RESET, "u1", HOUR)
     clock.now += HOUR + dt.timedelta(seconds=1)
