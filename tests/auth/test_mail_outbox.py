@@ -132,9 +132,7 @@ async def test_an_entry_past_its_expiry_is_never_sent(store: Store, smtp: SmtpSe
     assert smtp.sink.received == []
 
 
-async def test_a_claimed_entry_is_leased_and_resumed_after_a_crash(
-    store: Store, smtp: SmtpServer
-) -> None:
+async def test_a_claimed_entry_is_leased_and_resumed_after_a_crash(store: Store, smtp: SmtpServer) -> None:
     """A process that claimed an entry and died: the lease runs out, another process sends it."""
     clock = ManualClock()
     first, second = outbox(store, smtp.port, clock), outbox(store, smtp.port, clock)
