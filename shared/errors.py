@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     INVALID_CREDENTIALS = "invalid_credentials"
     INVALID_REFRESH_TOKEN = "invalid_refresh_token"
     INVALID_VERIFICATION_TOKEN = "invalid_verification_token"
+    INVALID_RESET_TOKEN = "invalid_reset_token"
+    PASSWORD_RESET_DISABLED = "password_reset_disabled"
     EMAIL_NOT_VERIFIED = "email_not_verified"
     TWO_FACTOR_REQUIRED = "2fa_required"
     REGISTRATION_DISABLED = "registration_disabled"
@@ -119,6 +121,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_CREDENTIALS: 401,
     ErrorCode.INVALID_REFRESH_TOKEN: 401,
     ErrorCode.INVALID_VERIFICATION_TOKEN: 400,
+    ErrorCode.INVALID_RESET_TOKEN: 400,
+    ErrorCode.PASSWORD_RESET_DISABLED: 403,
     ErrorCode.EMAIL_NOT_VERIFIED: 422,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.INSUFFICIENT_SCOPE: 403,

@@ -19,6 +19,7 @@ from services.auth.mail.sealing import BodySealer
 from services.auth.mail.templates import MailTemplates
 from services.auth.moderation_client import ModerationClient
 from services.auth.one_time_tokens import OneTimeTokens
+from services.auth.password_reset import PasswordReset, ResetSettings
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection
 from services.auth.revocations import RevocationCache
@@ -40,6 +41,7 @@ class AuthContext:
     protection: Protection
     outbox: Outbox
     verification: EmailVerification
+    password_reset: PasswordReset
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -81,16 +83,32 @@ def build_context(settings: AuthSettings) -> AuthContext:
     protection = Protection(ModerationClient(settings.moderation), devices, settings.jwt_refresh_secret)
     accounts = Accounts(store.users, store.user_state, store.usernames, hasher, policy, audit)
     outbox = Outbox(store.outbox, BodySealer(settings.jwt_refresh_secret), settings.mail)
+    tokens = OneTimeTokens(store.tokens)
+    templates = MailTemplates(settings.mail.templates_dir)
     verification = EmailVerification(
         accounts,
-        OneTimeTokens(store.tokens),
+        tokens,
         outbox,
-        MailTemplates(settings.mail.templates_dir),
+        templates,
         audit,
         VerificationSettings(
             settings.app_title,
             settings.domain_client or "",
             dt.timedelta(milliseconds=settings.email_verification_expiry_ms),
+        ),
+    )
+    password_reset = PasswordReset(
+        accounts,
+        tokens,
+        outbox,
+        templates,
+        sessions,
+        devices,
+        audit,
+        ResetSettings(
+            settings.app_title,
+            settings.domain_client or "",
+            dt.timedelta(milliseconds=settings.password_reset_expiry_ms),
         ),
     )
     return AuthContext(
@@ -104,4 +122,5 @@ def build_context(settings: AuthSettings) -> AuthContext:
         protection=protection,
         outbox=outbox,
         verification=verification,
+        password_reset=password_reset,
     )

@@ -21,6 +21,8 @@ from services.auth.store import Document
 from shared.errors import DomainError, ErrorCode
 
 NOTICE_LIFETIME = dt.timedelta(days=1)  # a notice carries no token; it is simply stale after a day
+# One link per address per minute at most, whoever asks: resend cannot be used to flood an inbox.
+MAIL_COOLDOWN = dt.timedelta(seconds=60)
 
 
 def spelled(lifetime: dt.timedelta) -> str:
@@ -85,10 +87,15 @@ class EmailVerification:
     async def resend(self, email: str) -> None:
         """A new link for an unverified account; the same work, and no mail, for anything else."""
         user = await self._accounts.find_by_email(email)
-        if user is not None and user.get("emailVerified") is not True:
+        wanted = user is not None and user.get("emailVerified") is not True
+        if (
+            user is not None
+            and wanted
+            and not await self._tokens.issued_recently(VERIFY_EMAIL, user_id_of(user), MAIL_COOLDOWN)
+        ):
             await self.send(user)
         else:
-            await self._mail_link(email, _nobody(email), "", suppress=True)
+            await self._mail_link(email, nobody(email), "", suppress=True)
 
     async def notify_existing(self, email: str) -> None:
         """Someone registered an address that has an account: its owner hears of it."""
@@ -110,7 +117,7 @@ class EmailVerification:
     async def verify(self, email: str, token: str) -> Document:
         """Mark the address verified; a bad, used or expired token (or a foreign one) is one error."""
         user = await self._accounts.find_by_email(email)
-        owner = user_id_of(user) if user is not None else _nobody(email)
+        owner = user_id_of(user) if user is not None else nobody(email)
         used_for = await self._tokens.use(VERIFY_EMAIL, token, user_id=owner)
         if user is None or used_for is None:
             raise DomainError(
@@ -121,6 +128,6 @@ class EmailVerification:
         return user
 
 
-def _nobody(email: str) -> str:
+def nobody(email: str) -> str:
     """A token owner that is no user: tokens issued for unknown addresses verify nothing."""
     return "none:" + hashlib.sha256(email.encode()).hexdigest()[:32]

@@ -42,9 +42,13 @@ class OneTimeTokens:
 
     async def issue(self, kind: str, user_id: str, lifetime: dt.timedelta) -> IssuedToken:
         token = secrets.token_urlsafe(32)
-        expires_at = self._clock() + lifetime
-        await self._store.replace(kind, user_id, token_hash(token), expires_at)
-        return IssuedToken(token, expires_at)
+        now = self._clock()
+        await self._store.replace(kind, user_id, token_hash(token), now + lifetime, now)
+        return IssuedToken(token, now + lifetime)
+
+    async def issued_recently(self, kind: str, user_id: str, within: dt.timedelta) -> bool:
+        """A token of this kind went to this user less than `within` ago (one mail per cooldown)."""
+        return await self._store.issued_since(kind, user_id, self._clock() - within)
 
     async def use(self, kind: str, token: str, user_id: str | None = None) -> str | None:
         """The user id the token was for, once; None when it is unknown, used, expired or another's."""

@@ -37,6 +37,14 @@ class EmailRequest(BaseModel):
     email: StrictStr = Field(min_length=1, max_length=254)
 
 
+class ResetPasswordRequest(BaseModel):
+    model_config = _STRICT
+    userId: StrictStr = Field(min_length=1, max_length=64)
+    token: StrictStr = Field(min_length=1, max_length=256)
+    password: StrictStr = Field(max_length=4096)
+    confirm_password: StrictStr = Field(max_length=4096)
+
+
 class StatusMessageResponse(BaseModel):
     model_config = _OUT
     message: str

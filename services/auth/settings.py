@@ -74,6 +74,8 @@ class AuthSettings:
     openid_image_url: str | None = None
     mail: MailSettings = field(default_factory=MailSettings)
     email_verification_expiry_ms: int = 1000 * 60 * 60 * 24
+    allow_password_reset: bool = False
+    password_reset_expiry_ms: int = 1000 * 60 * 15
     allow_unverified_email_login: bool = True
     client_ip: ClientIPResolver = field(default_factory=ClientIPResolver)
     mongo_timeout_ms: int = 2000
@@ -188,6 +190,8 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         openid_image_url=env.string("OPENID_IMAGE_URL"),
         mail=mail,
         email_verification_expiry_ms=env.duration_ms("EMAIL_VERIFICATION_EXPIRY", "1000 * 60 * 60 * 24"),
+        allow_password_reset=_password_reset(env, mail),
+        password_reset_expiry_ms=env.duration_ms("PASSWORD_RESET_EXPIRY", "1000 * 60 * 15"),
         # Without mail nobody can verify an address, so unverified accounts may log in by default.
         allow_unverified_email_login=env.boolean("ALLOW_UNVERIFIED_EMAIL_LOGIN", not mail.configured),
         client_ip=proxy_settings(trusted, hops),
@@ -254,3 +258,13 @@ def _breach_check_url(value: str | None) -> str | None:
     if not value.startswith(("https://", "http://")):
         raise ConfigError("PASSWORD_BREACH_CHECK_URL", "must be an http:// or https:// URL")
     return value
+
+
+def _password_reset(env: Env, mail: MailSettings) -> bool:
+    """Reset links travel only by mail (never in an answer), so reset without mail cannot work."""
+    allowed = env.boolean("ALLOW_PASSWORD_RESET", False)
+    if allowed and not mail.configured:
+        raise ConfigError(
+            "ALLOW_PASSWORD_RESET", "needs mail: set EMAIL_HOST (or EMAIL_SERVICE) and EMAIL_FROM"
+        )
+    return allowed

@@ -4,6 +4,7 @@ and registration never tell whether an address has an account."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -110,6 +111,10 @@ async def test_resend_answers_the_same_for_every_address_and_mails_only_the_unve
         await auth.client.post("/api/user/verify", json={"email": done, **{"token": done_link["token"]}})
     ).status_code == 200
     old = link_of((await mail_to(smtp, pending))[0])
+    at_once = await auth.client.post("/api/user/verify/resend", json={"email": pending})
+    assert at_once.status_code == 200  # within a minute of the first mail: the same answer, no mail
+    a_minute_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
+    await auth.collection("auth_tokens").update_many({}, {"$set": {"created_at": a_minute_ago}})
     answers = [
         await auth.client.post("/api/user/verify/resend", json={"email": address})
         for address in (pending, done, unknown)
@@ -127,6 +132,7 @@ async def test_resend_answers_the_same_for_every_address_and_mails_only_the_unve
         return "pending" not in states
 
     await eventually(settled, "the outbox worked through every entry")
+    assert len([m for m in smtp.sink.received if m.recipients == [pending]]) == 2  # not the one at once
     assert len([m for m in smtp.sink.received if m.recipients == [done]]) == 1  # its first link only
     assert not [m for m in smtp.sink.received if m.recipients == [unknown]]
 

@@ -3,6 +3,7 @@ delivery with a stable Message-ID, backoff through an outage, dead letters, leas
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from typing import Any
@@ -152,3 +153,18 @@ async def test_a_body_sealed_under_another_secret_is_never_sent(store: Store, sm
     entry = await raw(store, entry_id)
     assert entry["state"] == "dead" and "unreadable" in str(entry["last_error"]) and "body" not in entry
     assert smtp.sink.received == []
+
+
+async def test_the_worker_ends_when_cancelled_as_a_mail_wakes_it(store: Store, smtp: SmtpServer) -> None:
+    """A mail queued as the service shuts down must not swallow the worker's cancellation."""
+    box = outbox(store, smtp.port, ManualClock())
+    assert not await box.deliver_one()  # the connection is open: the worker idles at once
+    box.start()
+    await asyncio.sleep(0.5)  # the worker is idle, waiting to be woken
+    worker = box._task
+    assert worker is not None
+    box._wake.set()
+    worker.cancel()  # in the same step as the wake-up, as stop() does after an enqueue
+    done, _ = await asyncio.wait({worker}, timeout=5)
+    assert worker in done
+    await box.stop()

@@ -47,6 +47,20 @@ OPERATIONS = [
         security=BEARER,
     ),
     Operation(
+        "/api/auth/requestPasswordReset",
+        "POST",
+        "Mail a password reset link (the same answer for every address; never a link in the answer)",
+        {200: s.MessageResponse, 400: E, 403: E, 413: E, 415: E, 422: E, 503: E},
+        body=s.EmailRequest,
+    ),
+    Operation(
+        "/api/auth/resetPassword",
+        "POST",
+        "Set a new password with the token from the reset mail; ends every session",
+        {200: s.MessageResponse, 400: E, 403: E, 413: E, 415: E, 422: E, 503: E},
+        body=s.ResetPasswordRequest,
+    ),
+    Operation(
         "/api/auth/sessions",
         "GET",
         "List the caller's sessions",

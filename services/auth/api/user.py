@@ -48,7 +48,7 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
         "socialLoginEnabled": settings.allow_social_login,
         "socialRegistrationEnabled": settings.allow_social_registration,
         "emailEnabled": settings.mail.configured,
-        "passwordResetEnabled": False,
+        "passwordResetEnabled": settings.allow_password_reset,
         "minPasswordLength": settings.min_password_length,
         "socialLogins": DEFAULT_SOCIAL_LOGINS,
     }

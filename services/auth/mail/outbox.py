@@ -79,6 +79,7 @@ class Outbox:
         self._clock = clock
         self._poll_interval = poll_interval_s
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._wake = asyncio.Event()
 
     async def enqueue(self, mail: OutgoingMail) -> str:
@@ -177,23 +178,33 @@ class Outbox:
     # The worker -----------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
-                while await self.deliver_one():
+                while not self._stopping and await self.deliver_one():
                     pass
             except (StoreUnavailable, StoreFailure) as exc:
                 log.warning("mail_outbox_unavailable", error=type(exc).__name__)
+            if self._stopping:
+                # PyMongo can absorb a cancellation that lands mid-operation (as the revocation
+                # cache found): the flag, not the cancel alone, ends the worker.
+                return
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that arrives as
+            # the event is set.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
 
     def start(self) -> None:
         if self._task is None and self.settings.configured:
+            self._stopping = False
             self._task = asyncio.create_task(self.run(), name="mail-outbox")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Cancel the worker and wait for it; a cancellation of the caller still propagates."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            task.cancel()
+            await asyncio.wait({task})

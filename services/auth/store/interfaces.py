@@ -169,8 +169,14 @@ class OutboxRepository(Protocol):
 class OneTimeTokenRepository(Protocol):
     """Hashes of single-use tokens (verification, reset): the raw token is never stored."""
 
-    async def replace(self, kind: str, user_id: str, token_hash: str, expires_at: dt.datetime) -> None:
+    async def replace(
+        self, kind: str, user_id: str, token_hash: str, expires_at: dt.datetime, created_at: dt.datetime
+    ) -> None:
         """Store a new token, and drop every older one of this kind for this user."""
+        ...
+
+    async def issued_since(self, kind: str, user_id: str, since: dt.datetime) -> bool:
+        """Whether this user's live token of this kind was issued at or after `since`."""
         ...
 
     async def consume(self, kind: str, token_hash: str, user_id: str | None) -> Document | None:
