@@ -114,6 +114,7 @@ def routes() -> list[Route]:
         Route("/api/auth/logout", auth.logout, methods=["POST"]),
         Route("/api/auth/requestPasswordReset", password.request_password_reset, methods=["POST"]),
         Route("/api/auth/resetPassword", password.reset_password, methods=["POST"]),
+        Route("/api/auth/password", password.change_password, methods=["POST"]),
         Route("/api/auth/sessions", sessions.list_sessions, methods=["GET"]),
         Route("/api/auth/sessions", sessions.revoke_other_sessions, methods=["DELETE"]),
         Route("/api/auth/sessions/{session_id}", sessions.revoke_session, methods=["DELETE"]),

@@ -14,11 +14,13 @@ from services.auth.breach import BreachCheck
 from services.auth.devices import DeviceCookies
 from services.auth.email_verification import EmailVerification, VerificationSettings
 from services.auth.keys import load_key_ring
+from services.auth.mail.budget import AccountLimit, MailBudget
 from services.auth.mail.outbox import Outbox
 from services.auth.mail.sealing import BodySealer
 from services.auth.mail.templates import MailTemplates
 from services.auth.moderation_client import ModerationClient
 from services.auth.one_time_tokens import OneTimeTokens
+from services.auth.password_change import PasswordChange
 from services.auth.password_reset import PasswordReset, ResetSettings
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection
@@ -27,6 +29,7 @@ from services.auth.sessions import SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
+from shared.moderation.policy import Limit
 
 
 @dataclass
@@ -42,6 +45,7 @@ class AuthContext:
     outbox: Outbox
     verification: EmailVerification
     password_reset: PasswordReset
+    password_change: PasswordChange
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -84,23 +88,28 @@ def build_context(settings: AuthSettings) -> AuthContext:
     accounts = Accounts(store.users, store.user_state, store.usernames, hasher, policy, audit)
     outbox = Outbox(store.outbox, BodySealer(settings.jwt_refresh_secret), settings.mail)
     tokens = OneTimeTokens(store.tokens)
+    budget = MailBudget(store.outbox, tokens)
+    limits = settings.moderation.limits
     templates = MailTemplates(settings.mail.templates_dir)
     verification = EmailVerification(
         accounts,
         tokens,
         outbox,
+        budget,
         templates,
         audit,
         VerificationSettings(
             settings.app_title,
             settings.domain_client or "",
             dt.timedelta(milliseconds=settings.email_verification_expiry_ms),
+            _per_account(limits.verify_email),
         ),
     )
     password_reset = PasswordReset(
         accounts,
         tokens,
         outbox,
+        budget,
         templates,
         sessions,
         devices,
@@ -109,6 +118,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
             settings.app_title,
             settings.domain_client or "",
             dt.timedelta(milliseconds=settings.password_reset_expiry_ms),
+            _per_account(limits.reset_password),
         ),
     )
     return AuthContext(
@@ -123,4 +133,10 @@ def build_context(settings: AuthSettings) -> AuthContext:
         outbox=outbox,
         verification=verification,
         password_reset=password_reset,
+        password_change=PasswordChange(accounts, protection, sessions, audit, password_reset),
     )
+
+
+def _per_account(limit: Limit) -> AccountLimit:
+    """The moderation limit of a mail request, applied silently to the account it names."""
+    return AccountLimit(limit.max, dt.timedelta(milliseconds=limit.window_ms))

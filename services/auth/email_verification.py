@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from services.auth.accounts import Accounts, user_id_of
 from services.auth.audit import AuditTrail
+from services.auth.mail.budget import AccountLimit, MailBudget
 from services.auth.mail.outbox import Outbox, OutgoingMail
 from services.auth.mail.templates import MailTemplates, verification_link
 from services.auth.one_time_tokens import VERIFY_EMAIL, OneTimeTokens
@@ -21,8 +22,6 @@ from services.auth.store import Document
 from shared.errors import DomainError, ErrorCode
 
 NOTICE_LIFETIME = dt.timedelta(days=1)  # a notice carries no token; it is simply stale after a day
-# One link per address per minute at most, whoever asks: resend cannot be used to flood an inbox.
-MAIL_COOLDOWN = dt.timedelta(seconds=60)
 
 
 def spelled(lifetime: dt.timedelta) -> str:
@@ -39,6 +38,7 @@ class VerificationSettings:
     app_title: str
     domain_client: str
     lifetime: dt.timedelta
+    per_account: AccountLimit
 
 
 class EmailVerification:
@@ -47,6 +47,7 @@ class EmailVerification:
         accounts: Accounts,
         tokens: OneTimeTokens,
         outbox: Outbox,
+        budget: MailBudget,
         templates: MailTemplates,
         audit: AuditTrail,
         settings: VerificationSettings,
@@ -54,6 +55,7 @@ class EmailVerification:
         self._accounts = accounts
         self._tokens = tokens
         self._outbox = outbox
+        self._budget = budget
         self._templates = templates
         self._audit = audit
         self.settings = settings
@@ -87,15 +89,13 @@ class EmailVerification:
     async def resend(self, email: str) -> None:
         """A new link for an unverified account; the same work, and no mail, for anything else."""
         user = await self._accounts.find_by_email(email)
-        wanted = user is not None and user.get("emailVerified") is not True
-        if (
-            user is not None
-            and wanted
-            and not await self._tokens.issued_recently(VERIFY_EMAIL, user_id_of(user), MAIL_COOLDOWN)
-        ):
+        owner = user_id_of(user) if user is not None else nobody(email)
+        address = str(user.get("email", email)) if user is not None else email
+        allowed = await self._budget.allows(VERIFY_EMAIL, owner, address, self.settings.per_account)
+        if user is not None and user.get("emailVerified") is not True and allowed:
             await self.send(user)
         else:
-            await self._mail_link(email, nobody(email), "", suppress=True)
+            await self._mail_link(address, nobody(email), "", suppress=True)
 
     async def notify_existing(self, email: str) -> None:
         """Someone registered an address that has an account: its owner hears of it."""

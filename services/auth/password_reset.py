@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from services.auth.accounts import Accounts, user_id_of
 from services.auth.audit import AuditTrail
 from services.auth.devices import DeviceCookies
-from services.auth.email_verification import MAIL_COOLDOWN, NOTICE_LIFETIME, nobody, spelled
+from services.auth.email_verification import NOTICE_LIFETIME, nobody, spelled
+from services.auth.mail.budget import AccountLimit, MailBudget
 from services.auth.mail.outbox import Outbox, OutgoingMail
 from services.auth.mail.templates import MailTemplates, reset_link
 from services.auth.one_time_tokens import PASSWORD_RESET, OneTimeTokens
@@ -29,6 +30,7 @@ class ResetSettings:
     app_title: str
     domain_client: str
     lifetime: dt.timedelta
+    per_account: AccountLimit
 
 
 class PasswordReset:
@@ -37,6 +39,7 @@ class PasswordReset:
         accounts: Accounts,
         tokens: OneTimeTokens,
         outbox: Outbox,
+        budget: MailBudget,
         templates: MailTemplates,
         sessions: SessionService,
         devices: DeviceCookies,
@@ -46,6 +49,7 @@ class PasswordReset:
         self._accounts = accounts
         self._tokens = tokens
         self._outbox = outbox
+        self._budget = budget
         self._templates = templates
         self._sessions = sessions
         self._devices = devices
@@ -57,11 +61,12 @@ class PasswordReset:
         user = await self._accounts.find_by_email(email)
         local = user is not None and user.get("provider", "local") == "local"
         owner = user_id_of(user) if user is not None and local else nobody(email)
-        fresh = local and not await self._tokens.issued_recently(PASSWORD_RESET, owner, MAIL_COOLDOWN)
+        address = str(user.get("email", email)) if user is not None else email
+        allowed = await self._budget.allows(PASSWORD_RESET, owner, address, self.settings.per_account)
+        fresh = local and allowed
         issued = await self._tokens.issue(
             PASSWORD_RESET, owner if fresh else nobody(email), self.settings.lifetime
         )
-        address = str(user.get("email", email)) if user is not None else email
         mail = self._templates.render(
             "password_reset",
             app_title=self.settings.app_title,

@@ -1,10 +1,10 @@
 """What auth asks moderation before doing expensive work, and how it answers the client.
 
-Auth never decides windows or scores: it reports `login`, `register` and
-`refresh` before any hashing (a limited or banned client costs no argon2 work),
-reports `login_failed` after a failure, and turns the answers into the domain
-errors `RateLimited` (429 `rate_limited`) or `Banned` (403 `banned`), which the API
-layer renders. A user's ban is revealed only after a correct password (or on
+Auth never decides windows or scores: it reports `login`, `register`, `refresh`,
+`reset_password` and `verify_email` before any hashing or mail (a limited or banned
+client costs no argon2 work), reports `login_failed` after a failure, and turns the
+answers into the domain errors `RateLimited` (429 `rate_limited`) or `Banned` (403
+`banned`), which the API layer renders. A user's ban is revealed only after a correct password (or on
 refresh), so a ban never reveals that an account exists.
 """
 
@@ -116,6 +116,16 @@ class Protection:
 
     async def before_register(self, ip: str) -> None:
         self._enforce(await self.client.event("register", ip=ip), "register")
+
+    async def before_reset_password(self, ip: str, *, submission: bool = False) -> None:
+        """A reset request, or (submission) a reset token being used: per address, before any work."""
+        event = "reset_password"
+        self._enforce(await self.client.event(event, ip=ip, submission=submission), event)
+
+    async def before_verify_email(self, ip: str, *, submission: bool = False) -> None:
+        """A verification mail asked for again, or (submission) a verification token being used."""
+        event = "verify_email"
+        self._enforce(await self.client.event(event, ip=ip, submission=submission), event)
 
     async def before_refresh(self, ip: str) -> None:
         self._enforce(await self.client.event("refresh", ip=ip), "refresh")

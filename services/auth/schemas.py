@@ -45,6 +45,12 @@ class ResetPasswordRequest(BaseModel):
     confirm_password: StrictStr = Field(max_length=4096)
 
 
+class ChangePasswordRequest(BaseModel):
+    model_config = _STRICT
+    current_password: StrictStr = Field(max_length=4096)
+    new_password: StrictStr = Field(max_length=4096)
+
+
 class StatusMessageResponse(BaseModel):
     model_config = _OUT
     message: str

@@ -23,6 +23,7 @@ class Event:
     account: str | None = None  # `account:<hmac>` subject
     device_trusted: bool = False
     release: bool = False
+    submission: bool = False  # reset_password / verify_email: the token is submitted, not requested
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,8 @@ class Engine:
         kind = event.type
         client = client_address(event.ip, self.policy.exempt)
         user = user_subject(event.user_id) if event.user_id is not None else None
+        if event.submission:  # its own window, limit and score, under the same scope
+            kind = f"{kind}_submission"
         score = self.policy.score(kind)
         ops: list[SubjectOp] = []
         ip_windows: tuple[WindowOp, ...] = ()
@@ -99,6 +101,8 @@ class Engine:
             "logout": limits.logout,
             "reset_password": limits.reset_password,
             "verify_email": limits.verify_email,
+            "reset_password_submission": limits.reset_password_submission,
+            "verify_email_submission": limits.verify_email_submission,
         }
         reported = 0
         if kind in per_ip:
@@ -206,7 +210,7 @@ class Engine:
         """
         if plan.user is None:
             return []
-        score = self.policy.score(event.type)
+        score = self.policy.score(f"{event.type}_submission" if event.submission else event.type)
         exceeded = {
             result.subject
             for op, result in zip(plan.ops, results, strict=True)

@@ -37,7 +37,17 @@ VIOLATION_TYPES: Final[tuple[str, ...]] = get_args(ViolationType)
 ALWAYS_VIOLATION: Final[frozenset[str]] = frozenset({"non_browser", "illegal_model"})
 # What the auth service reports, and so all its moderation key may hold (least privilege): never
 # `report-user` (auth sends no user_id) nor the chat service's types (`message`, `non_browser`, ...).
-AUTH_EVENT_TYPES: Final[tuple[str, ...]] = ("login", "login_failed", "register", "refresh", "logout")
+AUTH_EVENT_TYPES: Final[tuple[str, ...]] = (
+    "login",
+    "login_failed",
+    "register",
+    "refresh",
+    "logout",
+    "reset_password",
+    "verify_email",
+)
+# Types with a second limit for the step that submits a mailed token (LibreChat's `*_SUBMISSION_*`).
+SUBMITTABLE: Final[frozenset[str]] = frozenset({"reset_password", "verify_email"})
 AUTH_KEY_SCOPES: Final[str] = "+".join(("report", *AUTH_EVENT_TYPES))
 
 # Score variable per violation type (LibreChat's names where it has one).
@@ -50,6 +60,8 @@ SCORE_VARIABLES: Final[dict[str, tuple[str, int]]] = {
     "concurrent_message": ("CONCURRENT_VIOLATION_SCORE", 1),
     "reset_password": ("RESET_PASSWORD_VIOLATION_SCORE", 1),
     "verify_email": ("VERIFY_EMAIL_VIOLATION_SCORE", 1),
+    "reset_password_submission": ("RESET_PASSWORD_SUBMISSION_VIOLATION_SCORE", 1),
+    "verify_email_submission": ("VERIFY_EMAIL_SUBMISSION_VIOLATION_SCORE", 1),
     # LibreChat's 20 equals its ban threshold, so one request banned: see the README.
     "non_browser": ("NON_BROWSER_VIOLATION_SCORE", 5),
     "illegal_model": ("ILLEGAL_MODEL_REQ_SCORE", 5),
@@ -81,6 +93,8 @@ class Limits:
     login_alarm_per_minute: int = 1000  # per replica; raises authgate_moderation_login_alarm
     reset_password: Limit = Limit(2, 2 * MINUTE_MS)
     verify_email: Limit = Limit(2, 2 * MINUTE_MS)
+    reset_password_submission: Limit = Limit(2, 2 * MINUTE_MS)
+    verify_email_submission: Limit = Limit(2, 2 * MINUTE_MS)
     message_ip: Limit | None = Limit(40, MINUTE_MS)
     message_user: Limit | None = Limit(40, MINUTE_MS)
     concurrent_messages: int | None = 2
@@ -137,6 +151,14 @@ def _limit(env: Env, max_name: str, window_name: str, default_max: int, default_
     return Limit(env.integer(max_name, default_max, minimum=1), window_ms(env, window_name, default_minutes))
 
 
+def _submission_limit(env: Env, prefix: str, request: Limit) -> Limit:
+    """`<PREFIX>_SUBMISSION_MAX`/`_WINDOW`, each inheriting the request limit's value (LibreChat)."""
+    return Limit(
+        env.integer(f"{prefix}_SUBMISSION_MAX", request.max, minimum=1),
+        window_ms(env, f"{prefix}_SUBMISSION_WINDOW", request.window_ms / MINUTE_MS),
+    )
+
+
 def load_limits(env: Env) -> Limits:
     """Every limit variable, parsed once for both the service and the auth client's fallback."""
     account = _limit(env, "LOGIN_ACCOUNT_MAX", "LOGIN_ACCOUNT_WINDOW", 10, 15)
@@ -147,6 +169,8 @@ def load_limits(env: Env) -> Limits:
         raise ConfigError("LOGIN_DEVICE_MAX", f"must be <= {NIST_MAX_FAILURES} (NIST SP 800-63B)")
     if device_max < account.max:
         raise ConfigError("LOGIN_DEVICE_MAX", "must be >= LOGIN_ACCOUNT_MAX: a device cookie widens the door")
+    reset = _limit(env, "RESET_PASSWORD_MAX", "RESET_PASSWORD_WINDOW", 2, 2)
+    verify = _limit(env, "VERIFY_EMAIL_MAX", "VERIFY_EMAIL_WINDOW", 2, 2)
     message_ip = _limit(env, "MESSAGE_IP_MAX", "MESSAGE_IP_WINDOW", 40, 1)
     message_user = _limit(env, "MESSAGE_USER_MAX", "MESSAGE_USER_WINDOW", 40, 1)
     concurrent = env.integer("CONCURRENT_MESSAGE_MAX", 2, minimum=1)
@@ -160,8 +184,10 @@ def load_limits(env: Env) -> Limits:
         register=_limit(env, "REGISTER_MAX", "REGISTER_WINDOW", 5, 60),
         refresh=_limit(env, "REFRESH_MAX", "REFRESH_WINDOW", 100, 5),
         logout=_limit(env, "LOGOUT_MAX", "LOGOUT_WINDOW", 100, 5),
-        reset_password=_limit(env, "RESET_PASSWORD_MAX", "RESET_PASSWORD_WINDOW", 2, 2),
-        verify_email=_limit(env, "VERIFY_EMAIL_MAX", "VERIFY_EMAIL_WINDOW", 2, 2),
+        reset_password=reset,
+        verify_email=verify,
+        reset_password_submission=_submission_limit(env, "RESET_PASSWORD", reset),
+        verify_email_submission=_submission_limit(env, "VERIFY_EMAIL", verify),
         message_ip=message_ip if env.boolean("LIMIT_MESSAGE_IP", True) else None,
         message_user=message_user if env.boolean("LIMIT_MESSAGE_USER", True) else None,
         concurrent_messages=concurrent if env.boolean("LIMIT_CONCURRENT_MESSAGES", True) else None,

@@ -35,6 +35,7 @@ BAD_EVENTS: list[tuple[Any, int, str]] = [
     ({"type": "login", "ip": "192.0.2.1", "device_trusted": "yes"}, 422, "invalid_input"),
     ({"type": "concurrent_message", "ip": "192.0.2.1"}, 422, "invalid_input"),
     ({"type": "register", "ip": "192.0.2.1", "release": True}, 422, "invalid_input"),
+    ({"type": "login", "ip": "192.0.2.1", "submission": True}, 422, "invalid_input"),
     ({"type": "message", "ip": "192.0.2.1", "user_id": "a b"}, 422, "invalid_input"),
     ({"type": "login", "ip": "192.0.2.1", "admin": True}, 422, "invalid_input"),
     (["login"], 422, "invalid_input"),

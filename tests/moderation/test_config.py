@@ -32,6 +32,17 @@ def test_defaults_follow_librechat_names_and_the_issue() -> None:
     )
 
 
+def test_submission_limits_inherit_the_request_limits_unless_set() -> None:
+    inherited = settings_from(RESET_PASSWORD_MAX="5", RESET_PASSWORD_WINDOW="7").policy  # type: ignore[attr-defined]
+    assert inherited.limits.reset_password_submission.max == 5
+    assert inherited.limits.reset_password_submission.window_ms == 7 * MINUTE_MS
+    assert (inherited.limits.verify_email_submission.max, inherited.limits.verify_email.max) == (2, 2)
+    own = settings_from(VERIFY_EMAIL_SUBMISSION_MAX="9", VERIFY_EMAIL_SUBMISSION_WINDOW="1").policy  # type: ignore[attr-defined]
+    assert own.limits.verify_email_submission.max == 9
+    assert own.limits.verify_email_submission.window_ms == MINUTE_MS
+    assert own.score("verify_email_submission") == 1
+
+
 def test_fractional_windows_and_ms_expressions() -> None:
     settings = settings_from(LOGIN_WINDOW="0.05", BAN_DURATION="1000 * 30", BAN_MAX_DURATION="1000 * 60 * 2")
     policy = settings.policy  # type: ignore[attr-defined]

@@ -108,6 +108,7 @@ class ModerationClient:
         account: str | None = None,
         device_trusted: bool = False,
         release: bool = False,
+        submission: bool = False,
     ) -> Decision:
         """Count an event and answer; without an answer apply the check's fail mode (may raise)."""
         body: dict[str, Any] = {"type": event_type, "ip": ip}
@@ -119,6 +120,8 @@ class ModerationClient:
             body["device_trusted"] = True
         if release:
             body["release"] = True
+        if submission:
+            body["submission"] = True
         try:
             answer = await self.transport.call("/v1/events", body)
         except ModerationMisconfigured:  # logged once a minute by the transport, not per request

@@ -45,6 +45,7 @@ class LocalFallback:
                 account=body.get("account"),
                 device_trusted=bool(body.get("device_trusted", False)),
                 release=bool(body.get("release", False)),
+                submission=bool(body.get("submission", False)),
             ),
             "local",
             self.bans.wall_ms(),

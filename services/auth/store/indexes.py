@@ -61,6 +61,11 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
         *librechat_user_indexes(),
         ("auth_usernames", [("user_id", ASCENDING)], {"name": "user_id_1"}),
         ("auth_outbox", [("next_attempt_at", ASCENDING)], {"name": "next_attempt_at_1"}),
+        (
+            "auth_outbox",
+            [("to", ASCENDING), ("kind", ASCENDING), ("created_at", ASCENDING)],
+            {"name": "to_1_kind_1_created_at_1"},
+        ),
         ("auth_tokens", [("kind", ASCENDING), ("user_id", ASCENDING)], {"name": "kind_1_user_id_1"}),
         # Housekeeping only: expiry is checked in code when a token is used.
         ("auth_tokens", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),

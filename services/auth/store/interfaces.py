@@ -164,6 +164,9 @@ class OutboxRepository(Protocol):
 
     async def requeue(self, entry_id: str, at: dt.datetime) -> bool: ...
     async def drop(self, entry_id: str) -> bool: ...
+    async def count_for(self, to: str, kind: str, since: dt.datetime, *, mailed_only: bool) -> int:
+        """Entries of `kind` to `to` queued at or after `since` (only those meant to be sent, or all)."""
+        ...
 
 
 class OneTimeTokenRepository(Protocol):

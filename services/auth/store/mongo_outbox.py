@@ -80,3 +80,10 @@ class MongoOutbox:
         async with store_errors():
             result = await self._c.delete_one({"_id": text_value(entry_id)})
         return result.deleted_count == 1
+
+    async def count_for(self, to: str, kind: str, since: dt.datetime, *, mailed_only: bool) -> int:
+        query: Document = {"to": text_value(to), "kind": text_value(kind), "created_at": {"$gte": since}}
+        if mailed_only:
+            query["suppress"] = {"$ne": True}
+        async with store_errors():
+            return await self._c.count_documents(query)

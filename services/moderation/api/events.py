@@ -24,6 +24,7 @@ async def post_event(request: Request) -> Response:
         account=body.account,
         device_trusted=body.device_trusted,
         release=body.release,
+        submission=body.submission,
     )
     decision = await engine(request).event(event, who.name)
     outcome = "banned" if decision.ban is not None else "allowed" if decision.allowed else "limited"

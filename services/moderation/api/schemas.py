@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.moderation.policy import EventType, ViolationType
+from shared.moderation.policy import SUBMITTABLE, EventType, ViolationType
 from shared.moderation.subjects import (
     ACCOUNT_PATTERN,
     BAN_SUBJECT_PATTERN,
@@ -73,6 +73,10 @@ EVENT_RULES: list[JsonValue] = [
     _when(
         {"device_trusted": {"const": True}},
         {"required": ["account"], "properties": {"account": {"type": "string"}}},
+    ),
+    _when(
+        {"submission": {"const": True}},
+        {"properties": {"type": {"enum": list[JsonValue](sorted(SUBMITTABLE))}}},
     ),
     _when(
         {"type": {"const": "concurrent_message"}},
@@ -148,6 +152,11 @@ class EventIn(BaseModel):
         "its failures count against LOGIN_DEVICE_MAX instead of LOGIN_ACCOUNT_MAX.",
     )
     release: bool = Field(default=False, description="concurrent_message only: give the in-flight slot back.")
+    submission: bool = Field(
+        default=False,
+        description="reset_password and verify_email only: the mailed token is being submitted, "
+        "counted against the *_SUBMISSION_MAX / _WINDOW limit instead of the request limit.",
+    )
 
     @field_validator("ip")
     @classmethod
@@ -168,6 +177,8 @@ class EventIn(BaseModel):
             raise ValueError("concurrent_message events need a user_id")
         if self.release and self.type != "concurrent_message":
             raise ValueError("release is only accepted on concurrent_message events")
+        if self.submission and self.type not in SUBMITTABLE:
+            raise ValueError("submission is only accepted on reset_password and verify_email events")
         return self
 
 
