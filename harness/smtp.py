@@ -107,11 +107,19 @@ class SmtpServer:
 
 
 def start_smtp(
-    mode: str = "plain", *, username: str | None = None, password: str | None = None
+    mode: str = "plain",
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    port: int | None = None,
+    sink: MailSink | None = None,
 ) -> SmtpServer:
-    """`mode`: plain, starttls (offered, required when credentials are set) or tls (implicit)."""
-    sink = MailSink()
-    port = free_port()
+    """`mode`: plain, starttls (offered, required when credentials are set) or tls (implicit).
+
+    `port` and `sink` bring a stopped server back where it was, keeping what it received.
+    """
+    sink = sink if sink is not None else MailSink()
+    port = port if port is not None else free_port()
     kwargs: dict[str, Any] = {}
     if mode in ("starttls", "tls"):
         context = self_signed_context()

@@ -103,6 +103,7 @@ class EmailVerification:
         if user is None:
             return
         address = str(user.get("email", email))
+        wanted = await self._budget.under_hourly_cap("register_existing", address)
         mail = self._templates.render(
             "register_existing",
             app_title=self.settings.app_title,
@@ -111,7 +112,9 @@ class EmailVerification:
         )
         expires = dt.datetime.now(dt.UTC) + NOTICE_LIFETIME
         await self._outbox.enqueue(
-            OutgoingMail("register_existing", address, mail.subject, mail.text, mail.html, expires)
+            OutgoingMail(
+                "register_existing", address, mail.subject, mail.text, mail.html, expires, not wanted
+            )
         )
 
     async def verify(self, email: str, token: str) -> Document:

@@ -51,3 +51,8 @@ class MailBudget:
         asked = await self._entries.count_for(to, kind, now - per_account.window, mailed_only=False)
         mailed = await self._entries.count_for(to, kind, now - HOUR, mailed_only=True)
         return not cooling and asked < per_account.max and mailed < MAILS_PER_HOUR
+
+    async def under_hourly_cap(self, kind: str, to: str) -> bool:
+        """A notice (no link, no cooldown) still goes at most five times an hour to one address."""
+        since = self._clock() - HOUR
+        return await self._entries.count_for(to, kind, since, mailed_only=True) < MAILS_PER_HOUR
