@@ -73,8 +73,12 @@ class MailSink:
 
     received: list[Received] = field(default_factory=list)
     refuse: str | None = None  # e.g. "451 4.3.0 try later" or "550 5.1.1 no such user"
+    vanish: bool = False  # drop the connection once the mail's data has arrived, without an answer
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        if self.vanish:
+            server.transport.abort()
+            return "421 4.3.0 gone"  # never reaches the client
         if self.refuse is not None:
             return self.refuse
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()

@@ -91,6 +91,19 @@ async def test_an_smtp_outage_backs_off_and_the_mail_arrives_when_it_returns(sto
     assert (await raw(store, entry_id))["state"] == "sent"
 
 
+async def test_a_server_vanishing_mid_send_costs_a_retry_not_the_mail(store: Store, smtp: SmtpServer) -> None:
+    clock = ManualClock()
+    box = outbox(store, smtp.port, clock)
+    entry_id = await box.enqueue(mail(clock))
+    smtp.sink.vanish = True
+    assert await box.deliver_one()  # the connection dropped after the data: not acknowledged
+    assert (await raw(store, entry_id))["state"] == "pending" and not smtp.sink.received
+    smtp.sink.vanish = False
+    clock.advance(6)
+    assert await box.deliver_one()
+    assert len(smtp.sink.received) == 1 and (await raw(store, entry_id))["state"] == "sent"
+
+
 async def test_a_permanent_refusal_is_a_dead_letter_that_can_be_retried(
     store: Store, smtp: SmtpServer
 ) -> None:

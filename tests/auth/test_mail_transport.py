@@ -137,6 +137,15 @@ async def test_refusals_are_temporary_or_permanent_by_their_code(smtp: SmtpServe
     assert rejected.value.permanent
 
 
+@pytest.mark.parametrize("smtp", [("plain", False)], indirect=True)
+async def test_a_server_that_vanishes_mid_send_is_a_temporary_failure(smtp: SmtpServer) -> None:
+    settings = settings_for(smtp, "opportunistic", False)
+    smtp.sink.vanish = True
+    with pytest.raises(DeliveryFailed) as failure:
+        await send(settings, build_message(settings, "user@example.com", "Hi", "x", None))
+    assert not failure.value.permanent and not smtp.sink.received
+
+
 async def test_an_unreachable_server_is_a_temporary_failure() -> None:
     from harness import free_port
 
