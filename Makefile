@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast coverage lint format bench audit tools clean
+.PHONY: install run test test-fast coverage lint format bench audit sbom tools clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ bench: install
 audit: install
 	$(BIN)/python -m pip install -q pip-audit
 	$(BIN)/pip-audit --strict --requirement requirements.lock --no-deps --disable-pip
+
+## A CycloneDX SBOM of the locked runtime dependencies (offline), for a registry or a scanner.
+sbom: install
+	@mkdir -p dist
+	$(BIN)/cyclonedx-py requirements requirements.lock --pyproject pyproject.toml --of JSON \
+		--output-reproducible -o dist/sbom.cdx.json
+	@echo "wrote dist/sbom.cdx.json"
 
 clean:
 	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache .coverage-data

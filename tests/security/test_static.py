@@ -9,9 +9,11 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +108,27 @@ def test_make_audit_fails_on_unauditable_packages() -> None:
     assert "pip-audit" in commands
     assert "--strict" in commands
     assert "requirements.lock" in commands
+
+
+def test_the_sbom_lists_every_locked_dependency_at_its_pinned_version(tmp_path: Path) -> None:
+    """`make sbom`'s command, run offline: a CycloneDX document with one component per lock entry."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^sbom:.*\n((?:\t.*\n?)+)", makefile, re.MULTILINE)
+    assert recipe is not None and "requirements.lock" in recipe.group(1), "no `sbom` target over the lock"
+    out = tmp_path / "sbom.cdx.json"
+    tool = Path(sys.executable).with_name("cyclonedx-py")
+    subprocess.run(
+        [str(tool), "requirements", "requirements.lock", "--pyproject", "pyproject.toml"]
+        + ["--of", "JSON", "--output-reproducible", "-o", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    bom = json.loads(out.read_text())
+    assert bom["bomFormat"] == "CycloneDX" and bom["metadata"]["component"]["name"] == "authgate"
+    listed = {re.sub(r"[-_.]+", "-", c["name"]).lower(): c["version"] for c in bom["components"]}
+    assert listed == _locked_versions()
 
 
 # Item 54: no server-side code execution, no query operators that run code ---------------------------
