@@ -117,9 +117,9 @@ def test_the_sbom_lists_every_locked_dependency_at_its_pinned_version(tmp_path: 
     assert recipe is not None and "requirements.lock" in recipe.group(1), "no `sbom` target over the lock"
     out = tmp_path / "sbom.cdx.json"
     tool = Path(sys.executable).with_name("cyclonedx-py")
+    command = [str(tool), "requirements", "requirements.lock", "--pyproject", "pyproject.toml"]
     subprocess.run(
-        [str(tool), "requirements", "requirements.lock", "--pyproject", "pyproject.toml"]
-        + ["--of", "JSON", "--output-reproducible", "-o", str(out)],
+        [*command, "--of", "JSON", "--output-reproducible", "-o", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
