@@ -55,7 +55,9 @@ def build_context(settings: AuthSettings) -> AuthContext:
         settings.jwt_keys_dir,
         retired_window_s=settings.session_expiry_ms / 1000 + settings.jwks_max_age_s,
     )
-    store = Store(settings.mongo_uri, settings.mongo_timeout_ms, settings.mongo_db)
+    store = Store(
+        settings.mongo_uri, settings.mongo_timeout_ms, settings.mongo_db, settings.mongo_write_concern
+    )
     audit = AuditTrail(store.audit)
     hasher = Hasher(settings.argon2, settings.hash_threads, settings.hash_queue)
     breach = BreachCheck(settings.password_breach_check_url) if settings.password_breach_check_url else None

@@ -80,6 +80,7 @@ class AuthSettings:
     client_ip: ClientIPResolver = field(default_factory=ClientIPResolver)
     mongo_timeout_ms: int = 2000
     mongo_db: str | None = None
+    mongo_write_concern: str | int = "majority"
     audit_retention_days: int = 90
     service_keys: tuple[ServiceKey, ...] = ()
     log_level: str = "INFO"
@@ -197,6 +198,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         client_ip=proxy_settings(trusted, hops),
         mongo_timeout_ms=env.duration_ms("MONGO_TIMEOUT", "2000"),
         mongo_db=env.string("MONGO_DB"),
+        mongo_write_concern=_write_concern(env),
         audit_retention_days=env.integer("AUDIT_RETENTION_DAYS", 90, minimum=1),
         service_keys=parse_service_keys(
             "AUTH_SERVICE_KEYS", env.secret("AUTH_SERVICE_KEYS"), SERVICE_KEY_SCOPES
@@ -268,3 +270,13 @@ def _password_reset(env: Env, mail: MailSettings) -> bool:
             "ALLOW_PASSWORD_RESET", "needs mail: set EMAIL_HOST (or EMAIL_SERVICE) and EMAIL_FROM"
         )
     return allowed
+
+
+def _write_concern(env: Env) -> str | int:
+    """`majority` (the default) or a number of members; 0 (unacknowledged) is refused."""
+    value = (env.string("MONGO_WRITE_CONCERN", "majority") or "majority").strip()
+    if value == "majority":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError("MONGO_WRITE_CONCERN", "must be `majority` or a number of members >= 1")
+    return int(value)

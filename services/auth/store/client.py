@@ -2,7 +2,9 @@
 
 `users` keeps LibreChat's field names so authgate can run on a LibreChat database;
 everything the service adds lives in its own `auth_*` collections. Writes that must
-survive a crash (users, sessions, revocations, user state) are journaled.
+survive a crash or a failover (users, sessions, revocations, user state, tokens, mail) are
+journaled and acknowledged by a majority of a replica set (`MONGO_WRITE_CONCERN`), and read
+from the primary whatever the URI says: an authentication decision never reads a lagging copy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+from pymongo.read_preferences import ReadPreference
 from pymongo.write_concern import WriteConcern
 
 from services.auth.store.indexes import ensure_indexes
@@ -24,13 +27,19 @@ from services.auth.store.mongo_user_state import MongoUserState
 from services.auth.store.mongo_usernames import MongoUsernameClaims
 from services.auth.store.mongo_users import MongoUsers
 
-JOURNALED = WriteConcern(w=1, j=True)
+DEFAULT_WRITE_CONCERN: str | int = "majority"
 
 
 class Store:
     """Owns the client; hands each repository its collection with the right write concern."""
 
-    def __init__(self, uri: str, timeout_ms: int = 2000, database: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        timeout_ms: int = 2000,
+        database: str | None = None,
+        write_concern: str | int = DEFAULT_WRITE_CONCERN,
+    ) -> None:
         self._client: AsyncMongoClient[Document] = AsyncMongoClient(
             uri,
             serverSelectionTimeoutMS=timeout_ms,
@@ -45,14 +54,16 @@ class Store:
             self._client.get_database(database) if database else self._client.get_default_database("authgate")
         )
 
+        durable = WriteConcern(w=write_concern, j=True)
+
         def journaled(name: str) -> pymongo.asynchronous.collection.AsyncCollection[Document]:
-            return self.db.get_collection(name, write_concern=JOURNALED)
+            return self.db.get_collection(name, write_concern=durable, read_preference=ReadPreference.PRIMARY)
 
         self.users = MongoUsers(journaled("users"))
         self.sessions = MongoSessions(journaled("auth_sessions"))
         self.revocations = MongoRevocations(journaled("auth_revocations"), journaled("auth_counters"))
         self.user_state = MongoUserState(journaled("auth_user_state"))
-        self.audit = MongoAudit(self.db.get_collection("auth_audit"))
+        self.audit = MongoAudit(self.db.get_collection("auth_audit"))  # w=1: a record may be lost
         self.usernames = MongoUsernameClaims(journaled("auth_usernames"))
         self.outbox = MongoOutbox(journaled("auth_outbox"))
         self.tokens = MongoOneTimeTokens(journaled("auth_tokens"))
