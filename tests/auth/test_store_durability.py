@@ -38,7 +38,7 @@ async def test_the_options_reach_the_driver_whatever_the_uri_says(mongo: Server)
         store = Store(lax, write_concern=concern)
         try:
             for repository in (store.users, store.sessions, store.user_state, store.tokens, store.outbox):
-                collection = repository._c  # type: ignore[attr-defined]
+                collection = repository._c
                 assert collection.write_concern.document == {"w": concern, "j": True}
                 assert collection.read_preference == ReadPreference.PRIMARY
         finally:
@@ -58,6 +58,7 @@ def test_replicas_starting_together_on_a_fresh_database_build_each_index_once(
             wait_port(server.port, 30, server.proc)
             assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
             assert "Traceback" not in server.log() and '"level": "error"' not in server.log()
+        client: MongoClient[dict[str, object]]
         with MongoClient(mongo_uri(mongo.port, database)) as client:
             names = [index["name"] for index in client[database]["users"].list_indexes()]
         assert len(names) == len(set(names)) and "email_1" in names
