@@ -248,6 +248,7 @@ def test_configmap(base: Rendered) -> None:
     assert data["MODERATION_URL"] == "http://authgate-moderation:3081"
     assert data["MODERATION_REPLICAS_SHARED"] == "true"
     assert "ALLOW_REGISTRATION" in data
+    assert data["MONGO_WRITE_CONCERN"] == "majority"
     for key, value in data.items():
         assert not re.search(r"SECRET|PASSWORD|_KEYS?$", key), f"{key} belongs in the Secret"
         assert not re.search(r"://[^/@]*:[^/@]*@", value), f"{key} carries credentials"
