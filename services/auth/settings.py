@@ -9,10 +9,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from services.auth.mail.settings import MailSettings, load_mail_settings
 from services.auth.moderation_client import ModerationClientSettings, load_moderation_client_settings
+from services.auth.redirects import InvalidRedirectDomain, RedirectPolicy, canonical_host
 from services.auth.store.uri import checked_mongo_uri
 from shared.config import (
     DEVELOPMENT,
@@ -69,6 +70,7 @@ class AuthSettings:
     hash_queue: int = 64
     domain_client: str | None = None
     domain_server: str | None = None
+    redirects: RedirectPolicy = field(default_factory=lambda: RedirectPolicy(frozenset(), frozenset()))
     app_title: str = "authgate"
     openid_button_label: str = "Continue with OpenID"
     openid_image_url: str | None = None
@@ -185,6 +187,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         hash_queue=env.integer("ARGON2_MAX_QUEUE", 64, minimum=1),
         domain_client=env.string("DOMAIN_CLIENT"),
         domain_server=env.string("DOMAIN_SERVER"),
+        redirects=_redirect_policy(env, development),
         app_title=env.string("APP_TITLE", "authgate") or "authgate",
         openid_button_label=env.string("OPENID_BUTTON_LABEL", "Continue with OpenID")
         or "Continue with OpenID",
@@ -280,3 +283,17 @@ def _write_concern(env: Env) -> str | int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError("MONGO_WRITE_CONCERN", "must be `majority` or a number of members >= 1")
     return int(value)
+
+
+def _redirect_policy(env: Env, development: bool) -> RedirectPolicy:
+    """`AUTH_REDIRECT_DOMAINS`, by default the hosts of DOMAIN_CLIENT and DOMAIN_SERVER."""
+    listed = env.string("AUTH_REDIRECT_DOMAINS")
+    if listed is not None:
+        entries = listed.split(",")
+    else:
+        hosts = (urlsplit(env.string(name) or "").hostname for name in ("DOMAIN_CLIENT", "DOMAIN_SERVER"))
+        entries = [h for h in hosts if h and canonical_host(h)]
+    try:
+        return RedirectPolicy.parse(entries, allow_http=development)
+    except InvalidRedirectDomain as exc:
+        raise ConfigError("AUTH_REDIRECT_DOMAINS", str(exc)) from None
