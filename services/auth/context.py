@@ -27,6 +27,9 @@ from services.auth.sessions import SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
+from services.auth.two_factor.manager import TwoFactor, TwoFactorSettings
+from services.auth.two_factor.secrets import SecretSealer
+from services.auth.two_factor.temp_tokens import TempTokens
 
 
 @dataclass
@@ -42,6 +45,7 @@ class AuthContext:
     outbox: Outbox
     verification: EmailVerification
     password_reset: PasswordReset
+    two_factor: TwoFactor
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -111,6 +115,15 @@ def build_context(settings: AuthSettings) -> AuthContext:
             dt.timedelta(milliseconds=settings.password_reset_expiry_ms),
         ),
     )
+    two_factor = TwoFactor(
+        store.two_factor,
+        store.users,
+        accounts,
+        SecretSealer(settings.totp_encryption_key, settings.totp_encryption_keys_old),
+        TempTokens(store.temp_tokens, settings.jwt_refresh_secret, settings.jwt_issuer),
+        audit,
+        TwoFactorSettings(settings.app_title, settings.creds_key),
+    )
     return AuthContext(
         settings=settings,
         store=store,
@@ -123,4 +136,5 @@ def build_context(settings: AuthSettings) -> AuthContext:
         outbox=outbox,
         verification=verification,
         password_reset=password_reset,
+        two_factor=two_factor,
     )

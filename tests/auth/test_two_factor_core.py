@@ -3,7 +3,6 @@ spent step, backup codes, and temp tokens over the real store."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import os
@@ -25,19 +24,7 @@ from services.auth.two_factor.librechat import (
 )
 from services.auth.two_factor.secrets import SecretSealer, UnreadableSecret, key_id
 from services.auth.two_factor.temp_tokens import MAX_ATTEMPTS, InvalidTempToken, TempTokens
-
-
-def librechat_secret() -> str:
-    """LibreChat's `generateTOTPSecret`: 10 random bytes in base32 (16 characters)."""
-    return base64.b32encode(os.urandom(10)).decode()
-
-
-def encrypt_v3(value: str, creds_key: str) -> str:
-    """LibreChat's `encryptV3`: AES-256-CTR, a random 16-byte IV, `v3:<iv hex>:<data hex>`."""
-    iv = os.urandom(16)
-    encryptor = Cipher(algorithms.AES(bytes.fromhex(creds_key)), modes.CTR(iv)).encryptor()
-    data = encryptor.update(value.encode()) + encryptor.finalize()
-    return f"v3:{iv.hex()}:{data.hex()}"
+from tests.auth.two_factor_helpers import encrypt_v3, librechat_secret
 
 
 def encrypt_v2(value: str, creds_key: str) -> str:

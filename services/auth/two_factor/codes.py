@@ -4,6 +4,7 @@ every earlier one afterwards, so a code works at most once."""
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import time
 from collections.abc import Callable
@@ -29,6 +30,12 @@ def looks_like_code(code: str) -> bool:
     return len(code) == 6 and code.isascii() and code.isdigit()
 
 
+class _LegacyLengthTotp(pyotp.TOTP):
+    """pyotp refuses secrets under 112 bits; LibreChat's enrolments have 80 (new ones here 160)."""
+
+    min_secret_length_bits = 80
+
+
 class Totp:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -41,7 +48,10 @@ class Totp:
         constant time; None when there is none."""
         if not looks_like_code(code):
             return None
-        totp = pyotp.TOTP(secret)
+        try:
+            totp = _LegacyLengthTotp(secret)
+        except (ValueError, binascii.Error):  # not base32, or under 80 bits: no code matches
+            return None
         now = self.current_step()
         found: int | None = None
         for step in range(now - DRIFT_STEPS, now + DRIFT_STEPS + 1):

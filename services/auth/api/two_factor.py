@@ -1,0 +1,113 @@
+"""/api/auth/2fa/*: LibreChat's two-factor paths and shapes, with its holes closed.
+
+Every route but verify-temp needs a live access token. Changing an existing factor (re-enrol,
+disable, regenerate) also needs the current password and a current code, so a stolen access
+token alone can neither remove the factor nor replace it with the thief's.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.auth.api.auth import issue_session
+from services.auth.api.common import NO_STORE, client_ip, ctx, require_access, unauthorized
+from services.auth.counters import LOGINS
+from services.auth.schemas import (
+    TwoFactorChangeRequest,
+    TwoFactorConfirmRequest,
+    TwoFactorProofRequest,
+    TwoFactorTempRequest,
+)
+from services.auth.sessions import StaleCredentials
+from services.auth.store import Document
+from services.auth.two_factor.manager import Proof, invalid_temp_token
+from services.auth.two_factor.temp_tokens import TempClaims
+from shared.errors import DomainError, ErrorCode
+from shared.http import parse_body
+
+SECOND_FACTOR_FAILURES = frozenset({ErrorCode.INVALID_2FA_CODE, ErrorCode.INVALID_2FA_TOKEN})
+
+
+async def _caller(request: Request) -> Document:
+    caller = await require_access(request)
+    user = await ctx(request).accounts.find_by_id(caller.claims.user_id)
+    if user is None:
+        raise unauthorized("The account no longer exists.")
+    return user
+
+
+def _proof(body: TwoFactorProofRequest) -> Proof:
+    return Proof(token=body.token or None, backup_code=body.backupCode or None)
+
+
+def _password(body: TwoFactorChangeRequest) -> str | None:
+    return body.password if body.password is not None else body.current_password
+
+
+async def enable(request: Request) -> Response:
+    """POST (and GET, for older LibreChat clients): a pending secret and backup codes."""
+    user = await _caller(request)
+    body = (
+        await parse_body(request, TwoFactorChangeRequest, allow_empty=True)
+        if request.method == "POST"
+        else TwoFactorChangeRequest()
+    )
+    enrolment = await ctx(request).two_factor.enable(user, _password(body), _proof(body))
+    return JSONResponse(
+        {"otpauthUrl": enrolment.otpauth_url, "backupCodes": enrolment.backup_codes}, headers=NO_STORE
+    )
+
+
+async def confirm(request: Request) -> Response:
+    user = await _caller(request)
+    body = await parse_body(request, TwoFactorConfirmRequest)
+    await ctx(request).two_factor.confirm(user, body.token)
+    return JSONResponse({"message": "Two-factor authentication is enabled."}, headers=NO_STORE)
+
+
+async def verify(request: Request) -> Response:
+    user = await _caller(request)
+    body = await parse_body(request, TwoFactorProofRequest)
+    await ctx(request).two_factor.verify(user, _proof(body))
+    return JSONResponse({"message": "The code is valid."}, headers=NO_STORE)
+
+
+async def disable(request: Request) -> Response:
+    user = await _caller(request)
+    body = await parse_body(request, TwoFactorChangeRequest)
+    await ctx(request).two_factor.disable(user, _password(body), _proof(body))
+    return JSONResponse({"message": "Two-factor authentication is disabled."}, headers=NO_STORE)
+
+
+async def regenerate_backup_codes(request: Request) -> Response:
+    user = await _caller(request)
+    body = await parse_body(request, TwoFactorChangeRequest)
+    codes = await ctx(request).two_factor.regenerate(user, _password(body), _proof(body))
+    return JSONResponse({"backupCodes": codes}, headers=NO_STORE)
+
+
+async def verify_temp(request: Request) -> Response:
+    """The login's second step: temp token and code in, the normal login answer and cookies out."""
+    context = ctx(request)
+    body = await parse_body(request, TwoFactorTempRequest)
+    ip = client_ip(request)
+    two_factor = context.two_factor
+    claims: TempClaims | None = None
+    try:
+        claims = two_factor.read_temp(body.tempToken)
+        user = await two_factor.finish_login(claims, _proof(body))
+    except DomainError as exc:
+        if exc.code in SECOND_FACTOR_FAILURES:
+            LOGINS.labels("2fa_failure").inc()
+            user_id = claims.user_id if claims is not None else None
+            await context.audit.record("login_2fa_failed", user_id=user_id, ip=ip, outcome=exc.code.value)
+        raise
+    try:
+        response = await issue_session(
+            request, user, ip, in_body=claims.in_body, epoch=claims.epoch, login_email=claims.login_email
+        )
+    except StaleCredentials:  # the sessions were revoked between the password and the code
+        raise invalid_temp_token() from None
+    LOGINS.labels("success").inc()
+    return response
