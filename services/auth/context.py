@@ -28,6 +28,7 @@ from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
 from services.auth.two_factor.manager import TwoFactor, TwoFactorSettings
+from services.auth.two_factor.notices import TwoFactorNotices
 from services.auth.two_factor.secrets import SecretSealer
 from services.auth.two_factor.temp_tokens import TempTokens
 
@@ -123,6 +124,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         TempTokens(store.temp_tokens, settings.jwt_refresh_secret, settings.jwt_issuer),
         audit,
         TwoFactorSettings(settings.app_title, settings.creds_key),
+        TwoFactorNotices(outbox, templates, settings.app_title),
     )
     return AuthContext(
         settings=settings,

@@ -99,6 +99,7 @@ class Engine:
             "logout": limits.logout,
             "reset_password": limits.reset_password,
             "verify_email": limits.verify_email,
+            "two_factor_temp": limits.two_factor_temp,
         }
         reported = 0
         if kind in per_ip:
@@ -109,6 +110,8 @@ class Engine:
                 ops.append(self._account_op(event, actor, check=True))
             if kind == "login" and client.net48 is not None and not client.exempt:
                 ops.append(self._net48_op(client.net48, actor))
+            if kind == "two_factor_temp" and event.account is not None:
+                ops.append(self._two_factor_account_op(event.account, actor))
         elif kind == "login_failed":
             check_ip_ban = False
             if event.account is not None:
@@ -146,6 +149,12 @@ class Engine:
         if user is not None:
             ops.append(self._op(user, actor, kind, user_windows, user_score_always, score))
         return _Plan(ops, None if client.exempt else client.counted, user, reported, login_score)
+
+    def _two_factor_account_op(self, subject: str, actor: str) -> SubjectOp:
+        """The login's second step per account too (many IPs, one user): limited, never scored."""
+        limit = self.policy.limits.two_factor_temp
+        window = WindowOp("two_factor_temp", "hit", limit.max, limit.window_ms)
+        return SubjectOp(subject=subject, check_ban=False, windows=(window,), actor=actor)
 
     def _net48_op(self, subject: str, actor: str) -> SubjectOp:
         """All logins of one IPv6 /48 together: spreading over its /64s buys nothing. Never scored."""

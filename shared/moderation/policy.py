@@ -26,6 +26,7 @@ ViolationType = Literal[
     "concurrent_message",
     "reset_password",
     "verify_email",
+    "two_factor_temp",
     "non_browser",
     "illegal_model",
 ]
@@ -37,7 +38,14 @@ VIOLATION_TYPES: Final[tuple[str, ...]] = get_args(ViolationType)
 ALWAYS_VIOLATION: Final[frozenset[str]] = frozenset({"non_browser", "illegal_model"})
 # What the auth service reports, and so all its moderation key may hold (least privilege): never
 # `report-user` (auth sends no user_id) nor the chat service's types (`message`, `non_browser`, ...).
-AUTH_EVENT_TYPES: Final[tuple[str, ...]] = ("login", "login_failed", "register", "refresh", "logout")
+AUTH_EVENT_TYPES: Final[tuple[str, ...]] = (
+    "login",
+    "login_failed",
+    "register",
+    "refresh",
+    "logout",
+    "two_factor_temp",
+)
 AUTH_KEY_SCOPES: Final[str] = "+".join(("report", *AUTH_EVENT_TYPES))
 
 # Score variable per violation type (LibreChat's names where it has one).
@@ -50,6 +58,8 @@ SCORE_VARIABLES: Final[dict[str, tuple[str, int]]] = {
     "concurrent_message": ("CONCURRENT_VIOLATION_SCORE", 1),
     "reset_password": ("RESET_PASSWORD_VIOLATION_SCORE", 1),
     "verify_email": ("VERIFY_EMAIL_VIOLATION_SCORE", 1),
+    # The login's second step (/api/auth/2fa/verify-temp); unset, it scores as a login (LibreChat).
+    "two_factor_temp": ("TWO_FACTOR_TEMP_VIOLATION_SCORE", 1),
     # LibreChat's 20 equals its ban threshold, so one request banned: see the README.
     "non_browser": ("NON_BROWSER_VIOLATION_SCORE", 5),
     "illegal_model": ("ILLEGAL_MODEL_REQ_SCORE", 5),
@@ -81,6 +91,7 @@ class Limits:
     login_alarm_per_minute: int = 1000  # per replica; raises authgate_moderation_login_alarm
     reset_password: Limit = Limit(2, 2 * MINUTE_MS)
     verify_email: Limit = Limit(2, 2 * MINUTE_MS)
+    two_factor_temp: Limit = Limit(7, 5 * MINUTE_MS)  # per IP and per user; LOGIN_MAX/_WINDOW unset
     message_ip: Limit | None = Limit(40, MINUTE_MS)
     message_user: Limit | None = Limit(40, MINUTE_MS)
     concurrent_messages: int | None = 2
@@ -162,6 +173,9 @@ def load_limits(env: Env) -> Limits:
         logout=_limit(env, "LOGOUT_MAX", "LOGOUT_WINDOW", 100, 5),
         reset_password=_limit(env, "RESET_PASSWORD_MAX", "RESET_PASSWORD_WINDOW", 2, 2),
         verify_email=_limit(env, "VERIFY_EMAIL_MAX", "VERIFY_EMAIL_WINDOW", 2, 2),
+        two_factor_temp=_limit(
+            env, "TWO_FACTOR_TEMP_MAX", "TWO_FACTOR_TEMP_WINDOW", login.max, login.window_ms / MINUTE_MS
+        ),
         message_ip=message_ip if env.boolean("LIMIT_MESSAGE_IP", True) else None,
         message_user=message_user if env.boolean("LIMIT_MESSAGE_USER", True) else None,
         concurrent_messages=concurrent if env.boolean("LIMIT_CONCURRENT_MESSAGES", True) else None,
@@ -189,6 +203,8 @@ def load_scores(env: Env, interval: int) -> MappingProxyType[str, int]:
     """Scores per type; none may reach the ban threshold alone, so no single report can ban."""
     scores: dict[str, int] = {}
     for kind, (name, default) in SCORE_VARIABLES.items():
+        if kind == "two_factor_temp":
+            default = scores["login"]  # LibreChat: TWO_FACTOR_TEMP_VIOLATION_SCORE ?? LOGIN_VIOLATION_SCORE
         value = env.integer(name, default, minimum=0)
         if value >= interval:
             raise ConfigError(

@@ -1,4 +1,4 @@
-"""TOTP_ENCRYPTION_KEY, TOTP_ENCRYPTION_KEYS_OLD and CREDS_KEY as startup reads them."""
+"""TOTP_ENCRYPTION_KEY, TOTP_ENCRYPTION_KEYS_OLD, CREDS_KEY and TWO_FACTOR_TEMP_* as startup reads them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import Env
+from shared.moderation.policy import Limit, load_policy
 from tests.auth.config_helpers import MODERATION, load, refused, secrets_env
 
 
@@ -38,3 +40,21 @@ def test_creds_key_is_optional(tmp_path: Path) -> None:
     assert load(tmp_path, **secrets_env()).creds_key is None
     key = secrets.token_hex(32)
     assert load(tmp_path, **secrets_env(CREDS_KEY=key)).creds_key == key
+
+
+def test_the_second_step_limits_default_to_the_logins() -> None:
+    policy = load_policy(Env([{"LOGIN_MAX": "9", "LOGIN_WINDOW": "3", "LOGIN_VIOLATION_SCORE": "2"}]))
+    assert policy.limits.two_factor_temp == Limit(9, 3 * 60_000)
+    assert policy.score("two_factor_temp") == 2
+    own = load_policy(
+        Env(
+            [
+                {
+                    "TWO_FACTOR_TEMP_MAX": "4",
+                    "TWO_FACTOR_TEMP_WINDOW": "1",
+                    "TWO_FACTOR_TEMP_VIOLATION_SCORE": "3",
+                }
+            ]
+        )
+    )
+    assert own.limits.two_factor_temp == Limit(4, 60_000) and own.score("two_factor_temp") == 3

@@ -10,9 +10,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from services.auth.accounts import user_id_of
 from services.auth.api.auth import issue_session
 from services.auth.api.common import NO_STORE, client_ip, ctx, require_access, unauthorized
 from services.auth.counters import LOGINS
+from services.auth.protection import banned_error
 from services.auth.schemas import (
     TwoFactorChangeRequest,
     TwoFactorConfirmRequest,
@@ -22,7 +24,6 @@ from services.auth.schemas import (
 from services.auth.sessions import StaleCredentials
 from services.auth.store import Document
 from services.auth.two_factor.manager import Proof, invalid_temp_token
-from services.auth.two_factor.temp_tokens import TempClaims
 from shared.errors import DomainError, ErrorCode
 from shared.http import parse_body
 
@@ -93,16 +94,25 @@ async def verify_temp(request: Request) -> Response:
     body = await parse_body(request, TwoFactorTempRequest)
     ip = client_ip(request)
     two_factor = context.two_factor
-    claims: TempClaims | None = None
     try:
         claims = two_factor.read_temp(body.tempToken)
+    except DomainError:
+        await context.protection.before_two_factor(ip, None)  # a bad token is still counted
+        raise
+    await context.protection.before_two_factor(ip, claims.login_email)
+    try:
         user = await two_factor.finish_login(claims, _proof(body))
     except DomainError as exc:
         if exc.code in SECOND_FACTOR_FAILURES:
             LOGINS.labels("2fa_failure").inc()
-            user_id = claims.user_id if claims is not None else None
-            await context.audit.record("login_2fa_failed", user_id=user_id, ip=ip, outcome=exc.code.value)
+            await context.protection.after_two_factor_failure(ip, claims.login_email)
+            await context.audit.record(
+                "login_2fa_failed", user_id=claims.user_id, ip=ip, outcome=exc.code.value
+            )
         raise
+    ban = context.protection.user_ban(user_id_of(user))
+    if ban is not None:
+        raise banned_error(ban)
     try:
         response = await issue_session(
             request, user, ip, in_body=claims.in_body, epoch=claims.epoch, login_email=claims.login_email

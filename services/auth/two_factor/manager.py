@@ -26,6 +26,7 @@ from services.auth.two_factor.librechat import (
     decrypt_totp_secret,
     librechat_code_hash,
 )
+from services.auth.two_factor.notices import TwoFactorNotices
 from services.auth.two_factor.secrets import SecretSealer, UnreadableSecret
 from services.auth.two_factor.temp_tokens import InvalidTempToken, TempClaims, TempTokens
 from shared.errors import DomainError, ErrorCode
@@ -84,6 +85,7 @@ class TwoFactor:
         temp_tokens: TempTokens,
         audit: AuditTrail,
         settings: TwoFactorSettings,
+        notices: TwoFactorNotices | None = None,
         totp: Totp | None = None,
     ) -> None:
         self._repo = repo
@@ -93,6 +95,7 @@ class TwoFactor:
         self.temp_tokens = temp_tokens
         self._audit = audit
         self.settings = settings
+        self._notices = notices
         self._totp = totp or Totp()
 
     # State ----------------------------------------------------------------------------------
@@ -221,6 +224,8 @@ class TwoFactor:
         await self._users.set_two_factor(user["_id"], True)
         user["twoFactorEnabled"] = True
         await self._audit.record("2fa_enabled", user_id=user_id)
+        if self._notices is not None:
+            await self._notices.send(user, "two_factor_enabled")
 
     async def verify(self, user: Document, proof: Proof) -> str:
         doc = await self._enabled(user)
@@ -238,6 +243,8 @@ class TwoFactor:
         await self._users.set_two_factor(user["_id"], False)
         user["twoFactorEnabled"] = False
         await self._audit.record("2fa_disabled", user_id=user_id_of(user), actor=actor)
+        if self._notices is not None:
+            await self._notices.send(user, "two_factor_disabled", by_operator=actor != user_id_of(user))
 
     async def regenerate(self, user: Document, password: str | None, proof: Proof) -> list[str]:
         user_id = user_id_of(user)

@@ -46,8 +46,8 @@ _OUT = ConfigDict(extra="forbid")
 _ALWAYS = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 # Cross-field rules, one place: which fields each event type accepts.
-NO_USER_ID = ("login", "login_failed")
-ACCOUNT_TYPES = ("login", "login_failed")
+NO_USER_ID = ("login", "login_failed", "two_factor_temp")
+ACCOUNT_TYPES = ("login", "login_failed", "two_factor_temp")
 
 
 def _integral(value: Any) -> Any:
@@ -137,7 +137,8 @@ class EventIn(BaseModel):
     account: str | None = Field(
         default=None,
         pattern=ACCOUNT_PATTERN,
-        description="account:<hex HMAC-SHA256 of the normalized email>, for login and login_failed.",
+        description="account:<hex HMAC-SHA256 of the normalized email>, for login, login_failed and "
+        "two_factor_temp.",
     )
     user_agent: str | None = Field(
         default=None, max_length=1024, description="Accepted for logs; never stored."
@@ -159,7 +160,7 @@ class EventIn(BaseModel):
         if self.user_id is not None and self.type in NO_USER_ID:
             raise ValueError(f"{self.type} events carry no user_id (a ban must not reveal an account)")
         if self.account is not None and self.type not in ACCOUNT_TYPES:
-            raise ValueError("account is only accepted on login and login_failed events")
+            raise ValueError("account is only accepted on login, login_failed and two_factor_temp events")
         if self.type == "login_failed" and self.account is None:
             raise ValueError("login_failed events need the account subject")
         if self.device_trusted and self.account is None:
