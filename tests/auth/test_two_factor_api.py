@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import httpx
+import jsonschema_rs
 import jwt
 
 from services.auth.one_time_tokens import PASSWORD_RESET, OneTimeTokens
@@ -234,3 +236,38 @@ async def test_a_password_reset_keeps_the_second_factor(auth: AuthApp) -> None:
     await auth.ctx.password_reset.reset(user.user_id, issued.token, new_password)
     temp = await temp_token(auth, user.address, new_password)
     assert (await verify_temp(auth, temp, token=code(user.secret))).status_code == 200
+
+
+async def test_two_factor_answers_match_the_openapi_document(auth: AuthApp) -> None:
+    doc = (await auth.client.get("/openapi.json")).json()
+
+    def check(path: str, method: str, response: httpx.Response) -> None:
+        entry = doc["paths"][path][method]["responses"][str(response.status_code)]
+        schema = {**entry["content"]["application/json"]["schema"], "components": doc["components"]}
+        jsonschema_rs.validate(schema, response.json())
+
+    address = email()
+    body = await auth.user(address)
+    bearer = {"Authorization": f"Bearer {body['token']}"}
+    check("/api/auth/2fa/verify", "post", await call(auth, "verify", body["token"], {"token": "123456"}))
+    check("/api/auth/2fa/confirm", "post", await call(auth, "confirm", body["token"], {"token": "123456"}))
+    enabled = await auth.client.get("/api/auth/2fa/enable", headers=bearer)
+    check("/api/auth/2fa/enable", "get", enabled)
+    enabled = await call(auth, "enable", body["token"])
+    check("/api/auth/2fa/enable", "post", enabled)
+    secret = secret_of(enabled.json()["otpauthUrl"])
+    check(
+        "/api/auth/2fa/confirm",
+        "post",
+        await call(auth, "confirm", body["token"], {"token": code(secret, -1)}),
+    )
+    login = await auth.login(address)
+    check("/api/auth/login", "post", login)
+    temp = login.json()["tempToken"]
+    check("/api/auth/2fa/verify-temp", "post", await verify_temp(auth, temp, token="000000"))
+    check("/api/auth/2fa/verify-temp", "post", await verify_temp(auth, temp, token=code(secret)))
+    proof = {"password": STRONG_PASSWORD, "token": code(secret, 1)}
+    check(
+        "/api/auth/2fa/backup/regenerate", "post", await call(auth, "backup/regenerate", body["token"], proof)
+    )
+    check("/api/auth/2fa/disable", "post", await call(auth, "disable", body["token"], proof))
