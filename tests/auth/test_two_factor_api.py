@@ -49,7 +49,9 @@ async def test_enrol_confirm_then_login_needs_the_code_once(auth: AuthApp) -> No
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert set(body) == {"token", "user"} and body["user"]["twoFactorEnabled"] is True
-    assert any(h.startswith("refreshToken=") for h in answer.headers.get_list("set-cookie"))
+    cookies = answer.headers.get_list("set-cookie")
+    assert any(h.startswith("refreshToken=") for h in cookies)
+    assert any(h.startswith("authgate_device=") for h in cookies)
     assert (await auth.get("/api/user", body["token"])).status_code == 200
 
     # The same code again, on a fresh temp token: refused (its step is spent).

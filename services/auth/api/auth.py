@@ -147,7 +147,7 @@ async def login(request: Request) -> Response:
     LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
         trusted = device_cookie if gate.device_trusted else None
-        _set_device_cookie(request, response, user, gate.account, trusted, state.device_epoch)
+        set_device_cookie(request, response, user, gate.account, trusted, state.device_epoch)
     return response
 
 
@@ -175,7 +175,7 @@ async def _second_factor(
     return JSONResponse({"twoFAPending": True, "tempToken": temp}, headers=NO_STORE)
 
 
-def _set_device_cookie(
+def set_device_cookie(
     request: Request,
     response: Response,
     user: Document,

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.auth.accounts import user_id_of
-from services.auth.api.auth import issue_session
+from services.auth.api.auth import issue_session, set_device_cookie
 from services.auth.api.common import NO_STORE, client_ip, ctx, require_access, unauthorized
 from services.auth.counters import LOGINS
 from services.auth.protection import banned_error
@@ -113,6 +113,7 @@ async def verify_temp(request: Request) -> Response:
     ban = context.protection.user_ban(user_id_of(user))
     if ban is not None:
         raise banned_error(ban)
+    state = await context.sessions.state(claims.user_id)  # read before the session is created
     try:
         response = await issue_session(
             request, user, ip, in_body=claims.in_body, epoch=claims.epoch, login_email=claims.login_email
@@ -120,4 +121,7 @@ async def verify_temp(request: Request) -> Response:
     except StaleCredentials:  # the sessions were revoked between the password and the code
         raise invalid_temp_token() from None
     LOGINS.labels("success").inc()
+    if not claims.in_body and claims.login_email:  # this browser now counts as the owner's, as after login
+        account = context.protection.account(claims.login_email)
+        set_device_cookie(request, response, user, account, None, state.device_epoch)
     return response
