@@ -156,3 +156,29 @@ async def test_verify_temp_is_limited_per_account_across_ips(limited: AuthApp) -
         "/api/auth/2fa/verify-temp", json={"tempToken": temp, "token": code(user.secret)}
     )
     assert_error(refused, 429, "rate_limited")
+
+
+@pytest.fixture(scope="module")
+def account_throttle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModerationHandle]:
+    handle = start_moderation(tmp_path_factory.mktemp("two-factor-account"), {"LOGIN_ACCOUNT_MAX": "3"})
+    try:
+        yield handle
+    finally:
+        handle.server.stop(sig_kill=True)
+
+
+async def test_password_guesses_through_2fa_changes_meet_the_login_throttle(
+    app_factory: Callable[..., Any], account_throttle: ModerationHandle
+) -> None:
+    """A stolen access token does not buy unlimited guesses at the password the changes need."""
+    async with app_factory(**{**account_throttle.auth_env(), "LOGIN_ACCOUNT_MAX": "3"}) as auth:
+        user = await enrolled(auth)
+        guess = {"password": "not the password at all 123", "backupCode": user.backup_codes[0]}
+        for _ in range(3):
+            assert_error(await call(auth, "disable", user.token, guess), 401, "invalid_credentials")
+        right = {"password": STRONG_PASSWORD, "backupCode": user.backup_codes[0]}
+        assert_error(await call(auth, "disable", user.token, right), 429, "rate_limited")
+        assert_error(await auth.login(user.address), 429, "rate_limited")  # the same account throttle
+        doc = await auth.collection("auth_two_factor").find_one({"_id": user.user_id})
+        assert doc is not None and doc["enabled"] is True
+        assert await auth.collection("auth_audit").count_documents({"event": "2fa_change_refused"}) == 3

@@ -7,13 +7,17 @@ token alone can neither remove the factor nor replace it with the thief's.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from services.auth.accounts import user_id_of
+from services.auth.accounts import normalize_email, user_id_of
 from services.auth.api.auth import issue_session, set_device_cookie
 from services.auth.api.common import NO_STORE, client_ip, ctx, require_access, unauthorized
 from services.auth.counters import LOGINS
+from services.auth.devices import DEVICE_COOKIE
 from services.auth.protection import banned_error
 from services.auth.schemas import (
     TwoFactorChangeRequest,
@@ -27,6 +31,7 @@ from services.auth.two_factor.manager import Proof, invalid_temp_token
 from shared.errors import DomainError, ErrorCode
 from shared.http import parse_body
 
+T = TypeVar("T")
 SECOND_FACTOR_FAILURES = frozenset({ErrorCode.INVALID_2FA_CODE, ErrorCode.INVALID_2FA_TOKEN})
 
 
@@ -46,6 +51,27 @@ def _password(body: TwoFactorChangeRequest) -> str | None:
     return body.password if body.password is not None else body.current_password
 
 
+async def _change(
+    request: Request, user: Document, body: TwoFactorChangeRequest, change: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a change that checks the current password under the login's throttles: a stolen access
+    token is not a way to guess the password without limit."""
+    context = ctx(request)
+    if not _password(body):
+        return await change()
+    email = normalize_email(str(user.get("email", "")))
+    gate = await context.protection.before_login(
+        client_ip(request), email, request.cookies.get(DEVICE_COOKIE)
+    )
+    try:
+        return await change()
+    except DomainError as exc:
+        if exc.code == ErrorCode.INVALID_CREDENTIALS:
+            await context.protection.after_login_failure(gate)
+            await context.audit.record("2fa_change_refused", user_id=user_id_of(user), outcome=exc.code.value)
+        raise
+
+
 async def enable(request: Request) -> Response:
     """POST (and GET, for older LibreChat clients): a pending secret and backup codes."""
     user = await _caller(request)
@@ -54,7 +80,10 @@ async def enable(request: Request) -> Response:
         if request.method == "POST"
         else TwoFactorChangeRequest()
     )
-    enrolment = await ctx(request).two_factor.enable(user, _password(body), _proof(body))
+    two_factor = ctx(request).two_factor
+    enrolment = await _change(
+        request, user, body, lambda: two_factor.enable(user, _password(body), _proof(body))
+    )
     return JSONResponse(
         {"otpauthUrl": enrolment.otpauth_url, "backupCodes": enrolment.backup_codes}, headers=NO_STORE
     )
@@ -77,14 +106,18 @@ async def verify(request: Request) -> Response:
 async def disable(request: Request) -> Response:
     user = await _caller(request)
     body = await parse_body(request, TwoFactorChangeRequest)
-    await ctx(request).two_factor.disable(user, _password(body), _proof(body))
+    two_factor = ctx(request).two_factor
+    await _change(request, user, body, lambda: two_factor.disable(user, _password(body), _proof(body)))
     return JSONResponse({"message": "Two-factor authentication is disabled."}, headers=NO_STORE)
 
 
 async def regenerate_backup_codes(request: Request) -> Response:
     user = await _caller(request)
     body = await parse_body(request, TwoFactorChangeRequest)
-    codes = await ctx(request).two_factor.regenerate(user, _password(body), _proof(body))
+    two_factor = ctx(request).two_factor
+    codes = await _change(
+        request, user, body, lambda: two_factor.regenerate(user, _password(body), _proof(body))
+    )
     return JSONResponse({"backupCodes": codes}, headers=NO_STORE)
 
 
