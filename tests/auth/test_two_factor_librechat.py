@@ -4,6 +4,7 @@ password with 403 `2fa_required`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import secrets
@@ -34,7 +35,15 @@ async def librechat_user(auth: AuthApp) -> tuple[str, str, list[str]]:
         "twoFactorEnabled": True,
         "totpSecret": encrypt_v3(secret, CREDS_KEY),
         "backupCodes": [
-            {"codeHash": hashlib.sha256(c.encode()).hexdigest(), "used": False, "usedAt": None} for c in plain
+            {"codeHash": hashlib.sha256(c.encode()).hexdigest(), "used": False, "usedAt": None}
+            for c in plain[:9]
+        ]
+        + [
+            {
+                "codeHash": hashlib.sha256(plain[9].encode()).hexdigest(),
+                "used": True,
+                "usedAt": dt.datetime.now(dt.UTC),
+            }
         ],
     }
     await auth.collection("users").update_one({"email": address}, {"$set": fields})
@@ -59,6 +68,9 @@ async def test_a_librechat_enrolment_signs_in_with_creds_key(app_factory: Callab
         replay = await verify_temp(auth, await temp_token(auth, address), token=code(secret))
         assert_error(replay, 401, "invalid_2fa_code")
         assert (await call(auth, "verify", body["token"], {"backupCode": backup[1]})).status_code == 200
+        # A code LibreChat had already marked used stays used.
+        used = await call(auth, "verify", body["token"], {"backupCode": backup[9]})
+        assert_error(used, 401, "invalid_2fa_code")
 
 
 async def test_without_creds_key_it_is_refused_after_the_password(auth: AuthApp) -> None:

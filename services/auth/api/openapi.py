@@ -23,8 +23,9 @@ TWO_FACTOR = [
         "POST",
         "Start (or redo) 2FA enrolment: a pending secret and 10 backup codes; an account with 2FA "
         "already sends its password and a current code",
-        {200: s.TwoFactorEnrolment, **_CHANGE},
+        {200: s.TwoFactorEnrolment, 429: E, **_CHANGE},
         body=s.TwoFactorChangeRequest,
+        headers={429: ["Retry-After"]},
         security=BEARER,
     ),
     Operation(
@@ -54,16 +55,18 @@ TWO_FACTOR = [
         "/api/auth/2fa/disable",
         "POST",
         "Turn 2FA off: the current password and a TOTP or backup code",
-        {200: s.MessageResponse, **_CHANGE},
+        {200: s.MessageResponse, 429: E, **_CHANGE},
         body=s.TwoFactorChangeRequest,
+        headers={429: ["Retry-After"]},
         security=BEARER,
     ),
     Operation(
         "/api/auth/2fa/backup/regenerate",
         "POST",
         "Replace the backup codes: the current password and a TOTP or backup code",
-        {200: s.BackupCodesResponse, **_CHANGE},
+        {200: s.BackupCodesResponse, 429: E, **_CHANGE},
         body=s.TwoFactorChangeRequest,
+        headers={429: ["Retry-After"]},
         security=BEARER,
     ),
     Operation(

@@ -56,6 +56,11 @@ class TwoFactorSettings:
     creds_key: str | None = None
 
 
+def _is_sha256_hex(value: object) -> bool:
+    """A LibreChat code hash; anything else (hand-edited data) is not imported."""
+    return isinstance(value, str) and len(value) == 64 and all(ch in "0123456789abcdef" for ch in value)
+
+
 def invalid_code() -> DomainError:
     return DomainError(ErrorCode.INVALID_2FA_CODE, "The two-factor code is invalid or was already used.")
 
@@ -120,9 +125,9 @@ class TwoFactor:
             log.warning("librechat_2fa_unreadable", user_id=user_id, reason=str(exc))
             raise locked() from None
         legacy = {
-            str(code["codeHash"]): code.get("usedAt") or True if code.get("used") else False
+            code["codeHash"]: (code.get("usedAt") or True) if code.get("used") else False
             for code in user.get("backupCodes") or []
-            if isinstance(code, dict) and isinstance(code.get("codeHash"), str)
+            if isinstance(code, dict) and _is_sha256_hex(code.get("codeHash"))
         }
         active = {
             "secret": self.sealer.seal(user_id, secret),
