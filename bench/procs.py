@@ -195,6 +195,7 @@ def auth_base_env(store_port: int) -> dict[str, str]:
         "AUTHGATE_ENV": "development",
         "JWT_SECRET": secrets.token_hex(32),
         "JWT_REFRESH_SECRET": secrets.token_hex(32),
+        "TOTP_ENCRYPTION_KEY": secrets.token_hex(32),
         "MONGO_URI": store_uri(store_port),
         "ALLOW_REGISTRATION": "true",
         "AUTH_MANAGEMENT_PORT": "0",  # no metrics listener (its default port is shared)

@@ -88,6 +88,7 @@ def ensure_secrets() -> list[str]:
 
     make("JWT_SECRET", lambda: secrets.token_hex(32))
     make("JWT_REFRESH_SECRET", lambda: secrets.token_hex(32))
+    make("TOTP_ENCRYPTION_KEY", lambda: secrets.token_hex(32))
     auth_key = make("MODERATION_API_KEY", lambda: secrets.token_urlsafe(32))
     admin_key = make("MODERATION_ADMIN_KEY", lambda: secrets.token_urlsafe(32))
     # auth's key holds exactly the scopes auth uses: its own event types, never report-user

@@ -42,6 +42,10 @@ class ErrorCode(StrEnum):
     PASSWORD_RESET_DISABLED = "password_reset_disabled"
     EMAIL_NOT_VERIFIED = "email_not_verified"
     TWO_FACTOR_REQUIRED = "2fa_required"
+    INVALID_2FA_CODE = "invalid_2fa_code"
+    INVALID_2FA_TOKEN = "invalid_2fa_token"
+    TWO_FACTOR_NOT_ENABLED = "2fa_not_enabled"
+    TWO_FACTOR_NOT_PENDING = "2fa_not_pending"
     REGISTRATION_DISABLED = "registration_disabled"
     EMAIL_LOGIN_DISABLED = "email_login_disabled"
     USERNAME_TAKEN = "username_taken"
@@ -128,6 +132,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INSUFFICIENT_SCOPE: 403,
     ErrorCode.ORIGIN_REFUSED: 403,
     ErrorCode.TWO_FACTOR_REQUIRED: 403,
+    ErrorCode.INVALID_2FA_CODE: 401,
+    ErrorCode.INVALID_2FA_TOKEN: 401,
+    ErrorCode.TWO_FACTOR_NOT_ENABLED: 400,
+    ErrorCode.TWO_FACTOR_NOT_PENDING: 400,
     ErrorCode.REGISTRATION_DISABLED: 403,
     ErrorCode.EMAIL_LOGIN_DISABLED: 403,
     ErrorCode.BANNED: 403,

@@ -155,6 +155,8 @@ def public_user(doc: Document) -> dict[str, Any]:
         "avatar": doc.get("avatar"),
         "createdAt": _iso(doc.get("createdAt")),
         "updatedAt": _iso(doc.get("updatedAt")),
+        # Always answered, so a client can tell "off" from "unknown"; mirrors auth_two_factor.
+        "twoFactorEnabled": doc.get("twoFactorEnabled") is True,
     }
     for name in OPTIONAL_PUBLIC_FIELDS:
         if doc.get(name) is not None:

@@ -33,6 +33,8 @@ from services.auth.cli_mail import MailQueueError
 from services.auth.cli_mail import add_commands as add_mail_commands
 from services.auth.cli_moderation import ModerationCliError
 from services.auth.cli_moderation import add_commands as add_moderation_commands
+from services.auth.cli_two_factor import TwoFactorCliError
+from services.auth.cli_two_factor import add_commands as add_two_factor_commands
 from services.auth.context import AuthContext, build_context
 from services.auth.settings import EMBEDDED_MONGO_PORT_FILE, load_settings
 from shared.config import ConfigError, Env
@@ -223,9 +225,10 @@ async def doctor(context: AuthContext, args: argparse.Namespace) -> None:
 
 
 def generate_secrets(args: argparse.Namespace) -> None:
-    """The seed's "JWT Keys" tool: two independent 32-byte hex secrets."""
+    """The seed's "JWT Keys" tool, and the TOTP key: independent 32-byte hex secrets."""
     out(f"JWT_SECRET={secrets.token_hex(32)}")
     out(f"JWT_REFRESH_SECRET={secrets.token_hex(32)}")
+    out(f"TOTP_ENCRYPTION_KEY={secrets.token_hex(32)}")
 
 
 # Parser --------------------------------------------------------------------------------
@@ -279,10 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="report accounts sharing a canonical email or username")
     p.set_defaults(store_command=doctor)
 
-    p = sub.add_parser("generate-secrets", help="print fresh JWT_SECRET / JWT_REFRESH_SECRET")
+    p = sub.add_parser(
+        "generate-secrets", help="print fresh JWT_SECRET / JWT_REFRESH_SECRET / TOTP_ENCRYPTION_KEY"
+    )
     p.set_defaults(plain_command=generate_secrets)
     add_moderation_commands(sub)
     add_mail_commands(sub)
+    add_two_factor_commands(sub)
     return parser
 
 
@@ -307,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
             args.plain_command(args)
         else:
             asyncio.run(run_store_command(getattr(args, "store_command", None), args))
-    except (CliError, ModerationCliError, MailQueueError) as exc:
+    except (CliError, ModerationCliError, MailQueueError, TwoFactorCliError) as exc:
         print(f"authgate: {exc}", file=sys.stderr)
         raise SystemExit(exc.code) from None
     except (ApiError, DomainError) as exc:

@@ -29,6 +29,10 @@ from services.auth.sessions import SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
 from services.auth.tokens import AccessTokens
+from services.auth.two_factor.manager import TwoFactor, TwoFactorSettings
+from services.auth.two_factor.notices import TwoFactorNotices
+from services.auth.two_factor.secrets import SecretSealer
+from services.auth.two_factor.temp_tokens import TempTokens
 from shared.moderation.policy import Limit
 
 
@@ -46,6 +50,7 @@ class AuthContext:
     verification: EmailVerification
     password_reset: PasswordReset
     password_change: PasswordChange
+    two_factor: TwoFactor
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -123,6 +128,16 @@ def build_context(settings: AuthSettings) -> AuthContext:
             _per_account(limits.reset_password),
         ),
     )
+    two_factor = TwoFactor(
+        store.two_factor,
+        store.users,
+        accounts,
+        SecretSealer(settings.totp_encryption_key, settings.totp_encryption_keys_old),
+        TempTokens(store.temp_tokens, settings.jwt_refresh_secret, settings.jwt_issuer),
+        audit,
+        TwoFactorSettings(settings.app_title, settings.creds_key),
+        TwoFactorNotices(outbox, templates, settings.app_title),
+    )
     return AuthContext(
         settings=settings,
         store=store,
@@ -136,6 +151,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         verification=verification,
         password_reset=password_reset,
         password_change=PasswordChange(accounts, protection, sessions, audit, password_reset),
+        two_factor=two_factor,
     )
 
 

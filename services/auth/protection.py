@@ -1,11 +1,11 @@
 """What auth asks moderation before doing expensive work, and how it answers the client.
 
-Auth never decides windows or scores: it reports `login`, `register`, `refresh`,
-`reset_password` and `verify_email` before any hashing or mail (a limited or banned
-client costs no argon2 work), reports `login_failed` after a failure, and turns the
-answers into the domain errors `RateLimited` (429 `rate_limited`) or `Banned` (403
-`banned`), which the API layer renders. A user's ban is revealed only after a correct password (or on
-refresh), so a ban never reveals that an account exists.
+Auth never decides windows or scores: it reports `login` (and, with `second_factor`, the
+login's second step), `register`, `refresh`, `reset_password` and `verify_email` before any
+hashing or mail (a limited or banned client costs no argon2 work), reports `login_failed` after
+a failure, and turns the answers into the domain errors `RateLimited` (429 `rate_limited`) or
+`Banned` (403 `banned`), which the API layer renders. A user's ban is revealed only after a
+correct password (or on refresh), so a ban never reveals that an account exists.
 """
 
 from __future__ import annotations
@@ -113,6 +113,18 @@ class Protection:
         await self.client.event(
             "login_failed", ip=gate.ip, account=gate.account, device_trusted=gate.device_trusted
         )
+
+    async def before_two_factor(self, ip: str, login_email: str | None) -> None:
+        """The login's second step: per IP, and per account when the temp token names one
+        (TWO_FACTOR_TEMP_MAX / _WINDOW); before the code is looked at."""
+        account = self.account(login_email) if login_email else None
+        decision = await self.client.event("login", ip=ip, account=account, second_factor=True)
+        self._enforce(decision, "two_factor_temp")
+
+    async def after_two_factor_failure(self, ip: str, login_email: str | None) -> None:
+        """A wrong second factor counts against the account as a wrong password does."""
+        if login_email:
+            await self.client.event("login_failed", ip=ip, account=self.account(login_email))
 
     async def before_register(self, ip: str) -> None:
         self._enforce(await self.client.event("register", ip=ip), "register")

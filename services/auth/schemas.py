@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictStr
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _OUT = ConfigDict(extra="forbid", populate_by_name=True)
@@ -64,6 +64,56 @@ class LoginRequest(BaseModel):
     refresh_token_in_body: StrictBool = False
 
 
+_CODE = Field(default=None, max_length=64)
+
+
+class TwoFactorProofRequest(BaseModel):
+    """A TOTP code (`token`) or a backup code (`backupCode`), LibreChat's field names."""
+
+    model_config = _STRICT
+    token: StrictStr | None = _CODE
+    backupCode: StrictStr | None = _CODE
+
+
+class TwoFactorChangeRequest(TwoFactorProofRequest):
+    """Changes also need the current password (`password`, or `current_password`)."""
+
+    password: StrictStr | None = Field(default=None, max_length=4096)
+    current_password: StrictStr | None = Field(default=None, max_length=4096)
+
+
+class TwoFactorConfirmRequest(BaseModel):
+    """The password is needed here when the enrolment was started without it."""
+
+    model_config = _STRICT
+    token: StrictStr = Field(min_length=1, max_length=64)
+    password: StrictStr | None = Field(default=None, max_length=4096)
+    current_password: StrictStr | None = Field(default=None, max_length=4096)
+
+
+class TwoFactorTempRequest(TwoFactorProofRequest):
+    tempToken: StrictStr = Field(min_length=1, max_length=2048)
+
+
+class TwoFactorEnrolment(BaseModel):
+    model_config = _OUT
+    otpauthUrl: str
+    backupCodes: list[str]
+
+
+class BackupCodesResponse(BaseModel):
+    model_config = _OUT
+    backupCodes: list[str]
+
+
+class TwoFactorPending(BaseModel):
+    """A login whose password was right and whose second factor is still to come."""
+
+    model_config = _OUT
+    twoFAPending: Literal[True]
+    tempToken: str
+
+
 class RefreshRequest(BaseModel):
     model_config = _STRICT
     # Room for a mistaken access token, so it gets 401 `invalid_refresh_token`, not a schema error.
@@ -115,6 +165,10 @@ class TokenResponse(BaseModel):
     token: str
     user: UserOut
     refresh_token: str | None = None
+
+
+class LoginResponse(RootModel[TokenResponse | TwoFactorPending]):
+    """A session, or (for an account with 2FA) the temp token for /api/auth/2fa/verify-temp."""
 
 
 class SessionOut(BaseModel):

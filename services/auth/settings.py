@@ -97,6 +97,9 @@ class AuthSettings:
     management_host: str = "127.0.0.1"
     management_port: int = 9080
     http: HttpLimits = field(default_factory=HttpLimits)
+    totp_encryption_key: str = field(default="", repr=False)
+    totp_encryption_keys_old: tuple[str, ...] = field(default=(), repr=False)
+    creds_key: str | None = field(default=None, repr=False)
 
     @property
     def development(self) -> bool:
@@ -138,12 +141,41 @@ def _jwt_secrets(env: Env, root: Path, development: bool) -> tuple[str, str]:
     return values[0], values[1]
 
 
+def _totp_keys(env: Env, root: Path, development: bool, jwt: tuple[str, str]) -> tuple[str, tuple[str, ...]]:
+    """TOTP secrets are sealed under their own key: never one derived from the JWT secrets, so
+    rotating those (or leaking JWT_SECRET to LibreChat's API) leaves the secrets unreadable."""
+    name = "TOTP_ENCRYPTION_KEY"
+    value = env.secret(name)
+    check_secret(name, value, development=development)
+    if value is None:
+        value = generate_dev_secret(root, name, lambda: secrets.token_hex(32))
+    if value in jwt:
+        raise ConfigError(name, "must differ from JWT_SECRET and JWT_REFRESH_SECRET")
+    old = tuple(k.strip() for k in (env.secret("TOTP_ENCRYPTION_KEYS_OLD") or "").split(",") if k.strip())
+    return value, old
+
+
+def _creds_key(env: Env) -> str | None:
+    """LibreChat's CREDS_KEY (64 hex characters), only to read its TOTP enrolments."""
+    value = env.secret("CREDS_KEY")
+    if value is None:
+        return None
+    try:
+        valid = len(bytes.fromhex(value)) == 32
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError("CREDS_KEY", "must be 64 hex characters (LibreChat's AES-256 key)")
+    return value
+
+
 def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSettings:
     root = root if root is not None else Path.cwd()
     env = env if env is not None else Env.load(root)
     mode = environment(env)
     development = mode == DEVELOPMENT
     jwt_secret, jwt_refresh_secret = _jwt_secrets(env, root, development)
+    totp_key, totp_old = _totp_keys(env, root, development, (jwt_secret, jwt_refresh_secret))
     title = env.string("APP_TITLE") or "authgate"
     mail = load_mail_settings(env, title, env.string("DOMAIN_CLIENT"), env.string("DOMAIN_SERVER"))
     trusted = env.networks("TRUSTED_PROXIES")
@@ -220,6 +252,9 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         or "127.0.0.1",
         management_port=env.integer("AUTH_MANAGEMENT_PORT", 9080, minimum=0),
         http=load_http_limits(env),
+        totp_encryption_key=totp_key,
+        totp_encryption_keys_old=totp_old,
+        creds_key=_creds_key(env),
     )
 
 

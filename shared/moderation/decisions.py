@@ -24,6 +24,7 @@ class Event:
     device_trusted: bool = False
     release: bool = False
     submission: bool = False  # reset_password / verify_email: the token is submitted, not requested
+    second_factor: bool = False  # login: the second step (a TOTP or backup code), not the password
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,20 @@ class _Plan:
     login_score: int = 0  # a login refused by the address's own limit scores it after the fact
 
 
+def effective_kind(event: Event) -> str:
+    """The limit, window and score an event counts against.
+
+    A token submission (`submission`) and a login's second step (`second_factor`) have limits of
+    their own (LibreChat's `*_SUBMISSION_*` and `TWO_FACTOR_TEMP_*`) but travel under their
+    event's type, so a caller's key needs no scope beyond the type it already reports.
+    """
+    if event.submission:
+        return f"{event.type}_submission"
+    if event.second_factor:
+        return "two_factor_temp"
+    return event.type
+
+
 class Engine:
     def __init__(self, store: Store, policy: Policy, metrics: EngineMetrics = NO_METRICS) -> None:
         self.store = store
@@ -83,11 +97,9 @@ class Engine:
 
     def _plan(self, event: Event, actor: str) -> _Plan:
         limits = self.policy.limits
-        kind = event.type
+        kind = effective_kind(event)
         client = client_address(event.ip, self.policy.exempt)
         user = user_subject(event.user_id) if event.user_id is not None else None
-        if event.submission:  # its own window, limit and score, under the same scope
-            kind = f"{kind}_submission"
         score = self.policy.score(kind)
         ops: list[SubjectOp] = []
         ip_windows: tuple[WindowOp, ...] = ()
@@ -103,6 +115,7 @@ class Engine:
             "verify_email": limits.verify_email,
             "reset_password_submission": limits.reset_password_submission,
             "verify_email_submission": limits.verify_email_submission,
+            "two_factor_temp": limits.two_factor_temp,
         }
         reported = 0
         if kind in per_ip:
@@ -113,6 +126,8 @@ class Engine:
                 ops.append(self._account_op(event, actor, check=True))
             if kind == "login" and client.net48 is not None and not client.exempt:
                 ops.append(self._net48_op(client.net48, actor))
+            if kind == "two_factor_temp" and event.account is not None:
+                ops.append(self._two_factor_account_op(event.account, actor))
         elif kind == "login_failed":
             check_ip_ban = False
             if event.account is not None:
@@ -150,6 +165,12 @@ class Engine:
         if user is not None:
             ops.append(self._op(user, actor, kind, user_windows, user_score_always, score))
         return _Plan(ops, None if client.exempt else client.counted, user, reported, login_score)
+
+    def _two_factor_account_op(self, subject: str, actor: str) -> SubjectOp:
+        """The login's second step per account too (many IPs, one user): limited, never scored."""
+        limit = self.policy.limits.two_factor_temp
+        window = WindowOp("two_factor_temp", "hit", limit.max, limit.window_ms)
+        return SubjectOp(subject=subject, check_ban=False, windows=(window,), actor=actor)
 
     def _net48_op(self, subject: str, actor: str) -> SubjectOp:
         """All logins of one IPv6 /48 together: spreading over its /64s buys nothing. Never scored."""
@@ -193,12 +214,12 @@ class Engine:
     async def event(self, event: Event, actor: str, now_ms: int | None = None) -> Decision:
         plan = self._plan(event, actor)
         results = await self.store.apply(plan.ops, now_ms)
-        if event.type == "login":
+        if effective_kind(event) == "login":
             self.metrics.login()
             results += await self._settle_login(plan, results, actor)
         results += await self._cross_score(event, plan, results, actor, now_ms)
         await self._announce(results)
-        return self._decide(event.type, plan, results, now_ms)
+        return self._decide(effective_kind(event), plan, results, now_ms)
 
     async def _cross_score(
         self, event: Event, plan: _Plan, results: list[SubjectResult], actor: str, now_ms: int | None
@@ -210,7 +231,8 @@ class Engine:
         """
         if plan.user is None:
             return []
-        score = self.policy.score(f"{event.type}_submission" if event.submission else event.type)
+        kind = effective_kind(event)
+        score = self.policy.score(kind)
         exceeded = {
             result.subject
             for op, result in zip(plan.ops, results, strict=True)
@@ -224,7 +246,7 @@ class Engine:
             return []
         banned = {result.subject for result in results if result.ban is not None}
         others = [s for s in (plan.ip_subject, plan.user) if s is not None and s not in exceeded | banned]
-        ops = [self._op(subject, actor, event.type, score_always=score) for subject in others]
+        ops = [self._op(subject, actor, kind, score_always=score) for subject in others]
         return await self.store.apply(ops, now_ms) if ops else []
 
     async def _settle_login(

@@ -62,6 +62,8 @@ SCORE_VARIABLES: Final[dict[str, tuple[str, int]]] = {
     "verify_email": ("VERIFY_EMAIL_VIOLATION_SCORE", 1),
     "reset_password_submission": ("RESET_PASSWORD_SUBMISSION_VIOLATION_SCORE", 1),
     "verify_email_submission": ("VERIFY_EMAIL_SUBMISSION_VIOLATION_SCORE", 1),
+    # The login's second step (/api/auth/2fa/verify-temp); unset, it scores as a login (LibreChat).
+    "two_factor_temp": ("TWO_FACTOR_TEMP_VIOLATION_SCORE", 1),
     # LibreChat's 20 equals its ban threshold, so one request banned: see the README.
     "non_browser": ("NON_BROWSER_VIOLATION_SCORE", 5),
     "illegal_model": ("ILLEGAL_MODEL_REQ_SCORE", 5),
@@ -95,6 +97,7 @@ class Limits:
     verify_email: Limit = Limit(2, 2 * MINUTE_MS)
     reset_password_submission: Limit = Limit(2, 2 * MINUTE_MS)
     verify_email_submission: Limit = Limit(2, 2 * MINUTE_MS)
+    two_factor_temp: Limit = Limit(7, 5 * MINUTE_MS)  # per IP and per user; LOGIN_MAX/_WINDOW unset
     message_ip: Limit | None = Limit(40, MINUTE_MS)
     message_user: Limit | None = Limit(40, MINUTE_MS)
     concurrent_messages: int | None = 2
@@ -188,6 +191,9 @@ def load_limits(env: Env) -> Limits:
         verify_email=verify,
         reset_password_submission=_submission_limit(env, "RESET_PASSWORD", reset),
         verify_email_submission=_submission_limit(env, "VERIFY_EMAIL", verify),
+        two_factor_temp=_limit(
+            env, "TWO_FACTOR_TEMP_MAX", "TWO_FACTOR_TEMP_WINDOW", login.max, login.window_ms / MINUTE_MS
+        ),
         message_ip=message_ip if env.boolean("LIMIT_MESSAGE_IP", True) else None,
         message_user=message_user if env.boolean("LIMIT_MESSAGE_USER", True) else None,
         concurrent_messages=concurrent if env.boolean("LIMIT_CONCURRENT_MESSAGES", True) else None,
@@ -215,6 +221,8 @@ def load_scores(env: Env, interval: int) -> MappingProxyType[str, int]:
     """Scores per type; none may reach the ban threshold alone, so no single report can ban."""
     scores: dict[str, int] = {}
     for kind, (name, default) in SCORE_VARIABLES.items():
+        if kind == "two_factor_temp":
+            default = scores["login"]  # LibreChat: TWO_FACTOR_TEMP_VIOLATION_SCORE ?? LOGIN_VIOLATION_SCORE
         value = env.integer(name, default, minimum=0)
         if value >= interval:
             raise ConfigError(

@@ -20,6 +20,7 @@ USER_FIELDS = {
     "avatar",
     "createdAt",
     "updatedAt",
+    "twoFactorEnabled",
 }
 CONFIG_FIELDS = {
     "emailLoginEnabled",

@@ -34,6 +34,7 @@ def secrets_env(**extra: str) -> dict[str, str]:
     return {
         "JWT_SECRET": secrets.token_hex(32),
         "JWT_REFRESH_SECRET": secrets.token_hex(32),
+        "TOTP_ENCRYPTION_KEY": secrets.token_hex(32),
         "MONGO_URI": "mongodb://127.0.0.1:1/authgate_config_test?retryWrites=false",
         **MODERATION,
         **extra,

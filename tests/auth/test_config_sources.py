@@ -75,7 +75,9 @@ def test_empty_assignment_is_unset_in_every_layer(tmp_path: Path) -> None:
 def test_layers_feed_the_settings(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     jwt, refresh = secrets.token_hex(32), secrets.token_hex(32)
-    (tmp_path / GENERATED_SECRETS_FILE).write_text(f"JWT_SECRET={jwt}\nJWT_REFRESH_SECRET={refresh}\n")
+    totp = secrets.token_hex(32)
+    generated = f"JWT_SECRET={jwt}\nJWT_REFRESH_SECRET={refresh}\nTOTP_ENCRYPTION_KEY={totp}\n"
+    (tmp_path / GENERATED_SECRETS_FILE).write_text(generated)
     (tmp_path / ".env").write_text(
         "ALLOW_REGISTRATION=yes\nSESSION_EXPIRY=1000 * 60 * 5\nMONGO_URI=mongodb://db.internal/x\n"
         + "".join(f"{name}={value}\n" for name, value in MODERATION.items())
@@ -96,8 +98,11 @@ def test_secrets_from_files(tmp_path: Path) -> None:
     (tmp_path / "jwt").write_text(jwt + "\n")
     (tmp_path / "refresh").write_text(f"  {refresh}\n\n")
     (tmp_path / "mongo").write_text("mongodb://db.internal:27017/auth\n")
+    totp = secrets.token_hex(32)
+    (tmp_path / "totp").write_text(totp + "\n")
     settings = load(
         tmp_path,
+        TOTP_ENCRYPTION_KEY_FILE=str(tmp_path / "totp"),
         JWT_SECRET_FILE=str(tmp_path / "jwt"),
         JWT_REFRESH_SECRET_FILE=str(tmp_path / "refresh"),
         MONGO_URI_FILE=str(tmp_path / "mongo"),
@@ -106,6 +111,7 @@ def test_secrets_from_files(tmp_path: Path) -> None:
     assert settings.jwt_secret == jwt
     assert settings.jwt_refresh_secret == refresh
     assert settings.mongo_uri == "mongodb://db.internal:27017/auth"
+    assert settings.totp_encryption_key == totp
 
 
 def test_secret_file_problems_are_refused(tmp_path: Path) -> None:
@@ -125,7 +131,7 @@ def test_secret_file_problems_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["production", "test"])
-@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET"])
+@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET", "TOTP_ENCRYPTION_KEY"])
 def test_missing_secret_refused_outside_development(tmp_path: Path, mode: str, name: str) -> None:
     env = secrets_env(AUTHGATE_ENV=mode)
     del env[name]
@@ -135,7 +141,7 @@ def test_missing_secret_refused_outside_development(tmp_path: Path, mode: str, n
 
 
 @pytest.mark.parametrize("mode", ["production", "test"])
-@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET"])
+@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET", "TOTP_ENCRYPTION_KEY"])
 def test_short_secret_refused_outside_development(tmp_path: Path, mode: str, name: str) -> None:
     refused(tmp_path, name, **secrets_env(AUTHGATE_ENV=mode, **{name: "s" * 31}))
     # 31 bytes even though it is fewer characters: the rule counts bytes.
@@ -146,7 +152,7 @@ def test_short_secret_refused_outside_development(tmp_path: Path, mode: str, nam
 
 
 @pytest.mark.parametrize("mode", ["production", "test"])
-@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET"])
+@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET", "TOTP_ENCRYPTION_KEY"])
 def test_placeholder_secret_refused_outside_development(tmp_path: Path, mode: str, name: str) -> None:
     """Long enough but plainly not random (checklist item 28)."""
     refused(tmp_path, name, **secrets_env(AUTHGATE_ENV=mode, **{name: "s" * 64}))
@@ -177,7 +183,7 @@ def test_equal_secrets_refused(tmp_path: Path, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["production", "test", "development"])
-@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET"])
+@pytest.mark.parametrize("name", ["JWT_SECRET", "JWT_REFRESH_SECRET", "TOTP_ENCRYPTION_KEY"])
 @pytest.mark.parametrize("published", [SEED_SECRET, SEED_REFRESH_SECRET])
 def test_published_seed_secrets_refused_in_every_mode(
     tmp_path: Path, mode: str, name: str, published: str

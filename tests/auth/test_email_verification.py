@@ -169,6 +169,7 @@ async def test_the_operator_can_verify_an_address(
             "MONGO_URI": auth.settings.mongo_uri,
             "JWT_SECRET": auth.settings.jwt_secret,
             "JWT_REFRESH_SECRET": auth.settings.jwt_refresh_secret,
+            "TOTP_ENCRYPTION_KEY": auth.settings.totp_encryption_key,
             "MODERATION_URL": "http://127.0.0.1:1",
             "MODERATION_API_KEY": "k" * 43,
         }

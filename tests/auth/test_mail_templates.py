@@ -15,6 +15,7 @@ VALUES = {
     "email": "ann@example.com",
     "link": "https://chat.example.com/verify?token=t&email=ann%40example.com",
     "valid_for": "24 hours",
+    "by_operator": False,
 }
 
 

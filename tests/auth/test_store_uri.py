@@ -24,6 +24,7 @@ def production(uri: str) -> dict[str, str]:
     return {
         "JWT_SECRET": secrets.token_hex(32),
         "JWT_REFRESH_SECRET": secrets.token_hex(32),
+        "TOTP_ENCRYPTION_KEY": secrets.token_hex(32),
         "MONGO_URI": uri,
         "MODERATION_URL": "http://127.0.0.1:1",
         "MODERATION_API_KEY": secrets.token_urlsafe(32),

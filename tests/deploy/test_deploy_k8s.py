@@ -32,6 +32,7 @@ SERVICES: dict[str, dict[str, Any]] = {
         "secret_files": {
             "JWT_SECRET_FILE",
             "JWT_REFRESH_SECRET_FILE",
+            "TOTP_ENCRYPTION_KEY_FILE",
             "MONGO_URI_FILE",
             "MODERATION_API_KEY_FILE",
             "AUTH_SERVICE_KEYS_FILE",

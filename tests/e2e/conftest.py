@@ -137,6 +137,7 @@ def auth_env_for(moderation: ModerationHandle, mongo_port: int, **extra: str) ->
         "AUTHGATE_ENV": "test",
         "JWT_SECRET": secrets.token_hex(32),
         "JWT_REFRESH_SECRET": secrets.token_hex(32),
+        "TOTP_ENCRYPTION_KEY": secrets.token_hex(32),
         "MONGO_URI": mongo_uri(mongo_port, f"e2e_{secrets.token_hex(4)}"),
         "MONGO_TIMEOUT": "2000",
         "ALLOW_REGISTRATION": "true",

@@ -72,6 +72,7 @@ def auth_env(mongo_port: int, moderation: ModerationHandle | None = None, /, **e
         "AUTHGATE_ENV": "test",
         "JWT_SECRET": secrets.token_hex(32),
         "JWT_REFRESH_SECRET": secrets.token_hex(32),
+        "TOTP_ENCRYPTION_KEY": secrets.token_hex(32),
         "MONGO_URI": mongo_uri(mongo_port, f"integ_{next(_db_counter)}_{secrets.token_hex(3)}"),
         "ALLOW_REGISTRATION": "true",
         "MONGO_TIMEOUT": "2000",

@@ -141,6 +141,7 @@ def test_service_key_configuration_is_checked(tmp_path: Any) -> None:
         "AUTHGATE_ENV": "test",
         "JWT_SECRET": "0123456789abcdef" * 4,
         "JWT_REFRESH_SECRET": "fedcba9876543210" * 4,
+        "TOTP_ENCRYPTION_KEY": "0f1e2d3c4b5a6978" * 4,
         "MONGO_URI": "mongodb://127.0.0.1:1/x",
         "MODERATION_URL": "http://127.0.0.1:9",
         "MODERATION_API_KEY": "k" * 32,

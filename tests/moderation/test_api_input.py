@@ -36,6 +36,8 @@ BAD_EVENTS: list[tuple[Any, int, str]] = [
     ({"type": "concurrent_message", "ip": "192.0.2.1"}, 422, "invalid_input"),
     ({"type": "register", "ip": "192.0.2.1", "release": True}, 422, "invalid_input"),
     ({"type": "login", "ip": "192.0.2.1", "submission": True}, 422, "invalid_input"),
+    ({"type": "register", "ip": "192.0.2.1", "second_factor": True}, 422, "invalid_input"),
+    ({"type": "two_factor_temp", "ip": "192.0.2.1"}, 422, "invalid_input"),
     ({"type": "message", "ip": "192.0.2.1", "user_id": "a b"}, 422, "invalid_input"),
     ({"type": "login", "ip": "192.0.2.1", "admin": True}, 422, "invalid_input"),
     (["login"], 422, "invalid_input"),

@@ -134,16 +134,9 @@ async def login(request: Request) -> Response:
         LOGINS.labels("email_not_verified").inc()
         await context.audit.record("login_unverified", user_id=user_id_of(user), ip=ip, outcome="refused")
         raise ApiError(422, ErrorCode.EMAIL_NOT_VERIFIED, "Verify your email address before logging in.")
-    if user.get("twoFactorEnabled") is True:
-        # LibreChat's two-factor accounts: a password alone never opens them, and until a second
-        # factor can be checked here they are told so (only after the correct password).
-        LOGINS.labels("2fa_required").inc()
-        await context.audit.record("login_2fa_required", user_id=user_id_of(user), ip=ip, outcome="refused")
-        raise ApiError(
-            403,
-            ErrorCode.TWO_FACTOR_REQUIRED,
-            "This account uses two-factor sign-in, which is not available yet.",
-        )
+    pending = await _second_factor(context, user, ip, epoch, in_body=body.refresh_token_in_body, email=email)
+    if pending is not None:
+        return pending
     try:
         response = await issue_session(
             request, user, ip, in_body=body.refresh_token_in_body, epoch=epoch, login_email=email
@@ -154,11 +147,35 @@ async def login(request: Request) -> Response:
     LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
         trusted = device_cookie if gate.device_trusted else None
-        _set_device_cookie(request, response, user, gate.account, trusted, state.device_epoch)
+        set_device_cookie(request, response, user, gate.account, trusted, state.device_epoch)
     return response
 
 
-def _set_device_cookie(
+async def _second_factor(
+    context: AuthContext, user: Document, ip: str, epoch: int, *, in_body: bool, email: str
+) -> Response | None:
+    """A user with 2FA gets a temp token, no cookie and no session; None for everyone else.
+
+    A LibreChat enrolment that cannot be checked here (no CREDS_KEY) is refused with 403
+    `2fa_required`; like every answer here, only after the correct password.
+    """
+    user_id = user_id_of(user)
+    try:
+        temp = await context.two_factor.begin_login(user, epoch, in_body=in_body, login_email=email)
+    except DomainError as exc:
+        if exc.code != ErrorCode.TWO_FACTOR_REQUIRED:
+            raise
+        LOGINS.labels("2fa_required").inc()
+        await context.audit.record("login_2fa_required", user_id=user_id, ip=ip, outcome="refused")
+        raise
+    if temp is None:
+        return None
+    LOGINS.labels("2fa_pending").inc()
+    await context.audit.record("login_2fa_pending", user_id=user_id, ip=ip)
+    return JSONResponse({"twoFAPending": True, "tempToken": temp}, headers=NO_STORE)
+
+
+def set_device_cookie(
     request: Request,
     response: Response,
     user: Document,

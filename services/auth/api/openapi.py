@@ -16,6 +16,71 @@ BEARER = ["bearer"]
 # 403 `banned`: IpBanMiddleware answers it on every route but the probes and public documents;
 # logout answers it itself unless the caller presents an access token that verifies.
 
+_CHANGE = {400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 503: E}
+TWO_FACTOR = [
+    Operation(
+        "/api/auth/2fa/enable",
+        "POST",
+        "Start (or redo) 2FA enrolment: a pending secret and 10 backup codes; an account with 2FA "
+        "already sends its password and a current code",
+        {200: s.TwoFactorEnrolment, 429: E, **_CHANGE},
+        body=s.TwoFactorChangeRequest,
+        headers={429: ["Retry-After"]},
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/2fa/enable",
+        "GET",
+        "Start 2FA enrolment (older LibreChat clients; no body, so only without 2FA)",
+        {200: s.TwoFactorEnrolment, 400: E, 401: E, 403: E, 503: E},
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/2fa/confirm",
+        "POST",
+        "Turn the pending enrolment on with a code from the new authenticator (and the password "
+        "when the enrolment was started without it)",
+        {200: s.MessageResponse, 429: E, **_CHANGE},
+        body=s.TwoFactorConfirmRequest,
+        security=BEARER,
+        headers={429: ["Retry-After"]},
+    ),
+    Operation(
+        "/api/auth/2fa/verify",
+        "POST",
+        "Check a TOTP or backup code (either is spent)",
+        {200: s.MessageResponse, **_CHANGE},
+        body=s.TwoFactorProofRequest,
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/2fa/disable",
+        "POST",
+        "Turn 2FA off: the current password and a TOTP or backup code",
+        {200: s.MessageResponse, 429: E, **_CHANGE},
+        body=s.TwoFactorChangeRequest,
+        headers={429: ["Retry-After"]},
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/2fa/backup/regenerate",
+        "POST",
+        "Replace the backup codes: the current password and a TOTP or backup code",
+        {200: s.BackupCodesResponse, 429: E, **_CHANGE},
+        body=s.TwoFactorChangeRequest,
+        headers={429: ["Retry-After"]},
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/2fa/verify-temp",
+        "POST",
+        "The login's second step: the temp token and a code give the normal login answer",
+        {200: s.TokenResponse, 429: E, **_CHANGE},
+        body=s.TwoFactorTempRequest,
+        headers={429: ["Retry-After"]},
+    ),
+]
+
 OPERATIONS = [
     Operation(
         "/api/auth/register",
@@ -28,7 +93,7 @@ OPERATIONS = [
         "/api/auth/login",
         "POST",
         "Log in with email and password",
-        {200: s.TokenResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        {200: s.LoginResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
         body=s.LoginRequest,
     ),
     Operation(
@@ -60,6 +125,7 @@ OPERATIONS = [
         {200: s.MessageResponse, 400: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
         body=s.ResetPasswordRequest,
     ),
+    *TWO_FACTOR,
     Operation(
         "/api/auth/password",
         "POST",

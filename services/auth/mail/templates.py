@@ -15,7 +15,14 @@ from urllib.parse import quote
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 SHIPPED = Path(__file__).with_name("templates")
-KINDS = ("verify_email", "password_reset", "password_changed", "register_existing")
+KINDS = (
+    "verify_email",
+    "password_reset",
+    "password_changed",
+    "register_existing",
+    "two_factor_enabled",
+    "two_factor_disabled",
+)
 
 
 @dataclass(frozen=True)

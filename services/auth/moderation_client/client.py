@@ -109,6 +109,7 @@ class ModerationClient:
         device_trusted: bool = False,
         release: bool = False,
         submission: bool = False,
+        second_factor: bool = False,
     ) -> Decision:
         """Count an event and answer; without an answer apply the check's fail mode (may raise)."""
         body: dict[str, Any] = {"type": event_type, "ip": ip}
@@ -122,6 +123,8 @@ class ModerationClient:
             body["release"] = True
         if submission:
             body["submission"] = True
+        if second_factor:
+            body["second_factor"] = True
         try:
             answer = await self.transport.call("/v1/events", body)
         except ModerationMisconfigured:  # logged once a minute by the transport, not per request

@@ -46,6 +46,7 @@ class LocalFallback:
                 device_trusted=bool(body.get("device_trusted", False)),
                 release=bool(body.get("release", False)),
                 submission=bool(body.get("submission", False)),
+                second_factor=bool(body.get("second_factor", False)),
             ),
             "local",
             self.bans.wall_ms(),

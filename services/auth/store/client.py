@@ -23,6 +23,7 @@ from services.auth.store.mongo_outbox import MongoOutbox
 from services.auth.store.mongo_revocations import MongoRevocations
 from services.auth.store.mongo_sessions import MongoSessions
 from services.auth.store.mongo_tokens import MongoOneTimeTokens
+from services.auth.store.mongo_two_factor import MongoTempTokens, MongoTwoFactor
 from services.auth.store.mongo_user_state import MongoUserState
 from services.auth.store.mongo_usernames import MongoUsernameClaims
 from services.auth.store.mongo_users import MongoUsers
@@ -67,6 +68,8 @@ class Store:
         self.usernames = MongoUsernameClaims(journaled("auth_usernames"))
         self.outbox = MongoOutbox(journaled("auth_outbox"))
         self.tokens = MongoOneTimeTokens(journaled("auth_tokens"))
+        self.two_factor = MongoTwoFactor(journaled("auth_two_factor"))
+        self.temp_tokens = MongoTempTokens(journaled("auth_2fa_temp"))
 
     async def close(self) -> None:
         await self._client.close()

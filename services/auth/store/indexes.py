@@ -74,6 +74,8 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
         ("auth_sessions", [("current_hash", ASCENDING)], {"name": "current_hash_1"}),
         ("auth_sessions", [("user_id", ASCENDING)], {"name": "user_id_1"}),
         ("auth_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
+        # Housekeeping only: a temp token's expiry is in its signed claims and in the query.
+        ("auth_2fa_temp", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
         ("auth_revocations", [("at", ASCENDING)], {"name": "at_1"}),
         ("auth_revocations", [("pos", ASCENDING)], {"name": "pos_1"}),
         ("auth_revocations", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),

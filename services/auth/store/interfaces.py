@@ -52,6 +52,10 @@ class UserRepository(Protocol):
 
     async def set_role(self, key: object, role: str) -> Document | None: ...
     async def set_email_verified(self, key: object) -> None: ...
+    async def set_two_factor(self, key: object, enabled: bool) -> None:
+        """Set `twoFactorEnabled`; LibreChat's own TOTP fields go (authgate's state is elsewhere)."""
+        ...
+
     async def delete(self, key: object) -> None: ...
     def identities(self) -> AsyncIterator[Document]:
         """Every user's `_id`, email, username, role and creation time."""
@@ -184,4 +188,61 @@ class OneTimeTokenRepository(Protocol):
 
     async def consume(self, kind: str, token_hash: str, user_id: str | None) -> Document | None:
         """Remove and return the matching token in one atomic step (for `user_id` when given)."""
+        ...
+
+
+class TwoFactorRepository(Protocol):
+    """`auth_two_factor`: one document per user with a second factor or a pending enrolment.
+
+    Fields: `enabled`, `secret` (sealed), `salt`, `codes` ({hash: False, or the time it was
+    used}), `legacy_codes` (LibreChat's unsalted hashes, same shape), `last_step`, `pending`
+    ({id, secret, salt, codes}). Every state change is one conditional update.
+    """
+
+    async def get(self, user_id: str) -> Document | None: ...
+    async def set_pending(self, user_id: str, pending: Document) -> None:
+        """Store (replace) the pending enrolment; the active factor, if any, is untouched."""
+        ...
+
+    async def promote(self, user_id: str, pending_id: str, active: Document) -> bool:
+        """Replace the active factor with `active` and drop the pending enrolment, only if it
+        is still `pending_id`; False when another request changed it first."""
+        ...
+
+    async def import_active(self, user_id: str, active: Document) -> bool:
+        """Make `active` the enabled factor unless one is enabled already (a LibreChat import)."""
+        ...
+
+    async def advance_step(self, user_id: str, step: int) -> bool:
+        """Set `last_step` to `step` only if it is below it: a code's step is accepted once."""
+        ...
+
+    async def use_code(self, user_id: str, field: str, code_hash: str, at: dt.datetime) -> bool:
+        """Mark one unused code of `field` (`codes` or `legacy_codes`) used, atomically."""
+        ...
+
+    async def replace_codes(self, user_id: str, salt: str, hashes: list[str]) -> bool:
+        """New backup codes for an enabled factor; LibreChat's imported ones end."""
+        ...
+
+    async def reseal(self, user_id: str, field: str, old: str, new: str) -> bool:
+        """Compare-and-set one sealed secret (`secret` or `pending.secret`)."""
+        ...
+
+    async def delete(self, user_id: str) -> bool: ...
+    def sealed(self) -> AsyncIterator[Document]:
+        """Every document's `_id`, `secret` and `pending.secret`."""
+        ...
+
+
+class TempTokenRepository(Protocol):
+    """`auth_2fa_temp`: one record per issued temp token (its jti), deleted when used."""
+
+    async def add(self, jti: str, user_id: str, expires_at: dt.datetime) -> None: ...
+    async def attempt(self, jti: str, user_id: str, max_attempts: int) -> bool:
+        """Count an attempt if the live record has fewer than `max_attempts`; False otherwise."""
+        ...
+
+    async def consume(self, jti: str, user_id: str) -> bool:
+        """Delete the live record; True only for the call that deleted it."""
         ...

@@ -77,6 +77,14 @@ class MongoUsers:
         async with store_errors():
             await self._c.update_one({"_id": key}, {"$set": {"emailVerified": True, "updatedAt": _now()}})
 
+    async def set_two_factor(self, key: object, enabled: bool) -> None:
+        librechat = {"totpSecret": "", "backupCodes": "", "pendingTotpSecret": "", "pendingBackupCodes": ""}
+        async with store_errors():
+            await self._c.update_one(
+                {"_id": key},
+                {"$set": {"twoFactorEnabled": enabled, "updatedAt": _now()}, "$unset": librechat},
+            )
+
     async def delete(self, key: object) -> None:
         async with store_errors():
             await self._c.delete_one({"_id": key})

@@ -25,6 +25,7 @@ async def post_event(request: Request) -> Response:
         device_trusted=body.device_trusted,
         release=body.release,
         submission=body.submission,
+        second_factor=body.second_factor,
     )
     decision = await engine(request).event(event, who.name)
     outcome = "banned" if decision.ban is not None else "allowed" if decision.allowed else "limited"

@@ -74,6 +74,7 @@ EVENT_RULES: list[JsonValue] = [
         {"device_trusted": {"const": True}},
         {"required": ["account"], "properties": {"account": {"type": "string"}}},
     ),
+    _when({"second_factor": {"const": True}}, {"properties": {"type": {"const": "login"}}}),
     _when(
         {"submission": {"const": True}},
         {"properties": {"type": {"enum": list[JsonValue](sorted(SUBMITTABLE))}}},
@@ -141,7 +142,8 @@ class EventIn(BaseModel):
     account: str | None = Field(
         default=None,
         pattern=ACCOUNT_PATTERN,
-        description="account:<hex HMAC-SHA256 of the normalized email>, for login and login_failed.",
+        description="account:<hex HMAC-SHA256 of the normalized email>, for login, login_failed and "
+        "the login's second step.",
     )
     user_agent: str | None = Field(
         default=None, max_length=1024, description="Accepted for logs; never stored."
@@ -152,6 +154,11 @@ class EventIn(BaseModel):
         "its failures count against LOGIN_DEVICE_MAX instead of LOGIN_ACCOUNT_MAX.",
     )
     release: bool = Field(default=False, description="concurrent_message only: give the in-flight slot back.")
+    second_factor: bool = Field(
+        default=False,
+        description="login only: the login's second step (a TOTP or backup code), counted against "
+        "TWO_FACTOR_TEMP_MAX / _WINDOW per address and per account instead of the login limits.",
+    )
     submission: bool = Field(
         default=False,
         description="reset_password and verify_email only: the mailed token is being submitted, "
@@ -179,6 +186,8 @@ class EventIn(BaseModel):
             raise ValueError("release is only accepted on concurrent_message events")
         if self.submission and self.type not in SUBMITTABLE:
             raise ValueError("submission is only accepted on reset_password and verify_email events")
+        if self.second_factor and self.type != "login":
+            raise ValueError("second_factor is only accepted on login events")
         return self
 
 

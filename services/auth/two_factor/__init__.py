@@ -1,0 +1,1 @@
+"""TOTP two-factor authentication with backup codes, compatible with LibreChat's enrolments."""
