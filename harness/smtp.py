@@ -137,3 +137,19 @@ def start_smtp(
     controller = Controller(sink, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     return SmtpServer(controller, sink, port)
+
+
+MAIL_CLIENT = "https://chat.example.com"
+
+
+def mail_env(smtp: SmtpServer, **extra: str) -> dict[str, str]:
+    """What an auth service needs to send its mail to `smtp` (links point at MAIL_CLIENT)."""
+    return {
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp.port),
+        "EMAIL_FROM": "noreply@example.com",
+        "DOMAIN_CLIENT": MAIL_CLIENT,
+        "DOMAIN_SERVER": MAIL_CLIENT,
+        "APP_TITLE": "Acme",
+        **extra,
+    }

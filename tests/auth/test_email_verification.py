@@ -14,22 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from harness import Server, eventually, run_authgate
-from harness.smtp import Received, SmtpServer
+from harness.smtp import MAIL_CLIENT, Received, SmtpServer, mail_env
 from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
 
-CLIENT = "https://chat.example.com"
-
-
-def mail_env(smtp: SmtpServer) -> dict[str, str]:
-    return {
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(smtp.port),
-        "EMAIL_FROM": "noreply@example.com",
-        "DOMAIN_CLIENT": CLIENT,
-        "DOMAIN_SERVER": CLIENT,
-        "APP_TITLE": "Acme",
-    }
+CLIENT = MAIL_CLIENT
 
 
 @pytest.fixture

@@ -13,26 +13,18 @@ import pytest
 
 from harness import eventually
 from harness.smtp import Received, SmtpServer
+from harness.smtp import mail_env as smtp_env
 from services.auth.settings import load_settings
 from shared.config import ConfigError, Env
 from tests.auth.api_helpers import email
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp
 
-CLIENT = "https://chat.example.com"
 NEW_PASSWORD = "another long and memorable passphrase"
 
 
 def mail_env(smtp: SmtpServer) -> dict[str, str]:
-    return {
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(smtp.port),
-        "EMAIL_FROM": "noreply@example.com",
-        "DOMAIN_CLIENT": CLIENT,
-        "DOMAIN_SERVER": CLIENT,
-        "APP_TITLE": "Acme",
-        "ALLOW_PASSWORD_RESET": "true",
-        "ALLOW_UNVERIFIED_EMAIL_LOGIN": "true",
-    }
+    """Mail on, password reset on, unverified logins allowed (the reset tests log in at once)."""
+    return smtp_env(smtp, ALLOW_PASSWORD_RESET="true", ALLOW_UNVERIFIED_EMAIL_LOGIN="true")
 
 
 @pytest.fixture
