@@ -48,3 +48,17 @@ class Decision:
 
 def seconds_until(at_ms: int, now_ms: int) -> int:
     return max(0, math.ceil((at_ms - now_ms) / 1000))
+
+
+def effective_kind(event: Event) -> str:
+    """The limit, window and score an event counts against.
+
+    A token submission (`submission`) and a login's second step (`second_factor`) have limits of
+    their own (LibreChat's `*_SUBMISSION_*` and `TWO_FACTOR_TEMP_*`) but travel under their
+    event's type, so a caller's key needs no scope beyond the type it already reports.
+    """
+    if event.submission:
+        return f"{event.type}_submission"
+    if event.second_factor:
+        return "two_factor_temp"
+    return event.type

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import structlog
 
 from shared.logging import audit
-from shared.moderation.decisions import Decision, Event, SubjectExempt, Violation, seconds_until
+from shared.moderation.decisions import (
+    Decision,
+    Event,
+    SubjectExempt,
+    Violation,
+    effective_kind,
+    seconds_until,
+)
 from shared.moderation.hooks import NO_METRICS, EngineMetrics
 from shared.moderation.policy import (
     ALWAYS_VIOLATION,
@@ -47,20 +54,6 @@ class _Plan:
     user: str | None
     limit: int  # reported when no window counted the event (an exempt address)
     login_score: int = 0  # a login refused by the address's own limit scores it after the fact
-
-
-def effective_kind(event: Event) -> str:
-    """The limit, window and score an event counts against.
-
-    A token submission (`submission`) and a login's second step (`second_factor`) have limits of
-    their own (LibreChat's `*_SUBMISSION_*` and `TWO_FACTOR_TEMP_*`) but travel under their
-    event's type, so a caller's key needs no scope beyond the type it already reports.
-    """
-    if event.submission:
-        return f"{event.type}_submission"
-    if event.second_factor:
-        return "two_factor_temp"
-    return event.type
 
 
 class Engine:
