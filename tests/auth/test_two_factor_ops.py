@@ -143,6 +143,19 @@ async def test_verify_temp_is_limited_per_ip(limited: AuthApp) -> None:
     ).status_code == 200
 
 
+async def test_a_signed_in_users_code_checks_are_limited_too(limited: AuthApp) -> None:
+    """/2fa/verify with a stolen access token cannot try codes (or burn the owner's) without limit."""
+    user = await enrolled(limited)
+    client = limited.new_client(fresh_peer())
+    bearer = {"Authorization": f"Bearer {user.token}"}
+    for _ in range(TEMP_MAX):
+        answer = await client.post("/api/auth/2fa/verify", json={"token": "000000"}, headers=bearer)
+        assert_error(answer, 401, "invalid_2fa_code")
+    refused = await client.post("/api/auth/2fa/verify", json={"token": code(user.secret)}, headers=bearer)
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused.headers["retry-after"]) >= 1
+
+
 async def test_verify_temp_is_limited_per_account_across_ips(limited: AuthApp) -> None:
     user = await enrolled(limited)
     for _ in range(TEMP_MAX):

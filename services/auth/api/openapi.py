@@ -48,10 +48,11 @@ TWO_FACTOR = [
     Operation(
         "/api/auth/2fa/verify",
         "POST",
-        "Check a TOTP or backup code (either is spent)",
-        {200: s.MessageResponse, **_CHANGE},
+        "Check a TOTP or backup code (either is spent; limited like the login's second step)",
+        {200: s.MessageResponse, 429: E, **_CHANGE},
         body=s.TwoFactorProofRequest,
         security=BEARER,
+        headers={429: ["Retry-After"]},
     ),
     Operation(
         "/api/auth/2fa/disable",

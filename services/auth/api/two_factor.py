@@ -101,10 +101,27 @@ async def confirm(request: Request) -> Response:
     return JSONResponse({"message": "Two-factor authentication is enabled."}, headers=NO_STORE)
 
 
+async def _code_limited(request: Request, user: Document, check: Callable[[], Awaitable[T]]) -> T:
+    """A code checked for a signed-in user meets the login's second-step limits, and a wrong one
+    counts as a failed login: a stolen access token cannot try codes (and burn the owner's time
+    step) without limit."""
+    context = ctx(request)
+    ip = client_ip(request)
+    email = normalize_email(str(user.get("email", "")))
+    await context.protection.before_two_factor(ip, email)
+    try:
+        return await check()
+    except DomainError as exc:
+        if exc.code in SECOND_FACTOR_FAILURES:
+            await context.protection.after_two_factor_failure(ip, email)
+        raise
+
+
 async def verify(request: Request) -> Response:
     user = await _caller(request)
     body = await parse_body(request, TwoFactorProofRequest)
-    await ctx(request).two_factor.verify(user, _proof(body))
+    two_factor = ctx(request).two_factor
+    await _code_limited(request, user, lambda: two_factor.verify(user, _proof(body)))
     return JSONResponse({"message": "The code is valid."}, headers=NO_STORE)
 
 
