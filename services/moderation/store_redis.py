@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -108,16 +108,25 @@ def _ban_from(subject: str, fields: Sequence[Any]) -> BanState:
 class RedisStore:
     kind = "redis"
 
-    def __init__(self, url: str, bans: BanPolicy, audit_max_len: int = 100_000, prefix: str = "mod") -> None:
+    def __init__(
+        self,
+        url: str,
+        bans: BanPolicy,
+        audit_max_len: int = 100_000,
+        prefix: str = "mod",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`options`: connection keywords the URL does not carry (REDIS_USERNAME, _PASSWORD, _CA)."""
+        connection = {**_CONNECTION, **(options or {})}
         self.bans = bans
         self.audit_max_len = audit_max_len
         self.prefix = prefix
         # A bounded pool that makes a burst wait briefly for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **_CONNECTION
+            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **connection
         )
         self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
-        self._lane = Lane(aioredis.ConnectionPool.from_url(url, **_CONNECTION), MAX_CONNECTIONS)
+        self._lane = Lane(aioredis.ConnectionPool.from_url(url, **connection), MAX_CONNECTIONS)
         self._global = f"{prefix}:{{global}}"
         subject = subject_script(
             bans.violation_window_ms,
