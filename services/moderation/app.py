@@ -15,7 +15,7 @@ from services.moderation.api import audit, bans, events, health, openapi, violat
 from services.moderation.metrics import PrometheusMetrics
 from services.moderation.settings import ModerationSettings
 from services.moderation.store_redis import RedisStore
-from shared.config import ConfigError
+from services.moderation.store_redis_cluster import RedisClusterStore
 from shared.errors import EXCEPTION_HANDLERS
 from shared.http import RequestIdMiddleware
 from shared.metrics import MetricsMiddleware
@@ -31,7 +31,10 @@ def make_store(settings: ModerationSettings) -> Store:
     bans = settings.policy.bans
     redis = settings.redis
     if redis is not None and redis.cluster:
-        raise ConfigError("USE_REDIS_CLUSTER", "the Redis Cluster store is not built yet")
+        options = redis.options()
+        return RedisClusterStore(
+            redis.seeds, bans, settings.audit_max_len, settings.redis_prefix, options, redis.tls
+        )
     if redis is not None:
         return RedisStore(redis.uris[0], bans, settings.audit_max_len, settings.redis_prefix, redis.options())
     return MemoryStore(bans, settings.audit_max_len)

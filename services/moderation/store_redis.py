@@ -117,16 +117,20 @@ class RedisStore:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         """`options`: connection keywords the URL does not carry (REDIS_USERNAME, _PASSWORD, _CA)."""
+        self._setup(bans, audit_max_len, prefix)
         connection = {**_CONNECTION, **(options or {})}
-        self.bans = bans
-        self.audit_max_len = audit_max_len
-        self.prefix = prefix
         # A bounded pool that makes a burst wait briefly for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **connection
         )
         self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._lane = Lane(aioredis.ConnectionPool.from_url(url, **connection), MAX_CONNECTIONS)
+
+    def _setup(self, bans: BanPolicy, audit_max_len: int, prefix: str) -> None:
+        """Policy, prefix and scripts: everything but the connections (the cluster store has its own)."""
+        self.bans = bans
+        self.audit_max_len = audit_max_len
+        self.prefix = prefix
         self._global = f"{prefix}:{{global}}"
         subject = subject_script(
             bans.violation_window_ms,
@@ -146,8 +150,13 @@ class RedisStore:
         """The single place a per-subject key is spelled."""
         return f"{self.prefix}:{{{subject}}}:{part}"
 
-    def _global_key(self, part: str) -> str:
+    def global_key(self, part: str) -> str:
+        """The single place a `{global}` key (ban index, feed, audit stream) is spelled."""
         return f"{self._global}:{part}"
+
+    @property
+    def scripts(self) -> dict[str, Script]:
+        return dict(self._scripts)
 
     # Lifecycle --------------------------------------------------------------------------
 
@@ -268,7 +277,7 @@ class RedisStore:
     # Index, feed and audit ----------------------------------------------------------------
 
     async def record_change(self, change: Change, ban: BanState | None) -> str:
-        keys = [self._global_key(part) for part in ("feed", "meta", "index", "bandata", "expiry")]
+        keys = [self.global_key(part) for part in ("feed", "meta", "index", "bandata", "expiry")]
         args: list[str | int | float] = [
             change.at_ms,
             change.action,
@@ -283,7 +292,7 @@ class RedisStore:
         return cursor_of(str(epoch), str(stream_id))
 
     async def list_bans(self, after: str | None, limit: int, now_ms: int | None = None) -> BanPage:
-        keys = [self._global_key("index"), self._global_key("bandata")]
+        keys = [self.global_key("index"), self.global_key("bandata")]
         args: list[str | int | float] = ["" if now_ms is None else now_ms, after or "", limit]
         reply = await self._eval("list_bans", keys, args)
         now, more = _int(reply[0]), _int(reply[1]) == 1
@@ -293,7 +302,7 @@ class RedisStore:
         return BanPage(bans, last if more else None, now)
 
     async def feed(self, since: str | None, limit: int) -> FeedPage:
-        keys = [self._global_key("feed"), self._global_key("meta")]
+        keys = [self.global_key("feed"), self.global_key("meta")]
         position = since.partition(".")[2] if since else ""
         if since is not None and not _is_stream_id(position):
             position = ""
@@ -314,17 +323,11 @@ class RedisStore:
 
     async def audit(self, subject: str | None, since_ms: int | None, limit: int) -> list[Change]:
         """Scan the capped stream newest first; an admin-only read, bounded by its length."""
-        stream = self._global_key("feed")
+        stream = self.global_key("feed")
         found: list[Change] = []
         upper = "+"
         while len(found) < limit:
-            try:
-                async with asyncio.timeout(CALL_TIMEOUT_S):
-                    batch: list[Any] = list(
-                        await self._client.xrevrange(stream, upper, "-", count=AUDIT_BATCH) or []
-                    )
-            except UNAVAILABLE as exc:
-                raise StoreUnavailable(str(exc)) from exc
+            batch = await self._xrevrange(stream, upper, AUDIT_BATCH)
             for stream_id, fields in batch:
                 change = Change.from_json(_field(fields, "r"))
                 upper = f"({stream_id!s}"
@@ -339,6 +342,13 @@ class RedisStore:
                 break
         found.reverse()
         return found
+
+    async def _xrevrange(self, stream: str, upper: str, count: int) -> list[Any]:
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                return list(await self._client.xrevrange(stream, upper, "-", count=count) or [])
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
 
 def _field(fields: Any, name: str) -> str:

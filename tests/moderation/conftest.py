@@ -18,6 +18,7 @@ import pytest
 
 from harness import LocalCluster, Server, free_port, start_redis, start_redis_cluster, start_service
 from services.moderation.store_redis import RedisStore
+from services.moderation.store_redis_cluster import RedisClusterStore
 from shared.moderation.policy import EVENT_TYPES, BanPolicy
 from shared.moderation.store import Store
 from shared.moderation.store_memory import MemoryStore
@@ -157,7 +158,7 @@ async def admin_client(moderation: Moderation) -> AsyncIterator[httpx.AsyncClien
 # In-process stores for injected-time tests ------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Store]]:
     """Fresh stores of one kind; Redis ones get their own key prefix, so nothing is flushed."""
     kind: str = request.param
@@ -167,6 +168,10 @@ async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[Callabl
         store: Store
         if kind == "memory":
             store = MemoryStore(bans, audit_max_len)
+        elif kind == "cluster":
+            cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+            seeds = [("127.0.0.1", port) for port in cluster.ports[:2]]
+            store = RedisClusterStore(seeds, bans, audit_max_len, prefix=f"t{secrets.token_hex(6)}")
         else:
             redis: Server = request.getfixturevalue("redis_server")
             url = f"redis://127.0.0.1:{redis.port}/0"
