@@ -277,6 +277,10 @@ class RedisStore:
     # Index, feed and audit ----------------------------------------------------------------
 
     async def record_change(self, change: Change, ban: BanState | None) -> str:
+        stream_id, epoch = await self._eval("record_change", *self._change_call(change, ban))
+        return cursor_of(str(epoch), str(stream_id))
+
+    def _change_call(self, change: Change, ban: BanState | None) -> tuple[list[str], list[str | int | float]]:
         keys = [self.global_key(part) for part in ("feed", "meta", "index", "bandata", "expiry")]
         args: list[str | int | float] = [
             change.at_ms,
@@ -288,8 +292,7 @@ class RedisStore:
             self.audit_max_len,
             secrets.token_hex(6),
         ]
-        stream_id, epoch = await self._eval("record_change", keys, args)
-        return cursor_of(str(epoch), str(stream_id))
+        return keys, args
 
     async def list_bans(self, after: str | None, limit: int, now_ms: int | None = None) -> BanPage:
         keys = [self.global_key("index"), self.global_key("bandata")]

@@ -12,14 +12,21 @@ per master involved). What this module adds is the outage policy:
   cluster again and finds a promoted replica by itself.
 - A master that never saw the scripts (a promoted replica, a restarted node) answers
   NOSCRIPT; those calls are sent again as EVAL, which also caches the script there.
+- A ban and its feed entry are two calls on two masters: a failed append is retried, then
+  kept and retried in the background, and a periodic reconcile catches what a crash lost
+  (`feed_repair`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import structlog
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -30,15 +37,28 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from services.moderation.store_redis import _CONNECTION, CALL_TIMEOUT_S, UNAVAILABLE, RedisStore
+from services.moderation import feed_repair
+from services.moderation.lua import APPEND_CHANGE, Script
+from services.moderation.store_redis import _CONNECTION, CALL_TIMEOUT_S, UNAVAILABLE, RedisStore, _ban_from
 from shared.errors import StoreUnavailable
 from shared.moderation.policy import BanPolicy
+from shared.moderation.store import BanState, Change, cursor_of
+
+log = structlog.get_logger("authgate.moderation")
 
 # A failover takes a few seconds; a call never waits for one, it answers 503 within this bound.
 CLUSTER_CALL_TIMEOUT_S = 2.0
 MAX_CONNECTIONS_PER_NODE = 64
 # ClusterError covers CLUSTERDOWN (a master lost, not yet replaced) and redis-py's "TTL exhausted".
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, TryAgainError)
+# A failed feed append: tried again at once (a connection refused, a slot just moved), then
+# left to the background, which retries every second and reconciles every minute or so.
+APPEND_ATTEMPTS = 3
+APPEND_BACKOFF_S = 0.2
+REPAIR_INTERVAL_S = 1.0
+RECONCILE_INTERVAL_S = 60.0
+RECONCILE_GRACE_MS = 10_000  # a younger ban's own append may still be under way
+BAN_FIELDS = ("expires_at", "created_at", "reason", "by", "automatic", "violation")
 Command = tuple[str | int | float, ...]
 T = TypeVar("T")
 
@@ -61,8 +81,12 @@ class RedisClusterStore(RedisStore):
         prefix: str = "mod",
         options: Mapping[str, Any] | None = None,
         tls: bool = False,
+        reconcile_every_s: float = RECONCILE_INTERVAL_S,
+        reconcile_grace_ms: int = RECONCILE_GRACE_MS,
     ) -> None:
         """`seeds`: some of the nodes (LibreChat's REDIS_URI list); the client discovers the rest."""
+        self._reconcile_every_s = reconcile_every_s
+        self._reconcile_grace_ms = reconcile_grace_ms
         self._setup(bans, audit_max_len, prefix)
         connection = {**_CONNECTION, "retry": Retry(NoBackoff(), 0), **(options or {})}
         self._cluster = RedisCluster(
@@ -71,11 +95,23 @@ class RedisClusterStore(RedisStore):
             ssl=tls,
             **connection,
         )
+        self._scripts["append_change"] = Script("append_change", APPEND_CHANGE)
         self._sources = {script.sha: script.source for script in self._scripts.values()}
+        self._pending = feed_repair.PendingChanges()
+        self._draining = asyncio.Lock()
+        self._repairing: asyncio.Task[None] | None = None
 
     # Lifecycle --------------------------------------------------------------------------
 
+    async def open(self) -> None:
+        await super().open()
+        self._repairing = asyncio.create_task(self._repair_loop())
+
     async def close(self) -> None:
+        if self._repairing is not None:
+            self._repairing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._repairing
         await self._cluster.aclose()
 
     async def ping(self) -> bool:
@@ -156,3 +192,95 @@ class RedisClusterStore(RedisStore):
     async def _xrevrange(self, stream: str, upper: str, count: int) -> list[Any]:
         found = await self._call(lambda: self._cluster.xrevrange(stream, upper, "-", count=count))
         return list(found or [])
+
+    # The feed: the second call of a ban -------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Feed appends waiting for the background retry."""
+        return len(self._pending)
+
+    async def _append(self, change: Change, ban: BanState | None) -> str:
+        """One idempotent append; '' when the index already said so."""
+        stream_id, epoch = await self._eval("append_change", *self._change_call(change, ban))
+        return cursor_of(str(epoch), str(stream_id)) if stream_id else ""
+
+    async def record_change(self, change: Change, ban: BanState | None) -> str:
+        """Append, retrying briefly; then keep it for the background and answer '' (no cursor yet).
+
+        The ban itself is already in force, so the caller's answer stands; only the feed lags.
+        While older appends wait, this one queues behind them (a ban and its unban keep order).
+        """
+        if not self._pending:
+            for attempt in range(APPEND_ATTEMPTS):
+                try:
+                    return await self._append(change, ban)
+                except StoreUnavailable:
+                    if attempt + 1 < APPEND_ATTEMPTS:
+                        await asyncio.sleep(APPEND_BACKOFF_S * (attempt + 1))
+        self._pending.add(change, ban)
+        log.warning(
+            "feed_append_deferred", subject=change.subject, action=change.action, pending=self.pending
+        )
+        return ""
+
+    async def drain(self) -> int:
+        """Append what waits, in order; stops at the first outage (`StoreUnavailable`)."""
+        async with self._draining:
+            return await self._pending.drain(self._append)
+
+    async def reconcile(self, grace_ms: int = RECONCILE_GRACE_MS) -> int:
+        """Compare the bans in force with the ban index and append what it lacks; how many."""
+        now = await self._now_ms()
+        in_force = await self._bans_in_force()
+        raw = await self._call(lambda: self._cluster.hgetall(self.global_key("bandata")))
+        indexed = {str(subject): BanState.from_json(str(text)) for subject, text in dict(raw).items()}
+        listed = [s for s, ban in indexed.items() if ban.expires_at_ms > now + 1000]
+        exists = await self._replies([("EXISTS", self.key(subject, "ban")) for subject in listed])
+        lifted = [subject for subject, found in zip(listed, exists, strict=True) if not found]
+        found = feed_repair.drift(in_force, indexed, lifted, now, grace_ms)
+        return await feed_repair.repair(found, self._append, now)
+
+    async def _now_ms(self) -> int:
+        seconds, micros = await self._call(lambda: self._cluster.time())
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def _bans_in_force(self) -> list[BanState]:
+        """Every subject's ban hash, found by SCAN on each master (a background check only)."""
+        pattern = f"{self.prefix}:{{*}}:ban"
+        keys = await self._call(
+            lambda: feed_repair.collect(self._cluster.scan_iter(match=pattern, count=1000, _type="HASH"))
+        )
+        replies = await self._replies([("HMGET", key, *BAN_FIELDS) for key in keys])
+        start = len(self.prefix) + 2
+        return [
+            _ban_from(str(key)[start : -len("}:ban")], fields)
+            for key, fields in zip(keys, replies, strict=True)
+            if fields and fields[0]
+        ]
+
+    async def _replies(self, commands: Sequence[Command]) -> list[Any]:
+        if not commands:
+            return []
+        replies = await self._call(lambda: self._pipeline(commands))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise StoreUnavailable(str(reply)) if is_outage(reply) else reply
+        return replies
+
+    async def _repair_loop(self) -> None:
+        """Retry waiting appends every second; reconcile now and then (jittered across replicas)."""
+        every = self._reconcile_every_s
+        next_check = time.monotonic() + every * random.uniform(0.5, 1.5)  # noqa: S311
+        while True:
+            await asyncio.sleep(REPAIR_INTERVAL_S)
+            try:
+                if self._pending:
+                    await self.drain()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + every * random.uniform(0.5, 1.5)  # noqa: S311
+                    await self.reconcile(self._reconcile_grace_ms)
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("feed_repair_failed")

@@ -53,6 +53,7 @@ def calls_of(store: RedisClusterStore) -> dict[str, list[Call]]:
         "set_ban": [(subject_keys[:3], [NOW, 60_000, "manual", "cli", 100_000])],
         "delete_ban": [(subject_keys[:2], [NOW])],
         "record_change": [(feed, [*record, "e1"]), (feed, [*record, "e1"])],  # max length 1: trims
+        "append_change": [(feed, [*record, "e1"])] * 2,  # the second appends nothing (idempotent)
         "read_feed": [(feed[:2], ["e1", "0-0", 10])],
         "list_bans": [(feed[2:4], [NOW, "", 10])],
     }
