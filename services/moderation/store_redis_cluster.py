@@ -98,6 +98,7 @@ class RedisClusterStore(RedisStore):
         self._scripts["append_change"] = Script("append_change", APPEND_CHANGE)
         self._sources = {script.sha: script.source for script in self._scripts.values()}
         self._pending = feed_repair.PendingChanges()
+        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS_PER_NODE)
         self._draining = asyncio.Lock()
         self._repairing: asyncio.Task[None] | None = None
 
@@ -146,9 +147,14 @@ class RedisClusterStore(RedisStore):
             await self._cluster.script_load(script.source)
 
     async def _call(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work` within the bound; an outage becomes `StoreUnavailable`."""
+        """Run `work` within the bound; an outage becomes `StoreUnavailable`.
+
+        redis-py's cluster nodes refuse a connection beyond their maximum instead of waiting for
+        one; each call holds at most one connection per node, so bounding the calls in flight
+        makes a burst wait its turn (within the bound) instead of failing.
+        """
         try:
-            async with asyncio.timeout(CLUSTER_CALL_TIMEOUT_S):
+            async with asyncio.timeout(CLUSTER_CALL_TIMEOUT_S), self._in_flight:
                 await self._cluster.initialize()
                 return await work()
         except Exception as exc:

@@ -125,6 +125,15 @@ def service_env(kind: str, redis: Server | None, **overrides: str) -> dict[str, 
     return env
 
 
+def cluster_env(cluster: LocalCluster) -> dict[str, str]:
+    """LibreChat's spelling of a cluster: the switch and two of the six nodes as seeds."""
+    return {
+        "USE_REDIS_CLUSTER": "true",
+        "REDIS_URI": cluster.seeds_uri(2),
+        "MODERATION_REDIS_PREFIX": f"t{secrets.token_hex(4)}",
+    }
+
+
 def launch(work_dir: Path, kind: str, redis: Server | None, **overrides: str) -> Moderation:
     port = free_port()
     env = service_env(kind, redis, MODERATION_PORT=str(port), **overrides)
@@ -132,11 +141,12 @@ def launch(work_dir: Path, kind: str, redis: Server | None, **overrides: str) ->
     return Moderation(server, kind)
 
 
-@pytest.fixture(scope="session", params=["memory", "redis"])
+@pytest.fixture(scope="session", params=["memory", "redis", "redis-cluster"])
 def moderation(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[Moderation]:
     kind: str = request.param
     redis = request.getfixturevalue("redis_server") if kind == "redis" else None
-    service = launch(work_dir, kind, redis)
+    extra = cluster_env(request.getfixturevalue("redis_cluster")) if kind == "redis-cluster" else {}
+    service = launch(work_dir, kind, redis, **extra)
     try:
         yield service
     finally:
