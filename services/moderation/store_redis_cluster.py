@@ -8,8 +8,13 @@ per master involved). What this module adds is the outage policy:
 - redis-py is told not to retry (`Retry(..., 0)`): its pipeline retry re-sends commands that
   may already have run on another master, and a re-sent window hit would count twice. A
   failed call is `StoreUnavailable` (503) at once, as in standalone mode.
-- After such a failure the client drops its slot map (`aclose()`), so the next call asks the
-  cluster again and finds a promoted replica by itself.
+- After such a failure the store asks the cluster for its slot map again (at most a few
+  times a second, keeping the connections to healthy masters), so it finds a promoted replica
+  by itself. Never `aclose()` while calls are in flight: closing a connection another call is
+  writing to breaks that call outside redis-py's error types (an AttributeError, a 500); for
+  the same reason redis-py's own every-Nth-MOVED `aclose()` is off (`reinitialize_steps=0`) and
+  single keyed commands, whose CLUSTERDOWN handling also closes everything, go through the
+  pipeline too.
 - A master that never saw the scripts (a promoted replica, a restarted node) answers
   NOSCRIPT; those calls are sent again as EVAL, which also caches the script there.
 - A ban and its feed entry are two calls on two masters: a failed append is retried, then
@@ -49,6 +54,7 @@ log = structlog.get_logger("authgate.moderation")
 # A failover takes a few seconds; a call never waits for one, it answers 503 within this bound.
 CLUSTER_CALL_TIMEOUT_S = 2.0
 MAX_CONNECTIONS_PER_NODE = 64
+REFRESH_EVERY_S = 0.2  # slot map refreshes after failures, at most this often
 # ClusterError covers CLUSTERDOWN (a master lost, not yet replaced) and redis-py's "TTL exhausted".
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, TryAgainError)
 # A failed feed append: tried again at once (a connection refused, a slot just moved), then
@@ -92,6 +98,7 @@ class RedisClusterStore(RedisStore):
         self._cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in seeds],
             max_connections=MAX_CONNECTIONS_PER_NODE,
+            reinitialize_steps=0,
             ssl=tls,
             **connection,
         )
@@ -99,6 +106,8 @@ class RedisClusterStore(RedisStore):
         self._sources = {script.sha: script.source for script in self._scripts.values()}
         self._pending = feed_repair.PendingChanges()
         self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS_PER_NODE)
+        self._refreshing = asyncio.Lock()
+        self._refreshed_at = 0.0
         self._draining = asyncio.Lock()
         self._repairing: asyncio.Task[None] | None = None
 
@@ -117,26 +126,30 @@ class RedisClusterStore(RedisStore):
 
     async def ping(self) -> bool:
         """Ready when the cluster says ok and every master that serves slots answers."""
+
+        async def check() -> bool:
+            info = await self._cluster.cluster_info()
+            if info.get("cluster_state") != "ok":
+                return False
+            return bool(await self._cluster.ping(target_nodes=RedisCluster.PRIMARIES))
+
         try:
-            async with asyncio.timeout(CALL_TIMEOUT_S):
-                await self._cluster.initialize()
-                info = await self._cluster.cluster_info()
-                if info.get("cluster_state") != "ok":
-                    return False
-                return bool(await self._cluster.ping(target_nodes=RedisCluster.PRIMARIES))
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            await self._forget_topology()
+            return await self._call(check)
+        except StoreUnavailable:
             return False
 
-    async def _forget_topology(self) -> None:
-        """Drop connections and the slot map; the next call rediscovers the masters."""
-        try:
-            await self._cluster.aclose()
-        except Exception as exc:  # closing sockets of a dead node may fail too; nothing to keep
-            if not is_outage(exc):
-                raise
+    async def _refresh_topology(self) -> None:
+        """Ask the cluster which master serves which slot; live connections stay open."""
+        if self._refreshing.locked() or time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
+            return
+        async with self._refreshing:
+            self._refreshed_at = time.monotonic()
+            try:
+                async with asyncio.timeout(CALL_TIMEOUT_S):
+                    await self._cluster.nodes_manager.initialize()
+            except Exception as exc:  # the next failing call asks again
+                if not is_outage(exc):
+                    raise
 
     async def _load_scripts(self) -> None:
         """SCRIPT LOAD on every master (redis-py sends it to all primaries)."""
@@ -160,7 +173,7 @@ class RedisClusterStore(RedisStore):
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            await self._forget_topology()
+            await self._refresh_topology()
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     # Scripts ----------------------------------------------------------------------------
@@ -189,14 +202,14 @@ class RedisClusterStore(RedisStore):
         replies = await self._call(lambda: self._run(commands))
         failed = [reply for reply in replies if isinstance(reply, Exception)]
         if any(is_outage(reply) for reply in failed):
-            await self._forget_topology()
+            await self._refresh_topology()
             raise StoreUnavailable(str(failed[0]) or type(failed[0]).__name__) from failed[0]
         if failed:
             raise failed[0]
         return replies
 
     async def _xrevrange(self, stream: str, upper: str, count: int) -> list[Any]:
-        found = await self._call(lambda: self._cluster.xrevrange(stream, upper, "-", count=count))
+        (found,) = await self._replies([("XREVRANGE", stream, upper, "-", "COUNT", count)])
         return list(found or [])
 
     # The feed: the second call of a ban -------------------------------------------------
@@ -237,19 +250,15 @@ class RedisClusterStore(RedisStore):
 
     async def reconcile(self, grace_ms: int = RECONCILE_GRACE_MS) -> int:
         """Compare the bans in force with the ban index and append what it lacks; how many."""
-        now = await self._now_ms()
+        now = int(time.time() * 1000)  # only compared with a grace of seconds: this host's clock will do
         in_force = await self._bans_in_force()
-        raw = await self._call(lambda: self._cluster.hgetall(self.global_key("bandata")))
+        (raw,) = await self._replies([("HGETALL", self.global_key("bandata"))])
         indexed = {str(subject): BanState.from_json(str(text)) for subject, text in dict(raw).items()}
         listed = [s for s, ban in indexed.items() if ban.expires_at_ms > now + 1000]
         exists = await self._replies([("EXISTS", self.key(subject, "ban")) for subject in listed])
         lifted = [subject for subject, found in zip(listed, exists, strict=True) if not found]
         found = feed_repair.drift(in_force, indexed, lifted, now, grace_ms)
         return await feed_repair.repair(found, self._append, now)
-
-    async def _now_ms(self) -> int:
-        seconds, micros = await self._call(lambda: self._cluster.time())
-        return int(seconds) * 1000 + int(micros) // 1000
 
     async def _bans_in_force(self) -> list[BanState]:
         """Every subject's ban hash, found by SCAN on each master (a background check only)."""
