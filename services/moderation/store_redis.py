@@ -47,7 +47,8 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, 
 AUDIT_BATCH = 1000
 
 
-_CONNECTION: dict[str, Any] = {
+# Shared by the standalone and the cluster store: short timeouts, no retries of the client's own.
+CONNECTION_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
     "socket_timeout": SOCKET_TIMEOUT_S,
     "socket_connect_timeout": SOCKET_TIMEOUT_S,
@@ -100,7 +101,8 @@ def _int(value: Any) -> int:
     return int(value) if value not in (None, "", b"") else 0
 
 
-def _ban_from(subject: str, fields: Sequence[Any]) -> BanState:
+def ban_from(subject: str, fields: Sequence[Any]) -> BanState:
+    """A ban from its hash fields (`expires_at, created_at, reason, by, automatic, violation`)."""
     expires, created, reason, by, automatic, violation = (str(f) if f is not None else "" for f in fields)
     return BanState(subject, reason, int(created), int(expires), by, automatic == "1", violation)
 
@@ -118,7 +120,7 @@ class RedisStore:
     ) -> None:
         """`options`: connection keywords the URL does not carry (REDIS_USERNAME, _PASSWORD, _CA)."""
         self._setup(bans, audit_max_len, prefix)
-        connection = {**_CONNECTION, **(options or {})}
+        connection = {**CONNECTION_OPTIONS, **(options or {})}
         # A bounded pool that makes a burst wait briefly for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **connection
@@ -240,7 +242,7 @@ class RedisStore:
     @staticmethod
     def _subject_result(op: SubjectOp, reply: str) -> SubjectResult:
         now, status, score, threshold, ban_fields, raw = json.loads(reply)
-        ban = _ban_from(op.subject, ban_fields) if status in (1, 2) else None
+        ban = ban_from(op.subject, ban_fields) if status in (1, 2) else None
         raw = raw if isinstance(raw, list) else []  # Lua's empty table encodes as {}
         windows = tuple(
             WindowResult(raw[i] == 1, int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)
@@ -272,7 +274,7 @@ class RedisStore:
         reply = await self._eval("delete_ban", keys, ["" if now_ms is None else now_ms])
         if _int(reply[1]) != 1:
             return _int(reply[0]), None
-        return _int(reply[0]), _ban_from(subject, reply[2:8])
+        return _int(reply[0]), ban_from(subject, reply[2:8])
 
     # Index, feed and audit ----------------------------------------------------------------
 

@@ -44,7 +44,13 @@ from redis.exceptions import (
 
 from services.moderation import feed_repair
 from services.moderation.lua import APPEND_CHANGE, Script
-from services.moderation.store_redis import _CONNECTION, CALL_TIMEOUT_S, UNAVAILABLE, RedisStore, _ban_from
+from services.moderation.store_redis import (
+    CALL_TIMEOUT_S,
+    CONNECTION_OPTIONS,
+    UNAVAILABLE,
+    RedisStore,
+    ban_from,
+)
 from shared.errors import StoreUnavailable
 from shared.moderation.policy import BanPolicy
 from shared.moderation.store import BanState, Change, cursor_of
@@ -94,7 +100,7 @@ class RedisClusterStore(RedisStore):
         self._reconcile_every_s = reconcile_every_s
         self._reconcile_grace_ms = reconcile_grace_ms
         self._setup(bans, audit_max_len, prefix)
-        connection = {**_CONNECTION, "retry": Retry(NoBackoff(), 0), **(options or {})}
+        connection = {**CONNECTION_OPTIONS, "retry": Retry(NoBackoff(), 0), **(options or {})}
         self._cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in seeds],
             max_connections=MAX_CONNECTIONS_PER_NODE,
@@ -269,7 +275,7 @@ class RedisClusterStore(RedisStore):
         replies = await self._replies([("HMGET", key, *BAN_FIELDS) for key in keys])
         start = len(self.prefix) + 2
         return [
-            _ban_from(str(key)[start : -len("}:ban")], fields)
+            ban_from(str(key)[start : -len("}:ban")], fields)
             for key, fields in zip(keys, replies, strict=True)
             if fields and fields[0]
         ]
