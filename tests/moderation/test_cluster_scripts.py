@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, ResponseError
 
 from harness import LocalCluster
-from services.moderation.store_redis_cluster import RedisClusterStore
+from services.moderation.store_redis_cluster import RedisClusterStore, is_outage
 from shared.moderation.policy import BanPolicy
 from shared.moderation.store import BanState, Change, SubjectOp, WindowOp
 
@@ -98,3 +98,13 @@ async def test_the_store_runs_every_script_through_redis_py(
     feed = await store.feed(cursor, 10)
     assert [e.change.action for e in feed.entries] == ["unban"]
     assert [c.action for c in await store.audit(other, None, 10)] == ["ban", "unban"]
+
+
+async def test_keys_in_two_slots_are_a_bug_never_an_outage(store: RedisClusterStore) -> None:
+    """Were a script ever called with keys of two subjects, the caller sees the error (a 500),
+    not a 503 that a client would retry forever."""
+    keys = [store.key("user:a", "ban"), store.key("user:b", "score")]
+    assert key_slot(keys[0].encode()) != key_slot(keys[1].encode())
+    with pytest.raises(RedisClusterException, match="same key slot"):
+        await store._eval("delete_ban", keys, [NOW])
+    assert not is_outage(RedisClusterException("EVALSHA - all keys must map to the same key slot"))
