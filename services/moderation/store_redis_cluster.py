@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -70,6 +71,8 @@ APPEND_BACKOFF_S = 0.2
 REPAIR_INTERVAL_S = 1.0
 RECONCILE_INTERVAL_S = 60.0
 RECONCILE_GRACE_MS = 10_000  # a younger ban's own append may still be under way
+RECONCILE_SCAN_TIMEOUT_S = 30.0  # the SCAN of every master for ban keys, a background read
+RECONCILE_BATCH = 1000  # commands per pipeline when reading many ban keys
 BAN_FIELDS = ("expires_at", "created_at", "reason", "by", "automatic", "violation")
 Command = tuple[str | int | float, ...]
 T = TypeVar("T")
@@ -165,7 +168,7 @@ class RedisClusterStore(RedisStore):
         for script in self._scripts.values():
             await self._cluster.script_load(script.source)
 
-    async def _call(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, work: Callable[[], Awaitable[T]], bound_s: float = CLUSTER_CALL_TIMEOUT_S) -> T:
         """Run `work` within the bound; an outage becomes `StoreUnavailable`.
 
         redis-py's cluster nodes refuse a connection beyond their maximum instead of waiting for
@@ -173,7 +176,7 @@ class RedisClusterStore(RedisStore):
         makes a burst wait its turn (within the bound) instead of failing.
         """
         try:
-            async with asyncio.timeout(CLUSTER_CALL_TIMEOUT_S), self._in_flight:
+            async with asyncio.timeout(bound_s), self._in_flight:
                 await self._cluster.initialize()
                 return await work()
         except Exception as exc:
@@ -270,7 +273,8 @@ class RedisClusterStore(RedisStore):
         """Every subject's ban hash, found by SCAN on each master (a background check only)."""
         pattern = f"{self.prefix}:{{*}}:ban"
         keys = await self._call(
-            lambda: feed_repair.collect(self._cluster.scan_iter(match=pattern, count=1000, _type="HASH"))
+            lambda: feed_repair.collect(self._cluster.scan_iter(match=pattern, count=1000, _type="HASH")),
+            RECONCILE_SCAN_TIMEOUT_S,
         )
         replies = await self._replies([("HMGET", key, *BAN_FIELDS) for key in keys])
         start = len(self.prefix) + 2
@@ -281,9 +285,11 @@ class RedisClusterStore(RedisStore):
         ]
 
     async def _replies(self, commands: Sequence[Command]) -> list[Any]:
-        if not commands:
-            return []
-        replies = await self._call(lambda: self._pipeline(commands))
+        """Plain commands through the pipeline (never redis-py's single-command path), in batches."""
+        replies: list[Any] = []
+        for start in range(0, len(commands), RECONCILE_BATCH):
+            batch = commands[start : start + RECONCILE_BATCH]
+            replies += await self._call(functools.partial(self._pipeline, batch))
         for reply in replies:
             if isinstance(reply, Exception):
                 raise StoreUnavailable(str(reply)) if is_outage(reply) else reply
