@@ -30,6 +30,7 @@ from harness.processes import (
     wait_port,
 )
 from harness.proxies import find_nginx, start_nginx
+from harness.redis_cluster import LocalCluster, start_redis_cluster
 from harness.waiting import eventually, eventually_sync
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "ROOT",
     "STRONG_PASSWORD",
     "VENV_BIN",
+    "LocalCluster",
     "ModerationHandle",
     "Server",
     "clean_env",
@@ -59,6 +61,7 @@ __all__ = [
     "start_nginx",
     "start_process",
     "start_redis",
+    "start_redis_cluster",
     "start_service",
     "stopping",
     "wait_port",

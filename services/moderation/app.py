@@ -15,6 +15,7 @@ from services.moderation.api import audit, bans, events, health, openapi, violat
 from services.moderation.metrics import PrometheusMetrics
 from services.moderation.settings import ModerationSettings
 from services.moderation.store_redis import RedisStore
+from services.moderation.store_redis_cluster import RedisClusterStore
 from shared.errors import EXCEPTION_HANDLERS
 from shared.http import RequestIdMiddleware
 from shared.metrics import MetricsMiddleware
@@ -28,8 +29,14 @@ log = structlog.get_logger("authgate.moderation")
 
 def make_store(settings: ModerationSettings) -> Store:
     bans = settings.policy.bans
-    if settings.redis_uri is not None:
-        return RedisStore(settings.redis_uri, bans, settings.audit_max_len, settings.redis_prefix)
+    redis = settings.redis
+    if redis is not None and redis.cluster:
+        options = redis.options()
+        return RedisClusterStore(
+            redis.seeds, bans, settings.audit_max_len, settings.redis_prefix, options, redis.tls
+        )
+    if redis is not None:
+        return RedisStore(redis.uris[0], bans, settings.audit_max_len, settings.redis_prefix, redis.options())
     return MemoryStore(bans, settings.audit_max_len)
 
 

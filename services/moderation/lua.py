@@ -178,9 +178,7 @@ return {now, 0}
 # ARGV: 1 now, 2 action, 3 subject, 4 change json, 5 ban json, 6 expires_at, 7 max length,
 #       8 a fresh epoch in case the store lost its data
 # Returns {stream id, epoch}
-RECORD_CHANGE = (
-    _PRELUDE
-    + """
+_RECORD_BODY = """
 local now = clock(ARGV[1])
 redis.call('HSETNX', KEYS[2], 'epoch', ARGV[8])
 for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', fmt(now), 'LIMIT', 0, 100)) do
@@ -208,6 +206,23 @@ if len > max then
 end
 return {id, redis.call('HGET', KEYS[2], 'epoch')}
 """
+RECORD_CHANGE = _PRELUDE + _RECORD_BODY
+
+# The same append, made idempotent for the cluster store, where it is a second call after the
+# ban was written and may be retried (a timed-out attempt may still run later): a ban the index
+# already holds exactly, or an unban of a subject the index does not hold, appends nothing.
+# KEYS and ARGV as RECORD_CHANGE.  Returns {stream id or '', epoch}.
+APPEND_CHANGE = (
+    _PRELUDE
+    + """
+if ARGV[2] == 'ban' and redis.call('HGET', KEYS[4], ARGV[3]) == ARGV[5] then
+  return {'', redis.call('HGET', KEYS[2], 'epoch') or ''}
+end
+if ARGV[2] ~= 'ban' and not redis.call('ZSCORE', KEYS[3], ARGV[3]) then
+  return {'', redis.call('HGET', KEYS[2], 'epoch') or ''}
+end
+"""
+    + _RECORD_BODY
 )
 
 # KEYS: 1 stream, 2 meta hash.  ARGV: 1 fresh epoch, 2 since stream id ('' = none), 3 count

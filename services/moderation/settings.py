@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
+from services.moderation.redis_config import RedisConfig, load_redis_config
 from shared.config import DEVELOPMENT, ConfigError, Env, HttpLimits, environment, load_http_limits
 from shared.http import ServiceKey, parse_service_keys
 from shared.moderation.policy import EVENT_TYPES, Policy, load_policy
@@ -21,8 +20,9 @@ class ModerationSettings:
     env: str
     host: str
     port: int
-    redis_uri: str | None
+    redis_uri: str | None  # the one URI, or a cluster's first seed
     redis_prefix: str
+    redis: RedisConfig | None
     replicas_shared: bool
     keys: tuple[ServiceKey, ...]
     policy: Policy
@@ -37,36 +37,27 @@ class ModerationSettings:
         return self.env == DEVELOPMENT
 
 
-def check_redis_uri(uri: str, use_cluster: bool) -> None:
-    """One `REDIS_URI: ...` line for anything redis-py would only reject later with a traceback.
+PREFIX_CHARACTERS = "_.:-"
 
-    A comma-separated list (or USE_REDIS_CLUSTER) is how LibreChat asks for Redis Cluster; until
-    cluster support exists that is refused at startup, by name. The URI may hold a password, so
-    no message ever repeats it.
-    """
-    if "," in uri or use_cluster:
-        raise ConfigError(
-            "REDIS_URI",
-            "Redis Cluster mode (a comma-separated list or USE_REDIS_CLUSTER) is not supported yet; "
-            "give one redis:// URI",
-        )
-    if not uri.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("REDIS_URI", "must start with redis://, rediss:// or unix://")
-    try:
-        aioredis.ConnectionPool.from_url(uri)  # parses only; connects on first use
-    except (ValueError, TypeError):
-        raise ConfigError(
-            "REDIS_URI", "is not a valid Redis URL (host, port or database unreadable)"
-        ) from None
+
+def load_prefix(env: Env) -> str:
+    """`MODERATION_REDIS_PREFIX`, or LibreChat's `REDIS_KEY_PREFIX`; both set must agree."""
+    own, librechat = env.string("MODERATION_REDIS_PREFIX"), env.string("REDIS_KEY_PREFIX")
+    if own is not None and librechat is not None and own != librechat:
+        raise ConfigError("REDIS_KEY_PREFIX", "differs from MODERATION_REDIS_PREFIX; set one of them")
+    name = "MODERATION_REDIS_PREFIX" if own is not None else "REDIS_KEY_PREFIX"
+    prefix = own or librechat or "mod"
+    if not all(c.isalnum() or c in PREFIX_CHARACTERS for c in prefix):
+        raise ConfigError(name, "use letters, digits and _ . : - only")
+    return prefix
 
 
 def load_settings(env: Env | None = None, root: Path | None = None) -> ModerationSettings:
     env = env if env is not None else Env.load(root if root is not None else Path.cwd())
     mode = environment(env)
     development = mode == DEVELOPMENT
-    redis_uri = env.secret("REDIS_URI")
-    if redis_uri is not None:
-        check_redis_uri(redis_uri, env.boolean("USE_REDIS_CLUSTER", False))
+    redis = load_redis_config(env)
+    redis_uri = redis.uris[0] if redis is not None else None
     replicas_shared = env.boolean("MODERATION_REPLICAS_SHARED", False)
     if replicas_shared and redis_uri is None:
         raise ConfigError(
@@ -76,15 +67,14 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> Moderatio
     keys = parse_service_keys("MODERATION_API_KEYS", env.secret("MODERATION_API_KEYS"), SCOPES)
     if not keys and not development:
         raise ConfigError("MODERATION_API_KEYS", "is required outside development (name:scope:secret, ...)")
-    prefix = env.string("MODERATION_REDIS_PREFIX", "mod") or "mod"
-    if not all(c.isalnum() or c in "_.:-" for c in prefix):
-        raise ConfigError("MODERATION_REDIS_PREFIX", "use letters, digits and _ . : - only")
+    prefix = load_prefix(env)
     return ModerationSettings(
         env=mode,
         host=env.string("MODERATION_HOST", "127.0.0.1") or "127.0.0.1",
         port=env.integer("MODERATION_PORT", 3081, minimum=0),
         redis_uri=redis_uri,
         redis_prefix=prefix,
+        redis=redis,
         replicas_shared=replicas_shared,
         keys=keys,
         policy=load_policy(env),

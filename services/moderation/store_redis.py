@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -47,7 +47,8 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, 
 AUDIT_BATCH = 1000
 
 
-_CONNECTION: dict[str, Any] = {
+# Shared by the standalone and the cluster store: short timeouts, no retries of the client's own.
+CONNECTION_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
     "socket_timeout": SOCKET_TIMEOUT_S,
     "socket_connect_timeout": SOCKET_TIMEOUT_S,
@@ -100,7 +101,8 @@ def _int(value: Any) -> int:
     return int(value) if value not in (None, "", b"") else 0
 
 
-def _ban_from(subject: str, fields: Sequence[Any]) -> BanState:
+def ban_from(subject: str, fields: Sequence[Any]) -> BanState:
+    """A ban from its hash fields (`expires_at, created_at, reason, by, automatic, violation`)."""
     expires, created, reason, by, automatic, violation = (str(f) if f is not None else "" for f in fields)
     return BanState(subject, reason, int(created), int(expires), by, automatic == "1", violation)
 
@@ -108,16 +110,29 @@ def _ban_from(subject: str, fields: Sequence[Any]) -> BanState:
 class RedisStore:
     kind = "redis"
 
-    def __init__(self, url: str, bans: BanPolicy, audit_max_len: int = 100_000, prefix: str = "mod") -> None:
+    def __init__(
+        self,
+        url: str,
+        bans: BanPolicy,
+        audit_max_len: int = 100_000,
+        prefix: str = "mod",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`options`: connection keywords the URL does not carry (REDIS_USERNAME, _PASSWORD, _CA)."""
+        self._setup(bans, audit_max_len, prefix)
+        connection = {**CONNECTION_OPTIONS, **(options or {})}
+        # A bounded pool that makes a burst wait briefly for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **connection
+        )
+        self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self._lane = Lane(aioredis.ConnectionPool.from_url(url, **connection), MAX_CONNECTIONS)
+
+    def _setup(self, bans: BanPolicy, audit_max_len: int, prefix: str) -> None:
+        """Policy, prefix and scripts: everything but the connections (the cluster store has its own)."""
         self.bans = bans
         self.audit_max_len = audit_max_len
         self.prefix = prefix
-        # A bounded pool that makes a burst wait briefly for a connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **_CONNECTION
-        )
-        self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
-        self._lane = Lane(aioredis.ConnectionPool.from_url(url, **_CONNECTION), MAX_CONNECTIONS)
         self._global = f"{prefix}:{{global}}"
         subject = subject_script(
             bans.violation_window_ms,
@@ -137,8 +152,13 @@ class RedisStore:
         """The single place a per-subject key is spelled."""
         return f"{self.prefix}:{{{subject}}}:{part}"
 
-    def _global_key(self, part: str) -> str:
+    def global_key(self, part: str) -> str:
+        """The single place a `{global}` key (ban index, feed, audit stream) is spelled."""
         return f"{self._global}:{part}"
+
+    @property
+    def scripts(self) -> dict[str, Script]:
+        return dict(self._scripts)
 
     # Lifecycle --------------------------------------------------------------------------
 
@@ -222,7 +242,7 @@ class RedisStore:
     @staticmethod
     def _subject_result(op: SubjectOp, reply: str) -> SubjectResult:
         now, status, score, threshold, ban_fields, raw = json.loads(reply)
-        ban = _ban_from(op.subject, ban_fields) if status in (1, 2) else None
+        ban = ban_from(op.subject, ban_fields) if status in (1, 2) else None
         raw = raw if isinstance(raw, list) else []  # Lua's empty table encodes as {}
         windows = tuple(
             WindowResult(raw[i] == 1, int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)
@@ -254,12 +274,16 @@ class RedisStore:
         reply = await self._eval("delete_ban", keys, ["" if now_ms is None else now_ms])
         if _int(reply[1]) != 1:
             return _int(reply[0]), None
-        return _int(reply[0]), _ban_from(subject, reply[2:8])
+        return _int(reply[0]), ban_from(subject, reply[2:8])
 
     # Index, feed and audit ----------------------------------------------------------------
 
     async def record_change(self, change: Change, ban: BanState | None) -> str:
-        keys = [self._global_key(part) for part in ("feed", "meta", "index", "bandata", "expiry")]
+        stream_id, epoch = await self._eval("record_change", *self._change_call(change, ban))
+        return cursor_of(str(epoch), str(stream_id))
+
+    def _change_call(self, change: Change, ban: BanState | None) -> tuple[list[str], list[str | int | float]]:
+        keys = [self.global_key(part) for part in ("feed", "meta", "index", "bandata", "expiry")]
         args: list[str | int | float] = [
             change.at_ms,
             change.action,
@@ -270,11 +294,10 @@ class RedisStore:
             self.audit_max_len,
             secrets.token_hex(6),
         ]
-        stream_id, epoch = await self._eval("record_change", keys, args)
-        return cursor_of(str(epoch), str(stream_id))
+        return keys, args
 
     async def list_bans(self, after: str | None, limit: int, now_ms: int | None = None) -> BanPage:
-        keys = [self._global_key("index"), self._global_key("bandata")]
+        keys = [self.global_key("index"), self.global_key("bandata")]
         args: list[str | int | float] = ["" if now_ms is None else now_ms, after or "", limit]
         reply = await self._eval("list_bans", keys, args)
         now, more = _int(reply[0]), _int(reply[1]) == 1
@@ -284,7 +307,7 @@ class RedisStore:
         return BanPage(bans, last if more else None, now)
 
     async def feed(self, since: str | None, limit: int) -> FeedPage:
-        keys = [self._global_key("feed"), self._global_key("meta")]
+        keys = [self.global_key("feed"), self.global_key("meta")]
         position = since.partition(".")[2] if since else ""
         if since is not None and not _is_stream_id(position):
             position = ""
@@ -305,17 +328,11 @@ class RedisStore:
 
     async def audit(self, subject: str | None, since_ms: int | None, limit: int) -> list[Change]:
         """Scan the capped stream newest first; an admin-only read, bounded by its length."""
-        stream = self._global_key("feed")
+        stream = self.global_key("feed")
         found: list[Change] = []
         upper = "+"
         while len(found) < limit:
-            try:
-                async with asyncio.timeout(CALL_TIMEOUT_S):
-                    batch: list[Any] = list(
-                        await self._client.xrevrange(stream, upper, "-", count=AUDIT_BATCH) or []
-                    )
-            except UNAVAILABLE as exc:
-                raise StoreUnavailable(str(exc)) from exc
+            batch = await self._xrevrange(stream, upper, AUDIT_BATCH)
             for stream_id, fields in batch:
                 change = Change.from_json(_field(fields, "r"))
                 upper = f"({stream_id!s}"
@@ -330,6 +347,13 @@ class RedisStore:
                 break
         found.reverse()
         return found
+
+    async def _xrevrange(self, stream: str, upper: str, count: int) -> list[Any]:
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                return list(await self._client.xrevrange(stream, upper, "-", count=count) or [])
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
 
 def _field(fields: Any, name: str) -> str:

@@ -191,7 +191,11 @@ class Store(Protocol):
         ...
 
     async def record_change(self, change: Change, ban: BanState | None) -> str:
-        """Append to the feed/audit stream and update the ban index; returns the new cursor."""
+        """Append to the feed/audit stream and update the ban index; returns the new cursor.
+
+        The cluster store answers "" when it kept the append for a background retry (the ban is
+        in force already; the feed catches up).
+        """
         ...
 
     async def list_bans(self, after: str | None, limit: int, now_ms: int | None = None) -> BanPage: ...

@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from harness import Server, free_port, start_redis, start_service
+from harness import LocalCluster, Server, free_port, start_redis, start_redis_cluster, start_service
 from services.moderation.store_redis import RedisStore
+from services.moderation.store_redis_cluster import RedisClusterStore
 from shared.moderation.policy import EVENT_TYPES, BanPolicy
 from shared.moderation.store import Store
 from shared.moderation.store_memory import MemoryStore
@@ -90,6 +91,16 @@ def redis_server(work_dir: Path) -> Iterator[Server]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(work_dir: Path) -> Iterator[LocalCluster]:
+    """One real Redis Cluster (3 masters, 3 replicas) for the whole session; tests use own prefixes."""
+    cluster = start_redis_cluster(work_dir / "moderation-redis-cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @dataclass
 class Moderation:
     server: Server
@@ -114,6 +125,15 @@ def service_env(kind: str, redis: Server | None, **overrides: str) -> dict[str, 
     return env
 
 
+def cluster_env(cluster: LocalCluster) -> dict[str, str]:
+    """LibreChat's spelling of a cluster: the switch and two of the six nodes as seeds."""
+    return {
+        "USE_REDIS_CLUSTER": "true",
+        "REDIS_URI": cluster.seeds_uri(2),
+        "MODERATION_REDIS_PREFIX": f"t{secrets.token_hex(4)}",
+    }
+
+
 def launch(work_dir: Path, kind: str, redis: Server | None, **overrides: str) -> Moderation:
     port = free_port()
     env = service_env(kind, redis, MODERATION_PORT=str(port), **overrides)
@@ -121,11 +141,12 @@ def launch(work_dir: Path, kind: str, redis: Server | None, **overrides: str) ->
     return Moderation(server, kind)
 
 
-@pytest.fixture(scope="session", params=["memory", "redis"])
+@pytest.fixture(scope="session", params=["memory", "redis", "redis-cluster"])
 def moderation(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[Moderation]:
     kind: str = request.param
     redis = request.getfixturevalue("redis_server") if kind == "redis" else None
-    service = launch(work_dir, kind, redis)
+    extra = cluster_env(request.getfixturevalue("redis_cluster")) if kind == "redis-cluster" else {}
+    service = launch(work_dir, kind, redis, **extra)
     try:
         yield service
     finally:
@@ -147,7 +168,7 @@ async def admin_client(moderation: Moderation) -> AsyncIterator[httpx.AsyncClien
 # In-process stores for injected-time tests ------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Store]]:
     """Fresh stores of one kind; Redis ones get their own key prefix, so nothing is flushed."""
     kind: str = request.param
@@ -157,6 +178,10 @@ async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[Callabl
         store: Store
         if kind == "memory":
             store = MemoryStore(bans, audit_max_len)
+        elif kind == "cluster":
+            cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+            seeds = [("127.0.0.1", port) for port in cluster.ports[:2]]
+            store = RedisClusterStore(seeds, bans, audit_max_len, prefix=f"t{secrets.token_hex(6)}")
         else:
             redis: Server = request.getfixturevalue("redis_server")
             url = f"redis://127.0.0.1:{redis.port}/0"

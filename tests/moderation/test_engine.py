@@ -1,6 +1,6 @@
 """The engine over both stores with injected time: windows, scores, bans, escalation, exemptions.
 
-Every test runs twice, against the in-memory store and a real Redis (`store_factory`).
+Every test runs three times: the in-memory store, a real Redis and a real Redis Cluster (`store_factory`).
 """
 
 from __future__ import annotations
