@@ -174,6 +174,8 @@ def create_app(settings: AuthSettings) -> Starlette:
         settings.verify_header_prefix,
         settings.verify_log_sample,
         settings.verify_cache_size,
+        context.session_cookies,
+        settings.session_cookie_name,
     )
     metrics.bind(verify, context.revocations, context.protection.client)
     # CORS wraps every refusal (IP ban, unexpected error) so the browser app can read it.
