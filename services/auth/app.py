@@ -20,6 +20,7 @@ from services.auth.api import (
     health,
     introspect,
     password,
+    portal,
     refusals,
     sessions,
     two_factor,
@@ -31,6 +32,8 @@ from services.auth.api.openapi import openapi
 from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
 from services.auth.context import AuthContext, build_context
 from services.auth.moderation_client import BanInfo, ModerationClient
+from services.auth.portal.csrf import CsrfTokens
+from services.auth.portal.render import PortalPages
 from services.auth.protection import banned_error
 from services.auth.sessions import RevokedByBan
 from services.auth.settings import AuthSettings
@@ -66,6 +69,9 @@ IP_BAN_EXEMPT = frozenset(
 )
 
 
+PORTAL_PREFIX = "/portal/"
+
+
 class IpBanMiddleware:
     """403 `banned` (reason, expires_at, Retry-After) for a banned client IP on every other route."""
 
@@ -78,6 +84,9 @@ class IpBanMiddleware:
         if scope["type"] == "http" and protection.client.has_bans and scope["path"] not in IP_BAN_EXEMPT:
             request = Request(scope)
             ban = protection.ip_ban(self.context.settings.client_ip.from_request(request))
+            if ban is not None and scope["path"].startswith(PORTAL_PREFIX):
+                await portal.banned_page(request, banned_error(ban))(scope, receive, send)
+                return
             if ban is not None:
                 error = api_error_of(banned_error(ban))
                 response = error_response(error.status, error.code, error.message, error.headers, error.extra)
@@ -134,6 +143,13 @@ def routes() -> list[Route]:
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
         Route("/api/auth/introspect", introspect.introspect, methods=["POST"]),
+        Route("/portal/login", portal.login_page, methods=["GET"]),
+        Route("/portal/login", portal.login_submit, methods=["POST"]),
+        Route("/portal/2fa", portal.two_factor_page, methods=["GET"]),
+        Route("/portal/2fa", portal.two_factor_submit, methods=["POST"]),
+        Route("/portal/logout", portal.logout_page, methods=["GET"]),
+        Route("/portal/logout", portal.logout_submit, methods=["POST"]),
+        Route("/portal/static/portal.css", portal.stylesheet, methods=["GET"]),
     ]
 
 
@@ -203,4 +219,6 @@ def create_app(settings: AuthSettings) -> Starlette:
     )
     app.state.ctx = context
     app.state.verify = verify
+    app.state.portal_pages = PortalPages(settings.app_title)
+    app.state.portal_csrf = CsrfTokens(settings.jwt_secret)
     return app

@@ -273,6 +273,15 @@ class SessionService:
             return None
         return Session.from_doc(doc)
 
+    async def touch_live(self, session_id: str) -> Session | None:
+        """The live session, its idle clock restarted (a session-cookie renewal); None if it ended."""
+        doc = await self._sessions.get(session_id)
+        now = self._clock()
+        if doc is None or not self.is_live(doc, now):
+            return None
+        await self._sessions.touch(session_id, now)
+        return replace(Session.from_doc(doc), last_used_at=now)
+
     async def find_by_token(self, token: str) -> Session | None:
         if not text_value(token) or len(token) > 128:
             return None
