@@ -28,8 +28,9 @@ from services.auth.api import (
     verification,
     wellknown,
 )
+from services.auth.api.forward_auth import ForwardAuthEndpoint
 from services.auth.api.openapi import openapi
-from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
+from services.auth.api.verify import BanNotice, VerifyEndpoint, is_forward_auth_path, is_verify_path
 from services.auth.context import AuthContext, build_context
 from services.auth.moderation_client import BanInfo, ModerationClient
 from services.auth.portal.csrf import CsrfTokens
@@ -103,15 +104,18 @@ async def _revoke_banned_user(context: AuthContext, user_id: str, ban: BanInfo) 
 
 
 class VerifyFastPath:
-    """Send /verify straight to its lean endpoint, past the router and other middleware."""
+    """Send /verify and /forward-auth straight to their lean endpoints, past the router."""
 
-    def __init__(self, app: ASGIApp, endpoint: VerifyEndpoint) -> None:
+    def __init__(self, app: ASGIApp, endpoint: VerifyEndpoint, forward_auth: VerifyEndpoint) -> None:
         self.app = app
         self.endpoint = endpoint
+        self.forward_auth = forward_auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_verify_path(scope["path"]):
             await self.endpoint(scope, receive, send)
+        elif scope["type"] == "http" and is_forward_auth_path(scope["path"]):
+            await self.forward_auth(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -182,7 +186,7 @@ def create_app(settings: AuthSettings) -> Starlette:
             await context.store.close()
 
     ban_view = BanCacheView(context.protection.client)
-    verify = VerifyEndpoint(
+    endpoint_args = (
         context.tokens,
         context.revocations,
         lambda: ban_view,
@@ -193,10 +197,14 @@ def create_app(settings: AuthSettings) -> Starlette:
         context.session_cookies,
         settings.session_cookie_name,
     )
+    verify = VerifyEndpoint(*endpoint_args)
+    forward_auth = ForwardAuthEndpoint(
+        *endpoint_args, portal_url=settings.domain_server, proxies=settings.client_ip
+    )
     metrics.bind(verify, context.revocations, context.protection.client)
     # CORS wraps every refusal (IP ban, unexpected error) so the browser app can read it.
     middleware = [
-        Middleware(VerifyFastPath, endpoint=verify),
+        Middleware(VerifyFastPath, endpoint=verify, forward_auth=forward_auth),
         Middleware(RequestIdMiddleware),
         Middleware(MetricsMiddleware, service="auth"),
     ]

@@ -38,6 +38,9 @@ from shared.timefmt import iso_from_seconds
 log = structlog.get_logger("authgate.verify")
 
 VERIFY_PATH = "/verify"
+FORWARD_AUTH_PATH = "/forward-auth"
+# Paths whose query string is the proxy's configuration (`roles`, `mfa`), not the client's.
+PROXY_CONFIGURED_QUERY = frozenset({VERIFY_PATH, FORWARD_AUTH_PATH})
 REQUIRED_ROLES_HEADER = b"x-auth-required-roles"
 
 
@@ -70,6 +73,10 @@ class VerifyCounters:
 
 def is_verify_path(path: str) -> bool:
     return path == VERIFY_PATH or path.startswith(VERIFY_PATH + "/")
+
+
+def is_forward_auth_path(path: str) -> bool:
+    return path == FORWARD_AUTH_PATH
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ class VerifyEndpoint:
                 request_id = incoming
             else:
                 request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
-            status, response_headers, body = self._decide(scope, headers)
+            status, response_headers, body = self._finish(scope, headers, *self._decide(scope, headers))
         except Exception:
             self.counters.errors += 1
             log.exception("verify_error", request_id=request_id)
@@ -171,6 +178,17 @@ class VerifyEndpoint:
         await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})
         if self._log_sample and random.random() < self._log_sample:  # noqa: S311 - sampling, not security
             log.info("verify", status=status, request_id=request_id, path=scope["path"])
+
+    def _finish(
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        status: int,
+        out: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The answer as decided; /forward-auth turns a browser's 401 into a redirect here."""
+        return status, out, body
 
     def _decide(
         self, scope: Scope, headers: dict[bytes, bytes]
@@ -329,7 +347,7 @@ class VerifyEndpoint:
         is the client's, so it is ignored and only the header the proxy sets counts, given at
         most once.
         """
-        if scope["path"] == VERIFY_PATH:
+        if scope["path"] in PROXY_CONFIGURED_QUERY:
             query = scope.get("query_string", b"")
             if not query:
                 return frozenset(), False
