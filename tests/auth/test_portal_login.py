@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -178,3 +179,25 @@ async def test_a_banned_address_sees_until_when(app_factory: Callable[..., Any])
         assert BanInfo(f"ip:{peer}", "abuse", ends).expires_at_iso() in response.text
         assert int(response.headers["retry-after"]) > 0
         assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_renewal_honours_the_idle_timeout_and_restarts_it(app_factory: Callable[..., Any]) -> None:
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        await sign_in(auth.client, address)
+        token = session_cookie(auth.client)
+        sessions = auth.collection("auth_sessions")
+        user = await auth.find_user(address)
+        assert user is not None and token
+        idle = dt.timedelta(milliseconds=auth.settings.session_idle_timeout_ms)
+        nearly = dt.datetime.now(dt.UTC) - idle + dt.timedelta(minutes=5)
+        await sessions.update_one({"user_id": str(user["_id"])}, {"$set": {"last_used_at": nearly}})
+        renewed = await auth.client.get("/portal/login")
+        assert "Signed in" in renewed.text
+        stored = await sessions.find_one({"user_id": str(user["_id"])})
+        assert stored["last_used_at"].replace(tzinfo=dt.UTC) > nearly + dt.timedelta(minutes=4)
+        gone = dt.datetime.now(dt.UTC) - idle - dt.timedelta(minutes=1)
+        await sessions.update_one({"user_id": str(user["_id"])}, {"$set": {"last_used_at": gone}})
+        refused = await auth.client.get("/portal/login")
+        assert "Signed in" not in refused.text and '<label for="email">' in refused.text

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
+from services.auth.moderation_client import BanInfo
 from services.auth.session_cookie import SessionCookieTokens
 from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
@@ -130,3 +132,15 @@ async def test_the_cookie_name_and_domain_are_configurable(app_factory: Callable
         assert auth.settings.auth_cookie_domain == "example.com"
         token, _ = await cookie_for(auth, email())
         assert (await verify(auth, f"sso={token}")).status_code == 200
+
+
+async def test_a_user_ban_refuses_the_cookie(auth: AuthApp) -> None:
+    address = email()
+    token, _ = await cookie_for(auth, address)
+    user = await auth.ctx.accounts.find_by_email(address)
+    assert user is not None
+    ends = int(time.time() * 1000) + 600_000
+    await auth.ctx.protection.client.bans.learn(BanInfo(f"user:{user['_id']}", "abuse", ends))
+    response = await verify(auth, f"{COOKIE}={token}")
+    assert response.status_code == 403
+    assert response.json()["code"] == "banned"

@@ -10,6 +10,7 @@ other peer they are ignored and the redirect carries no `rd`. API clients keep t
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from starlette.types import Scope
@@ -22,11 +23,10 @@ MAX_URI = 2048
 
 
 class ForwardAuthEndpoint(VerifyEndpoint):
-    def __init__(
-        self, *args: object, portal_url: str | None, proxies: ClientIPResolver, **kwargs: object
-    ) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._login = (portal_url or "").rstrip("/") + LOGIN_PATH if portal_url else None
+    def __init__(self, *args: Any, portal_url: str | None, proxies: ClientIPResolver, **kwargs: Any) -> None:
+        """/verify's arguments, plus the portal's public URL and who may report the original URL."""
+        super().__init__(*args, **kwargs)
+        self._login = portal_url.rstrip("/") + LOGIN_PATH if portal_url else None
         self._proxies = proxies
 
     def _finish(
