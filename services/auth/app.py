@@ -66,7 +66,14 @@ class BanCacheView:
 # Routes that a banned IP may still reach: probes, public documents, and the way out (logout
 # refuses a banned address itself, from memory, unless its access token verifies).
 IP_BAN_EXEMPT = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", "/.well-known/jwks.json", "/api/auth/logout"}
+    {
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/.well-known/jwks.json",
+        "/api/auth/logout",
+        "/portal/static/portal.css",  # so the portal's banned page is styled
+    }
 )
 
 

@@ -201,3 +201,16 @@ async def test_renewal_honours_the_idle_timeout_and_restarts_it(app_factory: Cal
         await sessions.update_one({"user_id": str(user["_id"])}, {"$set": {"last_used_at": gone}})
         refused = await auth.client.get("/portal/login")
         assert "Signed in" not in refused.text and '<label for="email">' in refused.text
+
+
+async def test_a_banned_user_is_told_instead_of_renewed(app_factory: Callable[..., Any]) -> None:
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        await sign_in(auth.client, address)
+        user = await auth.find_user(address)
+        assert user is not None
+        ends = int(time.time() * 1000) + 600_000
+        await auth.ctx.protection.client.bans.learn(BanInfo(f"user:{user['_id']}", "abuse", ends))
+        response = await auth.client.get("/portal/login", params={"rd": "https://app.example.com/"})
+        assert response.status_code == 403 and "Access banned" in response.text

@@ -95,11 +95,17 @@ async def login_page(request: Request) -> Response:
         stale = context.revocations.predates(user_id, claims.access.epoch)
         session = None if stale else await context.sessions.touch_live(session_id)
         user = await context.accounts.find_by_id(user_id) if session is not None else None
+        ban = context.protection.user_ban(user_id)
+        if ban is not None:  # /verify refuses the cookie anyway; say why instead of renewing it
+            return banned_page(request, Banned(ban))
         if session is not None and user is not None and session.user_id == user_id:
             response = redirect(rd, 302) if rd else page(request, "login", signed_in=str(user.get("email")))
             set_session_cookie(context, response, user, session)
             return response
-    return page(request, "login", rd=rd, email="", error=None, notice=None, signed_in=None)
+    response = page(request, "login", rd=rd, email="", error=None, notice=None, signed_in=None)
+    if claims is not None:  # a session that ended: the browser stops sending its cookie
+        clear_session_cookie(context, response)
+    return response
 
 
 async def login_submit(request: Request) -> Response:
