@@ -214,3 +214,17 @@ async def test_a_banned_user_is_told_instead_of_renewed(app_factory: Callable[..
         await auth.ctx.protection.client.bans.learn(BanInfo(f"user:{user['_id']}", "abuse", ends))
         response = await auth.client.get("/portal/login", params={"rd": "https://app.example.com/"})
         assert response.status_code == 403 and "Access banned" in response.text
+
+
+async def test_development_over_http_drops_the_prefixes_and_secure(app_factory: Callable[..., Any]) -> None:
+    async with portal_app(app_factory, AUTHGATE_ENV="development", DOMAIN_SERVER="http://auth.test") as auth:
+        address = email()
+        await auth.register(address)
+        browser = auth.new_client(base_url="http://auth.test")
+        page = await browser.get("/portal/login")
+        assert page.headers["set-cookie"].startswith("authgate_csrf=")
+        form = {"csrf": csrf_of(page), "email": address, "password": STRONG_PASSWORD}
+        response = await post_form(browser, "/portal/login", form, "http://auth.test")
+        assert response.status_code == 303, response.text
+        (cookie,) = [h for h in response.headers.get_list("set-cookie") if h.startswith("authgate_session=")]
+        assert "secure" not in [part.strip().lower() for part in cookie.split(";")]
