@@ -23,6 +23,7 @@ from bench.profiles import summary
 from services.auth.api.verify import BanNotice, VerifyEndpoint
 from services.auth.keys import KeyRing
 from services.auth.revocations import RevocationCache
+from services.auth.session_cookie import SessionCookieTokens
 from services.auth.tokens import AccessTokens
 from shared.http import ClientIPResolver
 
@@ -45,7 +46,18 @@ def endpoint(tokens: AccessTokens, cache_size: int) -> VerifyEndpoint:
     """A /verify endpoint as the service builds it (HS256, a loaded revocation view)."""
     revocations = RevocationCache(None, poll_interval_s=1.0, stale_grace_s=3600.0)  # type: ignore[arg-type]
     revocations._last_success = time.monotonic()
-    verify = VerifyEndpoint(tokens, revocations, NoBans, ClientIPResolver(()), "X-Auth-", 0.0, cache_size)
+    cookies = SessionCookieTokens(secrets.token_hex(32), "authgate", 300)
+    verify = VerifyEndpoint(
+        tokens,
+        revocations,
+        NoBans,
+        ClientIPResolver(()),
+        "X-Auth-",
+        0.0,
+        cache_size,
+        cookies,
+        "authgate_session",
+    )
     return verify
 
 

@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     USERNAME_TAKEN = "username_taken"
     PASSWORD_POLICY = "password_policy"
     BANNED = "banned"
+    MFA_REQUIRED = "mfa_required"
     RATE_LIMITED = "rate_limited"
     OVERLOADED = "overloaded"
     MODERATION_UNAVAILABLE = "moderation_unavailable"
@@ -139,6 +140,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.REGISTRATION_DISABLED: 403,
     ErrorCode.EMAIL_LOGIN_DISABLED: 403,
     ErrorCode.BANNED: 403,
+    ErrorCode.MFA_REQUIRED: 403,
     ErrorCode.USERNAME_TAKEN: 409,
     ErrorCode.SUBJECT_EXEMPT: 409,
     ErrorCode.RATE_LIMITED: 429,

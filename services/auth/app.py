@@ -20,6 +20,7 @@ from services.auth.api import (
     health,
     introspect,
     password,
+    portal,
     refusals,
     sessions,
     two_factor,
@@ -27,10 +28,13 @@ from services.auth.api import (
     verification,
     wellknown,
 )
+from services.auth.api.forward_auth import ForwardAuthEndpoint
 from services.auth.api.openapi import openapi
-from services.auth.api.verify import BanNotice, VerifyEndpoint, is_verify_path
+from services.auth.api.verify import BanNotice, VerifyEndpoint, is_forward_auth_path, is_verify_path
 from services.auth.context import AuthContext, build_context
 from services.auth.moderation_client import BanInfo, ModerationClient
+from services.auth.portal.csrf import CsrfTokens
+from services.auth.portal.render import PortalPages
 from services.auth.protection import banned_error
 from services.auth.sessions import RevokedByBan
 from services.auth.settings import AuthSettings
@@ -62,8 +66,18 @@ class BanCacheView:
 # Routes that a banned IP may still reach: probes, public documents, and the way out (logout
 # refuses a banned address itself, from memory, unless its access token verifies).
 IP_BAN_EXEMPT = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", "/.well-known/jwks.json", "/api/auth/logout"}
+    {
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/.well-known/jwks.json",
+        "/api/auth/logout",
+        "/portal/static/portal.css",  # so the portal's banned page is styled
+    }
 )
+
+
+PORTAL_PREFIX = "/portal/"
 
 
 class IpBanMiddleware:
@@ -78,6 +92,9 @@ class IpBanMiddleware:
         if scope["type"] == "http" and protection.client.has_bans and scope["path"] not in IP_BAN_EXEMPT:
             request = Request(scope)
             ban = protection.ip_ban(self.context.settings.client_ip.from_request(request))
+            if ban is not None and scope["path"].startswith(PORTAL_PREFIX):
+                await portal.banned_page(request, banned_error(ban))(scope, receive, send)
+                return
             if ban is not None:
                 error = api_error_of(banned_error(ban))
                 response = error_response(error.status, error.code, error.message, error.headers, error.extra)
@@ -94,15 +111,18 @@ async def _revoke_banned_user(context: AuthContext, user_id: str, ban: BanInfo) 
 
 
 class VerifyFastPath:
-    """Send /verify straight to its lean endpoint, past the router and other middleware."""
+    """Send /verify and /forward-auth straight to their lean endpoints, past the router."""
 
-    def __init__(self, app: ASGIApp, endpoint: VerifyEndpoint) -> None:
+    def __init__(self, app: ASGIApp, endpoint: VerifyEndpoint, forward_auth: VerifyEndpoint) -> None:
         self.app = app
         self.endpoint = endpoint
+        self.forward_auth = forward_auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_verify_path(scope["path"]):
             await self.endpoint(scope, receive, send)
+        elif scope["type"] == "http" and is_forward_auth_path(scope["path"]):
+            await self.forward_auth(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -134,6 +154,13 @@ def routes() -> list[Route]:
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
         Route("/api/auth/introspect", introspect.introspect, methods=["POST"]),
+        Route("/portal/login", portal.login_page, methods=["GET"]),
+        Route("/portal/login", portal.login_submit, methods=["POST"]),
+        Route("/portal/2fa", portal.two_factor_page, methods=["GET"]),
+        Route("/portal/2fa", portal.two_factor_submit, methods=["POST"]),
+        Route("/portal/logout", portal.logout_page, methods=["GET"]),
+        Route("/portal/logout", portal.logout_submit, methods=["POST"]),
+        Route("/portal/static/portal.css", portal.stylesheet, methods=["GET"]),
     ]
 
 
@@ -166,7 +193,7 @@ def create_app(settings: AuthSettings) -> Starlette:
             await context.store.close()
 
     ban_view = BanCacheView(context.protection.client)
-    verify = VerifyEndpoint(
+    endpoint_args = (
         context.tokens,
         context.revocations,
         lambda: ban_view,
@@ -174,11 +201,17 @@ def create_app(settings: AuthSettings) -> Starlette:
         settings.verify_header_prefix,
         settings.verify_log_sample,
         settings.verify_cache_size,
+        context.session_cookies,
+        settings.session_cookie_name,
+    )
+    verify = VerifyEndpoint(*endpoint_args)
+    forward_auth = ForwardAuthEndpoint(
+        *endpoint_args, portal_url=settings.domain_server, proxies=settings.client_ip
     )
     metrics.bind(verify, context.revocations, context.protection.client)
     # CORS wraps every refusal (IP ban, unexpected error) so the browser app can read it.
     middleware = [
-        Middleware(VerifyFastPath, endpoint=verify),
+        Middleware(VerifyFastPath, endpoint=verify, forward_auth=forward_auth),
         Middleware(RequestIdMiddleware),
         Middleware(MetricsMiddleware, service="auth"),
     ]
@@ -201,4 +234,6 @@ def create_app(settings: AuthSettings) -> Starlette:
     )
     app.state.ctx = context
     app.state.verify = verify
+    app.state.portal_pages = PortalPages(settings.app_title)
+    app.state.portal_csrf = CsrfTokens(settings.jwt_secret)
     return app

@@ -25,6 +25,7 @@ from services.auth.password_reset import PasswordReset, ResetSettings
 from services.auth.passwords import Hasher, PasswordPolicy
 from services.auth.protection import Protection
 from services.auth.revocations import RevocationCache
+from services.auth.session_cookie import SessionCookieTokens
 from services.auth.sessions import SessionPolicy, SessionService
 from services.auth.settings import AuthSettings
 from services.auth.store import Store
@@ -51,6 +52,7 @@ class AuthContext:
     password_reset: PasswordReset
     password_change: PasswordChange
     two_factor: TwoFactor
+    session_cookies: SessionCookieTokens
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -152,6 +154,9 @@ def build_context(settings: AuthSettings) -> AuthContext:
         password_reset=password_reset,
         password_change=PasswordChange(accounts, protection, sessions, audit, password_reset),
         two_factor=two_factor,
+        session_cookies=SessionCookieTokens(
+            settings.jwt_secret, settings.jwt_issuer, settings.auth_cookie_refresh_ms // 1000
+        ),
     )
 
 

@@ -77,6 +77,7 @@ class Session:
     user_agent: str | None
     revoked_at: dt.datetime | None
     epoch: int = 0
+    amr: tuple[str, ...] = ("pwd",)  # how the user signed in: `pwd`, then `otp` after a second factor
 
     @classmethod
     def from_doc(cls, doc: Document) -> Session:
@@ -90,6 +91,7 @@ class Session:
             user_agent=doc.get("user_agent"),
             revoked_at=doc.get("revoked_at"),
             epoch=int(doc.get("epoch", 0)),
+            amr=tuple(str(m) for m in doc.get("amr", ("pwd",))),
         )
 
 
@@ -157,7 +159,12 @@ class SessionService:
         return await self._user_state.get(user_id)
 
     async def create(
-        self, user_id: str, ip: str | None, user_agent: str | None, epoch: int = 0
+        self,
+        user_id: str,
+        ip: str | None,
+        user_agent: str | None,
+        epoch: int = 0,
+        amr: tuple[str, ...] = ("pwd",),
     ) -> tuple[Session, str]:
         """A fresh family for each login; client-supplied identifiers are never reused.
 
@@ -186,6 +193,7 @@ class SessionService:
             "ip": ip,
             "user_agent": (user_agent or "")[:512] or None,
             "epoch": epoch,
+            "amr": list(amr),
         }
         await self._sessions.insert(doc)
         added = await self._user_state.add_session(user_id, session_id, self.policy.max_per_user)
@@ -264,6 +272,15 @@ class SessionService:
         if doc is None or not self.is_live(doc):
             return None
         return Session.from_doc(doc)
+
+    async def touch_live(self, session_id: str) -> Session | None:
+        """The live session, its idle clock restarted (a session-cookie renewal); None if it ended."""
+        doc = await self._sessions.get(session_id)
+        now = self._clock()
+        if doc is None or not self.is_live(doc, now):
+            return None
+        await self._sessions.touch(session_id, now)
+        return replace(Session.from_doc(doc), last_used_at=now)
 
     async def find_by_token(self, token: str) -> Session | None:
         if not text_value(token) or len(token) > 128:

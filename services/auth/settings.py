@@ -6,6 +6,7 @@ the README's configuration table.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,10 +101,20 @@ class AuthSettings:
     totp_encryption_key: str = field(default="", repr=False)
     totp_encryption_keys_old: tuple[str, ...] = field(default=(), repr=False)
     creds_key: str | None = field(default=None, repr=False)
+    auth_cookie_name: str = "authgate_session"
+    auth_cookie_domain: str | None = None
+    auth_cookie_refresh_ms: int = 1000 * 60 * 5
 
     @property
     def development(self) -> bool:
         return self.env == DEVELOPMENT
+
+    @property
+    def session_cookie_name(self) -> str:
+        """`__Host-` (no Domain, Secure, Path=/) unless the cookie is shared or served over http."""
+        if self.auth_cookie_domain or self.development:
+            return self.auth_cookie_name
+        return "__Host-" + self.auth_cookie_name
 
     @property
     def trusted_proxies(self) -> tuple[IPNetwork, ...]:
@@ -255,6 +266,9 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         totp_encryption_key=totp_key,
         totp_encryption_keys_old=totp_old,
         creds_key=_creds_key(env),
+        auth_cookie_name=_cookie_name(env),
+        auth_cookie_domain=_cookie_domain(env),
+        auth_cookie_refresh_ms=env.duration_ms("AUTH_COOKIE_REFRESH", "1000 * 60 * 5"),
     )
 
 
@@ -332,3 +346,24 @@ def _redirect_policy(env: Env, development: bool) -> RedirectPolicy:
         return RedirectPolicy.parse(entries, allow_http=development)
     except InvalidRedirectDomain as exc:
         raise ConfigError("AUTH_REDIRECT_DOMAINS", str(exc)) from None
+
+
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _cookie_name(env: Env) -> str:
+    name = env.string("AUTH_COOKIE_NAME", "authgate_session") or "authgate_session"
+    if not _COOKIE_NAME.match(name) or name.lower().startswith(("__host-", "__secure-")):
+        raise ConfigError("AUTH_COOKIE_NAME", "letters, digits, '_' and '-' only, without a __ prefix")
+    return name
+
+
+def _cookie_domain(env: Env) -> str | None:
+    """`example.com` or `.example.com`: the session cookie then covers every subdomain."""
+    value = env.string("AUTH_COOKIE_DOMAIN")
+    if not value:
+        return None
+    host = canonical_host(value.lstrip("."))
+    if host is None or "." not in host:
+        raise ConfigError("AUTH_COOKIE_DOMAIN", "must be a registrable domain such as example.com")
+    return host

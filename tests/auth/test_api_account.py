@@ -220,7 +220,8 @@ def served_routes(auth: AuthApp) -> set[tuple[str, str]]:
         for route in auth.app.routes
         if isinstance(route, Route) and route.methods
         for method in route.methods
-        if method != "HEAD" and route.path != "/openapi.json"
+        # The portal's HTML pages are for browsers, not API operations (docs: README's portal rows).
+        if method != "HEAD" and route.path != "/openapi.json" and not route.path.startswith("/portal/")
     }
 
 

@@ -34,23 +34,19 @@ from services.auth.api.cookies import (
     clear_session_cookies,
     refresh_cookie_values,
 )
+from services.auth.api.login_flow import check_password_login, invalid_credentials
 from services.auth.context import AuthContext
 from services.auth.counters import LOGINS, REFRESHES, REGISTRATIONS
 from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
 from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
+from services.auth.session_cookie import AMR_PASSWORD
 from services.auth.sessions import InvalidRefreshToken, RevokedByBan, Session, StaleCredentials
-from services.auth.store import Document, UserState
+from services.auth.store import Document
 from services.auth.tokens import AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ApiError, DomainError, ErrorCode
 from shared.http import bearer_token, parse_body
-
-INVALID_CREDENTIALS = ApiError(401, ErrorCode.INVALID_CREDENTIALS, "Invalid email or password.")
-
-
-def _invalid_credentials() -> ApiError:
-    return ApiError(INVALID_CREDENTIALS.status, INVALID_CREDENTIALS.code, INVALID_CREDENTIALS.message)
 
 
 def _invalid_refresh() -> ApiError:
@@ -102,77 +98,30 @@ async def login(request: Request) -> Response:
     if not within_size_cap(body.password):
         raise ApiError(422, ErrorCode.INVALID_INPUT, "password: at most 128 characters and 1 KiB")
     ip = client_ip(request)
-    protection = context.protection
-    email = normalize_email(body.email)
     device_cookie = request.cookies.get(DEVICE_COOKIE)
-    gate = await protection.before_login(ip, email, device_cookie)
-    # The session epoch is read before the credentials are: a revocation that lands while the
-    # password is being checked ends the session this login is about to create.
-    found = await context.accounts.find_for_login(body.email)
-    state = UserState()
-    if found is not None:
-        if gate.device_user_state is not None and gate.device_user == user_id_of(found):
-            state = gate.device_user_state  # read by the gate before the user: already as of it
-        else:
-            state = await context.sessions.state(user_id_of(found))
-            found = await context.accounts.find_by_id(user_id_of(found))  # role and hash as of that epoch
-    epoch = state.session_epoch
-    user = await context.accounts.check_password(found, body.password)
-    if user is None:
-        await protection.after_login_failure(gate)
-        LOGINS.labels("failure").inc()
-        await context.audit.record("login_failed", ip=ip, outcome="failure")
-        raise _invalid_credentials()
-    # Only now, after a correct password, may a user's ban be revealed.
-    ban = protection.user_ban(user_id_of(user))
-    if ban is not None:
-        LOGINS.labels("banned").inc()
-        await context.audit.record("login_banned", user_id=user_id_of(user), ip=ip, outcome="refused")
-        raise banned_error(ban)
-    if user.get("emailVerified") is not True and not context.settings.allow_unverified_email_login:
-        # Only after the correct password: an unknown address and a wrong password stay 401.
-        LOGINS.labels("email_not_verified").inc()
-        await context.audit.record("login_unverified", user_id=user_id_of(user), ip=ip, outcome="refused")
-        raise ApiError(422, ErrorCode.EMAIL_NOT_VERIFIED, "Verify your email address before logging in.")
-    pending = await _second_factor(context, user, ip, epoch, in_body=body.refresh_token_in_body, email=email)
-    if pending is not None:
-        return pending
+    checked = await check_password_login(
+        context, body.email, body.password, ip, device_cookie, in_body=body.refresh_token_in_body
+    )
+    if checked.temp_token is not None:
+        return JSONResponse({"twoFAPending": True, "tempToken": checked.temp_token}, headers=NO_STORE)
+    user = checked.user
     try:
         response = await issue_session(
-            request, user, ip, in_body=body.refresh_token_in_body, epoch=epoch, login_email=email
+            request,
+            user,
+            ip,
+            in_body=body.refresh_token_in_body,
+            epoch=checked.epoch,
+            login_email=checked.email,
         )
     except StaleCredentials:
         LOGINS.labels("stale").inc()
-        raise _invalid_credentials() from None
+        raise invalid_credentials() from None
     LOGINS.labels("success").inc()
     if not body.refresh_token_in_body:  # service clients keep no cookies
-        trusted = device_cookie if gate.device_trusted else None
-        set_device_cookie(request, response, user, gate.account, trusted, state.device_epoch)
+        trusted = device_cookie if checked.gate.device_trusted else None
+        set_device_cookie(request, response, user, checked.gate.account, trusted, checked.device_epoch)
     return response
-
-
-async def _second_factor(
-    context: AuthContext, user: Document, ip: str, epoch: int, *, in_body: bool, email: str
-) -> Response | None:
-    """A user with 2FA gets a temp token, no cookie and no session; None for everyone else.
-
-    A LibreChat enrolment that cannot be checked here (no CREDS_KEY) is refused with 403
-    `2fa_required`; like every answer here, only after the correct password.
-    """
-    user_id = user_id_of(user)
-    try:
-        temp = await context.two_factor.begin_login(user, epoch, in_body=in_body, login_email=email)
-    except DomainError as exc:
-        if exc.code != ErrorCode.TWO_FACTOR_REQUIRED:
-            raise
-        LOGINS.labels("2fa_required").inc()
-        await context.audit.record("login_2fa_required", user_id=user_id, ip=ip, outcome="refused")
-        raise
-    if temp is None:
-        return None
-    LOGINS.labels("2fa_pending").inc()
-    await context.audit.record("login_2fa_pending", user_id=user_id, ip=ip)
-    return JSONResponse({"twoFAPending": True, "tempToken": temp}, headers=NO_STORE)
 
 
 def set_device_cookie(
@@ -205,14 +154,35 @@ def set_device_cookie(
     )
 
 
+async def start_session(
+    context: AuthContext,
+    user: Document,
+    ip: str,
+    agent: str | None,
+    *,
+    epoch: int,
+    amr: tuple[str, ...] = (AMR_PASSWORD,),
+) -> tuple[Session, str]:
+    """A new session (and its refresh token) for a user whose credentials were checked; audited."""
+    user_id = user_id_of(user)
+    session, refresh_token = await context.sessions.create(user_id, ip, agent, epoch, amr)
+    await context.audit.record("login", user_id=user_id, ip=ip, session_id=session.id)
+    return session, refresh_token
+
+
 async def issue_session(
-    request: Request, user: Document, ip: str, *, in_body: bool, epoch: int = 0, login_email: str = ""
+    request: Request,
+    user: Document,
+    ip: str,
+    *,
+    in_body: bool,
+    epoch: int = 0,
+    login_email: str = "",
+    amr: tuple[str, ...] = (AMR_PASSWORD,),
 ) -> Response:
     context = ctx(request)
-    user_id = user_id_of(user)
-    session, refresh_token = await context.sessions.create(user_id, ip, user_agent(request), epoch)
+    session, refresh_token = await start_session(context, user, ip, user_agent(request), epoch=epoch, amr=amr)
     issued = _access_token(context.tokens, user, session.id, session.epoch, login_email)
-    await context.audit.record("login", user_id=user_id, ip=ip, session_id=session.id)
     return token_response(
         request, {"token": issued, "user": public_user(user)}, refresh_token, in_body=in_body
     )

@@ -26,6 +26,7 @@ from services.auth.schemas import (
     TwoFactorProofRequest,
     TwoFactorTempRequest,
 )
+from services.auth.session_cookie import AMR_OTP, AMR_PASSWORD
 from services.auth.sessions import StaleCredentials
 from services.auth.store import Document
 from services.auth.two_factor.manager import Proof, invalid_temp_token
@@ -171,7 +172,13 @@ async def verify_temp(request: Request) -> Response:
     state = await context.sessions.state(claims.user_id)  # read before the session is created
     try:
         response = await issue_session(
-            request, user, ip, in_body=claims.in_body, epoch=claims.epoch, login_email=claims.login_email
+            request,
+            user,
+            ip,
+            in_body=claims.in_body,
+            epoch=claims.epoch,
+            login_email=claims.login_email,
+            amr=(AMR_PASSWORD, AMR_OTP),
         )
     except StaleCredentials:  # the sessions were revoked between the password and the code
         raise invalid_temp_token() from None

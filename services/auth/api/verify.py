@@ -1,5 +1,10 @@
 """GET /verify (and /verify/...): the forward-auth check for nginx, Traefik and Envoy.
 
+A bearer token or the portal's session cookie (the bearer wins when both are sent); the
+cookie is a token of its own type, checked like the bearer one against the same in-process
+revocation cache, and adds `X-Auth-Amr`. `?mfa=required` refuses a session that signed in
+without a second factor (a bearer token never proves one): 403 `mfa_required`.
+
 A lean ASGI endpoint outside the router and middleware: it makes no network
 call (revocations and bans come from in-process caches) and caches verified
 signatures, so it costs about as much as a bare endpoint. It answers 2xx only
@@ -24,6 +29,7 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from services.auth.revocations import RevocationCache
+from services.auth.session_cookie import AMR_OTP, SessionCookieTokens
 from services.auth.tokens import LEEWAY_SECONDS, AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ErrorCode
 from shared.http import ClientIPResolver, valid_request_id
@@ -32,6 +38,9 @@ from shared.timefmt import iso_from_seconds
 log = structlog.get_logger("authgate.verify")
 
 VERIFY_PATH = "/verify"
+FORWARD_AUTH_PATH = "/forward-auth"
+# Paths whose query string is the proxy's configuration (`roles`, `mfa`), not the client's.
+PROXY_CONFIGURED_QUERY = frozenset({VERIFY_PATH, FORWARD_AUTH_PATH})
 REQUIRED_ROLES_HEADER = b"x-auth-required-roles"
 
 
@@ -66,12 +75,17 @@ def is_verify_path(path: str) -> bool:
     return path == VERIFY_PATH or path.startswith(VERIFY_PATH + "/")
 
 
+def is_forward_auth_path(path: str) -> bool:
+    return path == FORWARD_AUTH_PATH
+
+
 @dataclass(frozen=True)
 class Verified:
     """A verified token's claims and the identity headers built from them once."""
 
     claims: AccessClaims
     headers: tuple[tuple[bytes, bytes], ...]
+    amr: tuple[str, ...] = ()  # a session cookie's sign-in methods; a bearer token proves none
 
 
 class TokenCache:
@@ -112,8 +126,13 @@ class VerifyEndpoint:
         header_prefix: str,
         log_sample: float,
         cache_size: int,
+        cookies: SessionCookieTokens,
+        cookie_name: str,
     ) -> None:
         self._tokens = tokens
+        self._cookies = cookies
+        self._cookie_name = cookie_name.encode("latin-1")
+        self._cookie_cache = TokenCache(cache_size)
         self._revocations = revocations
         self._bans = bans
         self._client_ip = client_ip
@@ -128,6 +147,7 @@ class VerifyEndpoint:
                 ("username", b"username"),
                 ("role", b"role"),
                 ("session_id", b"session-id"),
+                ("amr", b"amr"),
             )
         }
         self.counters = VerifyCounters()
@@ -144,7 +164,7 @@ class VerifyEndpoint:
                 request_id = incoming
             else:
                 request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
-            status, response_headers, body = self._decide(scope, headers)
+            status, response_headers, body = self._finish(scope, headers, *self._decide(scope, headers))
         except Exception:
             self.counters.errors += 1
             log.exception("verify_error", request_id=request_id)
@@ -159,6 +179,17 @@ class VerifyEndpoint:
         if self._log_sample and random.random() < self._log_sample:  # noqa: S311 - sampling, not security
             log.info("verify", status=status, request_id=request_id, path=scope["path"])
 
+    def _finish(
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        status: int,
+        out: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The answer as decided; /forward-auth turns a browser's 401 into a redirect here."""
+        return status, out, body
+
     def _decide(
         self, scope: Scope, headers: dict[bytes, bytes]
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -169,28 +200,29 @@ class VerifyEndpoint:
                 [(b"retry-after", b"1")],
                 _body(ErrorCode.REVOCATION_STATE_STALE, "Revocation state is not current; retry shortly."),
             )
-        required = self._required_roles(scope)
-        if isinstance(required, str):  # the proxy's configuration is wrong: say so, never "any role"
+        query = self._query(scope)
+        if isinstance(query, str):  # the proxy's configuration is wrong: say so, never "any role"
             self.counters.bad_request += 1
-            return 400, [], _body(ErrorCode.BAD_REQUEST, required)
+            return 400, [], _body(ErrorCode.BAD_REQUEST, query)
+        required, mfa_required = query
         # Two Authorization headers can only exist when some header name repeats (the dict is shorter).
         duplicated = len(headers) != len(scope["headers"])
         if duplicated and sum(1 for name, _ in scope["headers"] if name == b"authorization") > 1:
             self.counters.bad_request += 1
             return 400, [], _body(ErrorCode.BAD_REQUEST, "Send one Authorization header.")
         token = _bearer(headers.get(b"authorization"))
-        if token is None:
-            return self._unauthorized(None)
-        verified = self._cache.get(token)
-        if verified is None:
-            try:
-                claims = self._tokens.verify(token)
-            except InvalidToken:
-                return self._unauthorized(ErrorCode.INVALID_TOKEN)
-            verified = Verified(claims, self._identity_headers(claims))
-            self._cache.put(token, verified)
+        if token is not None:
+            verified = self._verified_bearer(token)
         else:
-            self.counters.cache_hits += 1
+            cookies = self._session_cookies(scope) if b"cookie" in headers else []
+            if len(cookies) > 1:
+                self.counters.bad_request += 1
+                return 400, [], _body(ErrorCode.BAD_REQUEST, "Send one session cookie.")
+            if not cookies:
+                return self._unauthorized(None)
+            verified = self._verified_cookie(cookies[0])
+        if verified is None:
+            return self._unauthorized(ErrorCode.INVALID_TOKEN)
         claims = verified.claims
         # Bans before revocations: a user ban also revokes the user's sessions, and the
         # holder of a banned user's token is told `banned` (with Retry-After), not 401.
@@ -235,18 +267,65 @@ class VerifyEndpoint:
         if required and claims.role not in required:
             self.counters.forbidden += 1
             return 403, [], _body(ErrorCode.FORBIDDEN, "Your role may not access this resource.")
+        if mfa_required and AMR_OTP not in verified.amr:
+            self.counters.forbidden += 1
+            return 403, [], _body(ErrorCode.MFA_REQUIRED, "Sign in with a second factor to access this.")
         self.counters.allowed += 1
         return 200, list(verified.headers), b""
 
-    def _identity_headers(self, claims: AccessClaims) -> tuple[tuple[bytes, bytes], ...]:
+    def _verified_bearer(self, token: str) -> Verified | None:
+        verified = self._cache.get(token)
+        if verified is not None:
+            self.counters.cache_hits += 1
+            return verified
+        try:
+            claims = self._tokens.verify(token)
+        except InvalidToken:
+            return None
+        verified = Verified(claims, self._identity_headers(claims))
+        self._cache.put(token, verified)
+        return verified
+
+    def _verified_cookie(self, token: str) -> Verified | None:
+        """A session cookie, cached apart from bearer tokens: neither ever passes as the other."""
+        verified = self._cookie_cache.get(token)
+        if verified is not None:
+            self.counters.cache_hits += 1
+            return verified
+        try:
+            found = self._cookies.verify(token)
+        except InvalidToken:
+            return None
+        verified = Verified(found.access, self._identity_headers(found.access, found.amr), found.amr)
+        self._cookie_cache.put(token, verified)
+        return verified
+
+    def _session_cookies(self, scope: Scope) -> list[str]:
+        """Every value of the session cookie, across every Cookie header (HTTP/2 splits them)."""
+        found: list[str] = []
+        for name, value in scope["headers"]:
+            if name != b"cookie" or self._cookie_name not in value:
+                continue
+            for pair in value.split(b";"):
+                key, sep, raw = pair.strip().partition(b"=")
+                if sep and key == self._cookie_name:
+                    found.append(raw.strip().strip(b'"').decode("latin-1"))
+        return found
+
+    def _identity_headers(
+        self, claims: AccessClaims, amr: tuple[str, ...] | None = None
+    ) -> tuple[tuple[bytes, bytes], ...]:
         names = self._names
-        return (
+        headers = (
             (names["user_id"], _header_value(claims.user_id)),
             (names["email"], _header_value(claims.email)),
             (names["username"], _header_value(claims.username)),
             (names["role"], _header_value(claims.role)),
             (names["session_id"], _header_value(claims.session_id)),
         )
+        if amr is None:
+            return headers
+        return (*headers, (names["amr"], _header_value(",".join(amr))))
 
     def _unauthorized(self, error: ErrorCode | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         self.counters.unauthorized += 1
@@ -258,29 +337,37 @@ class VerifyEndpoint:
         )
 
     @staticmethod
-    def _required_roles(scope: Scope) -> frozenset[str] | str:
-        """`roles` from /verify's own query (nginx, Traefik) or, under /verify/..., from the proxy's header.
+    def _query(scope: Scope) -> tuple[frozenset[str], bool] | str:
+        """Required roles and whether a second factor is required, or an error message on misuse.
 
-        /verify's query belongs to the proxy's configuration: anything but one `roles` there is
-        a mistake (`role=`, `Roles=`, `roles[]=`), answered 400 rather than read as "any role".
-        Under /verify/... (Envoy) the query string is the client's, so it is ignored and only
-        the header the proxy sets counts, given at most once. Returns an error message on misuse.
+        `roles` come from /verify's own query (nginx, Traefik) or, under /verify/..., from the
+        proxy's header. /verify's query belongs to the proxy's configuration: anything but one
+        `roles` and one `mfa=required` there is a mistake (`role=`, `Roles=`, `roles[]=`),
+        answered 400 rather than read as "any role". Under /verify/... (Envoy) the query string
+        is the client's, so it is ignored and only the header the proxy sets counts, given at
+        most once.
         """
-        if scope["path"] == VERIFY_PATH:
+        if scope["path"] in PROXY_CONFIGURED_QUERY:
             query = scope.get("query_string", b"")
             if not query:
-                return frozenset()
+                return frozenset(), False
             pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-            names = [name for name, _ in pairs]
-            if not pairs or names != ["roles"]:
-                return "The only query parameter /verify takes is 'roles', once."
-            raw = pairs[0][1]
-        else:
-            values = [value for name, value in scope["headers"] if name == REQUIRED_ROLES_HEADER]
-            if len(values) > 1:
-                return "Send X-Auth-Required-Roles once."
-            raw = values[0].decode("latin-1") if values else ""
-        return frozenset(role.strip().upper() for role in raw.split(",") if role.strip())
+            names = sorted(name for name, _ in pairs)
+            if not pairs or names not in (["roles"], ["mfa"], ["mfa", "roles"]):
+                return "/verify takes only 'roles' and 'mfa=required', each once."
+            given = dict(pairs)
+            if given.get("mfa", "required") != "required":
+                return "The only value of 'mfa' is 'required'."
+            mfa = "mfa" in given
+            if "roles" not in given:
+                return frozenset(), mfa
+            raw = given["roles"]
+            return frozenset(role.strip().upper() for role in raw.split(",") if role.strip()), mfa
+        values = [value for name, value in scope["headers"] if name == REQUIRED_ROLES_HEADER]
+        if len(values) > 1:
+            return "Send X-Auth-Required-Roles once."
+        raw = values[0].decode("latin-1") if values else ""
+        return frozenset(role.strip().upper() for role in raw.split(",") if role.strip()), False
 
 
 def _bearer(value: bytes | None) -> str | None:

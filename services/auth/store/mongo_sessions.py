@@ -55,3 +55,10 @@ class MongoSessions:
             await self._c.update_many(
                 {"_id": {"$in": session_ids}}, {"$set": {"revoked_at": at, "revoked_reason": reason}}
             )
+
+    async def touch(self, session_id: str, at: dt.datetime) -> None:
+        """The portal renewed the session cookie: the session was used (idle timeout)."""
+        async with store_errors():
+            await self._c.update_one(
+                {"_id": text_value(session_id), "revoked_at": None}, {"$set": {"last_used_at": at}}
+            )

@@ -1,0 +1,57 @@
+"""GET /forward-auth: /verify for Traefik ForwardAuth and Caddy `forward_auth`, browser-aware.
+
+The same decision as /verify (bearer or session cookie, the in-process revocation cache, no
+network call). A browser (`Accept: text/html`) without a valid session is sent to the portal
+instead of shown a 401: 302 to `${DOMAIN_SERVER}/portal/login?rd=<original URL>`, absolute and
+built from the configured public URL, never from the request's Host. The original URL comes
+from `X-Forwarded-Proto/Host/Uri`, read only when the peer is one of TRUSTED_PROXIES; from any
+other peer they are ignored and the redirect carries no `rd`. API clients keep the 401.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from starlette.types import Scope
+
+from services.auth.api.verify import VerifyEndpoint
+from shared.http import ClientIPResolver
+
+LOGIN_PATH = "/portal/login"
+MAX_URI = 2048
+
+
+class ForwardAuthEndpoint(VerifyEndpoint):
+    def __init__(self, *args: Any, portal_url: str | None, proxies: ClientIPResolver, **kwargs: Any) -> None:
+        """/verify's arguments, plus the portal's public URL and who may report the original URL."""
+        super().__init__(*args, **kwargs)
+        self._login = portal_url.rstrip("/") + LOGIN_PATH if portal_url else None
+        self._proxies = proxies
+
+    def _finish(
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        status: int,
+        out: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if status != 401 or self._login is None or b"text/html" not in headers.get(b"accept", b""):
+            return status, out, body
+        original = self._original_url(scope, headers)
+        location = self._login + (f"?rd={quote(original, safe='')}" if original else "")
+        return 302, [(b"location", location.encode("latin-1", "replace"))], b""
+
+    def _original_url(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+        """The URL the browser asked the proxy for, only as a trusted proxy reports it."""
+        peer = scope.get("client")
+        if not peer or not self._proxies.is_trusted(peer[0]):
+            return None
+        proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1").strip().lower()
+        host = headers.get(b"x-forwarded-host", b"").decode("latin-1").strip()
+        uri = headers.get(b"x-forwarded-uri", b"/").decode("latin-1").strip() or "/"
+        if proto not in ("http", "https") or not host or not uri.startswith("/") or len(uri) > MAX_URI:
+            return None
+        # `rd` is checked against AUTH_REDIRECT_DOMAINS when the portal uses it; here it is only carried.
+        return f"{proto}://{host}{uri}"
