@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from shared.moderation.store import BanState, Change
+from shared.moderation.store import BanState, Change, change_for
 
 log = structlog.get_logger("authgate.moderation")
 
@@ -81,20 +81,6 @@ def drift(
         and indexed.get(ban.subject) != ban
     )
     return Drift(missing, tuple(lifted))
-
-
-def change_for(ban: BanState) -> Change:
-    """The feed record of a ban, as the engine writes it."""
-    return Change(
-        "ban",
-        ban.subject,
-        ban.reason,
-        ban.created_at_ms,
-        ban.by,
-        ban.expires_at_ms,
-        ban.automatic,
-        ban.violation,
-    )
 
 
 def unban_for(subject: str, now_ms: int) -> Change:

@@ -40,6 +40,7 @@ from shared.moderation.store import (
     SubjectResult,
     WindowMode,
     WindowOp,
+    change_for,
 )
 from shared.moderation.subjects import ClientAddress, client_address, is_exempt, user_subject
 
@@ -313,17 +314,7 @@ class Engine:
                 log.info("score_threshold_without_ban", subject=result.subject, score=result.score)
 
     async def _record_ban(self, ban: BanState) -> None:
-        change = Change(
-            "ban",
-            ban.subject,
-            ban.reason,
-            ban.created_at_ms,
-            ban.by,
-            ban.expires_at_ms,
-            ban.automatic,
-            ban.violation,
-        )
-        await self.store.record_change(change, ban)
+        await self.store.record_change(change_for(ban), ban)
         self.metrics.ban(ban.subject, ban.automatic)
         audit(
             "moderation_ban",

@@ -205,6 +205,20 @@ class Store(Protocol):
     async def audit(self, subject: str | None, since_ms: int | None, limit: int) -> list[Change]: ...
 
 
+def change_for(ban: BanState) -> Change:
+    """The feed record of a ban, as the engine writes it."""
+    return Change(
+        "ban",
+        ban.subject,
+        ban.reason,
+        ban.created_at_ms,
+        ban.by,
+        ban.expires_at_ms,
+        ban.automatic,
+        ban.violation,
+    )
+
+
 def parse_cursor(cursor: str) -> tuple[str, int, int] | None:
     """`<epoch>.<ms>-<seq>` → (epoch, ms, seq); None when malformed."""
     epoch, dot, position = cursor.partition(".")
