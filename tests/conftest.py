@@ -28,7 +28,7 @@ def mongo(work_dir: Path) -> Iterator[Server]:
         server.stop()
 
 
-_SCENARIO_DIRS = ("e2e", "faults")
+_SCENARIO_DIRS = ("e2e", "faults", "browser")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -117,6 +117,42 @@ async def test_csrf_refusals_change_nothing(app_factory: Callable[..., Any], cas
         assert session_cookie(auth.client) is None
 
 
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, 303),
+        ({"Sec-Fetch-Site": "same-origin"}, 303),
+        ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "null", "Sec-Fetch-Site": "same-site"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "null", "Referer": "https://evil.example/x", "Sec-Fetch-Site": "same-origin"}, 403),
+        ({"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"}, 403),
+    ],
+    ids=[
+        "null-same-origin",
+        "none-same-origin",
+        "null-cross-site",
+        "null-same-site",
+        "null-alone",
+        "null-foreign-referer",
+        "foreign-origin-wins",
+    ],
+)
+async def test_a_browser_under_no_referrer_is_told_apart_by_sec_fetch_site(
+    app_factory: Callable[..., Any], headers: dict[str, str], status: int
+) -> None:
+    """`Referrer-Policy: no-referrer` makes a browser post `Origin: null` without a Referer (as
+    Chromium does in the browser tests); then its `Sec-Fetch-Site` decides."""
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        page = await auth.client.get("/portal/login")
+        form = {"csrf": csrf_of(page), "email": address, "password": STRONG_PASSWORD}
+        response = await auth.client.post("/portal/login", data=form, headers=headers)
+        assert response.status_code == status, response.text
+        assert (session_cookie(auth.client) is not None) == (status == 303)
+
+
 async def test_another_browsers_token_is_refused(app_factory: Callable[..., Any]) -> None:
     async with portal_app(app_factory) as auth:
         address = email()

@@ -6,16 +6,22 @@ instead of shown a 401: 302 to `${DOMAIN_SERVER}/portal/login?rd=<original URL>`
 built from the configured public URL, never from the request's Host. The original URL comes
 from `X-Forwarded-Proto/Host/Uri`, read only when the peer is one of TRUSTED_PROXIES; from any
 other peer they are ignored and the redirect carries no `rd`. API clients keep the 401.
+
+A banned browser (403 `banned`) is sent to the portal the same way: the portal shows the ban
+page (until when) for a banned address or account, where the proxy would show a bare 403 or
+the JSON body. Other refusals (a missing role, `mfa_required`) stay as /verify answers them.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote
 
 from starlette.types import Scope
 
 from services.auth.api.verify import VerifyEndpoint
+from shared.errors import ErrorCode
 from shared.http import ClientIPResolver
 
 LOGIN_PATH = "/portal/login"
@@ -37,7 +43,9 @@ class ForwardAuthEndpoint(VerifyEndpoint):
         out: list[tuple[bytes, bytes]],
         body: bytes,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        if status != 401 or self._login is None or b"text/html" not in headers.get(b"accept", b""):
+        if self._login is None or b"text/html" not in headers.get(b"accept", b""):
+            return status, out, body
+        if status != 401 and not (status == 403 and _code_of(body) == ErrorCode.BANNED):
             return status, out, body
         original = self._original_url(scope, headers)
         location = self._login + (f"?rd={quote(original, safe='')}" if original else "")
@@ -55,3 +63,12 @@ class ForwardAuthEndpoint(VerifyEndpoint):
             return None
         # `rd` is checked against AUTH_REDIRECT_DOMAINS when the portal uses it; here it is only carried.
         return f"{proto}://{host}{uri}"
+
+
+def _code_of(body: bytes) -> str | None:
+    """The `code` of a refusal's JSON body (only read on the rare 403 path)."""
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) else None

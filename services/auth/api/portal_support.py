@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -69,10 +70,29 @@ def page(request: Request, name: str, status: int = 200, **values: Any) -> Respo
         cookie = CsrfTokens.new_cookie()
     assert cookie is not None
     html = pages(request).render(name, csrf=csrf(request).form_token(cookie), **values)
-    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    response = HTMLResponse(html, status_code=status, headers=_headers_for(values.get("rd")))
     if fresh:
         _set_cookie(context, response, csrf_cookie_name(context), cookie, None, samesite="strict")
     return response
+
+
+def _headers_for(rd: object) -> dict[str, str]:
+    """The page headers; a form that sends the browser on to `rd` allows that one origin too.
+
+    Browsers apply `form-action` to the redirects that follow a form's submission, so the
+    sign-in's 303 to an app on another host is blocked under `form-action 'self'` alone. `rd`
+    reaches a page only after the AUTH_REDIRECT_DOMAINS check (a strict host, a numeric port).
+    """
+    if not isinstance(rd, str) or not rd:
+        return PAGE_HEADERS
+    parts = urlsplit(rd)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return PAGE_HEADERS
+    target = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    policy = PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {target}"
+    )
+    return {**PAGE_HEADERS, "Content-Security-Policy": policy}
 
 
 def message(request: Request, status: int, heading: str, text: str, **headers: str) -> Response:
@@ -102,7 +122,10 @@ async def read_form(request: Request, model: type[F]) -> F | Response:
     except (FormTooLarge, ValueError):
         return message(request, 400, "Invalid form", "The form could not be read.")
     origin_ok = same_origin(
-        request.headers.get("origin"), request.headers.get("referer"), context.settings.domain_server
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        context.settings.domain_server,
+        request.headers.get("sec-fetch-site"),
     )
     if not origin_ok or not csrf(request).valid(request.cookies.get(csrf_cookie_name(context)), form.csrf):
         return csrf_refused(request)

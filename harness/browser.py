@@ -1,0 +1,137 @@
+"""A real Chromium for the browser tests: Debian's /usr/bin/chromium driven by Playwright.
+
+Playwright's own browser download cannot work on these machines, so the browser is launched
+from its `executable_path`. Host names are mapped to loopback by Chromium itself
+(`--host-resolver-rules`), so the tests use real names and the cookies get real domains:
+`app.example.test`, `app2.example.test` and `auth.example.test` all reach 127.0.0.1, and a
+`Domain=example.test` cookie set by the portal is sent to both apps.
+
+One browser per test session (launching costs about half a second), one fresh
+`BrowserContext` per test (its own cookie jar), traces off. `save_screenshot` keeps each
+test's final page under `artifacts/browser/` (gitignored) as the test's record.
+
+Secure contexts (WebAuthn): `http://*.example.test` is not one. A passkey test serves its
+pages under `*.localhost` names instead: Chromium treats `http://auth.localhost:<port>` as a
+secure context and resolves `*.localhost` to loopback on its own (the rule below maps it too),
+with `WEBAUTHN_RP_ID=localhost` or `auth.localhost`, `WEBAUTHN_ORIGINS=http://auth.localhost:<port>`.
+A cookie cannot be shared by `Domain=localhost` (not a registrable domain), so such a test signs
+in on the portal's own host. `enable_virtual_authenticator` gives the page a platform
+authenticator with a resident key and user verification, as Chrome's DevTools panel does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from harness.processes import ROOT
+
+ARTIFACTS = ROOT / "artifacts" / "browser"
+# Every name under these domains reaches loopback; nothing else is resolved by the test browser.
+HOST_RULES = "MAP *.example.test 127.0.0.1, MAP *.localhost 127.0.0.1"
+_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def find_chromium() -> str | None:
+    """Debian's chromium (the tools script installs it), or AUTHGATE_CHROMIUM when set."""
+    configured = os.environ.get("AUTHGATE_CHROMIUM")
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    for candidate in _CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("chromium")
+
+
+@dataclass
+class ChromiumSession:
+    """One Chromium for the whole session; `context()` is a fresh profile (cookies, storage)."""
+
+    playwright: Playwright
+    browser: Browser
+
+    def context(self) -> BrowserContext:
+        context = self.browser.new_context(
+            viewport={"width": 900, "height": 700}, locale="en-GB", java_script_enabled=True
+        )
+        context.set_default_timeout(15_000)
+        context.set_default_navigation_timeout(15_000)
+        return context
+
+    def close(self) -> None:
+        try:
+            self.browser.close()
+        finally:
+            self.playwright.stop()
+
+    def __enter__(self) -> ChromiumSession:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def launch_chromium(executable: str, *, extra_args: tuple[str, ...] = ()) -> ChromiumSession:
+    """Headless Chromium from `executable`, test host names mapped to loopback."""
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=[
+                f"--host-resolver-rules={HOST_RULES}",
+                "--disable-dev-shm-usage",  # small /dev/shm in containers
+                "--no-first-run",
+                "--disable-background-networking",
+                *extra_args,
+            ],
+        )
+    except BaseException:
+        playwright.stop()
+        raise
+    return ChromiumSession(playwright, browser)
+
+
+def artifact_name(test_id: str) -> str:
+    """A file name for a test id such as `test_x[nginx]`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", test_id).strip("_")[:150] or "test"
+
+
+def save_screenshot(page: Page, test_id: str, directory: Path = ARTIFACTS) -> Path | None:
+    """The page as the test left it (full page), or None when the page is gone."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{artifact_name(test_id)}.png"
+    if page.is_closed():
+        return None
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def enable_virtual_authenticator(context: BrowserContext, page: Page) -> str:
+    """A CTAP2 platform authenticator (resident keys, user verification that always succeeds)
+    attached to `page` through CDP; its id, for `WebAuthn.getCredentials` and the like."""
+    session = context.new_cdp_session(page)
+    session.send("WebAuthn.enable", {"enableUI": False})
+    answer = session.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    authenticator: str = answer["authenticatorId"]
+    return authenticator
