@@ -12,6 +12,7 @@ import pytest
 
 from harness import STRONG_PASSWORD
 from services.auth.moderation_client import BanInfo
+from services.auth.sessions import RevokedByBan
 from tests.auth.api_helpers import email
 from tests.auth.portal_helpers import (
     CSRF,
@@ -250,6 +251,30 @@ async def test_a_banned_user_is_told_instead_of_renewed(app_factory: Callable[..
         await auth.ctx.protection.client.bans.learn(BanInfo(f"user:{user['_id']}", "abuse", ends))
         response = await auth.client.get("/portal/login", params={"rd": "https://app.example.com/"})
         assert response.status_code == 403 and "Access banned" in response.text
+
+
+async def test_a_session_ended_by_a_ban_shows_the_ban_before_the_ban_feed_does(
+    app_factory: Callable[..., Any],
+) -> None:
+    """The ban's revocation can reach this process before the ban itself (the CLI writes both):
+    the portal then says banned, as /verify does, instead of a sign-in form."""
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        await sign_in(auth.client, address)
+        user = await auth.find_user(address)
+        assert user is not None
+        ends = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+        user_id = str(user["_id"])
+        revoked = await auth.ctx.sessions.revoke(
+            user_id=user_id, reason="user_banned", actor="cli", ban=RevokedByBan("abuse", ends)
+        )
+        assert revoked == 1 and auth.ctx.protection.user_ban(user_id) is None
+        await auth.ctx.revocations.refresh_once()  # as the poll learns a revocation another process wrote
+        response = await auth.client.get("/portal/login", params={"rd": "https://app.example.com/"})
+        assert response.status_code == 403 and "Access banned" in response.text, response.text
+        assert ends.strftime("%Y-%m-%dT%H:%M") in response.text
+        assert session_cookie(auth.client) is not None  # kept: the page says why, every time
 
 
 async def test_development_over_http_drops_the_prefixes_and_secure(app_factory: Callable[..., Any]) -> None:

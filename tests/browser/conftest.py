@@ -16,6 +16,7 @@ is saved as `artifacts/browser/<test>.png`. Every test is `e2e`.
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from harness import (
     start_nginx,
 )
 from harness.browser import ChromiumSession, find_chromium, launch_chromium, save_screenshot
-from tests.integration.support import AuthClient, EchoServer, auth_env, start_echo
+from tests.integration.support import AuthClient, EchoServer, auth_env, run_cli, start_echo
 
 DOMAIN = "example.localhost"
 PORTAL_HOST = f"auth.{DOMAIN}"
@@ -69,6 +70,11 @@ class Stack:
     @property
     def portal(self) -> str:
         return f"http://{PORTAL_HOST}:{self.auth.port}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `authgate` admin CLI against this stack, as an operator runs it."""
+        env = {**self.env, "MODERATION_ADMIN_KEY": self.moderation.admin_key}
+        return run_cli(env, self.work / "cli", *args)
 
     def new_user(self, tag: str = "user") -> str:
         """A registered account (over the JSON API); its email address."""

@@ -1,43 +1,103 @@
-"""Signing in to a proxied app in a real browser, through real nginx and real Caddy."""
+"""Signing in to proxied apps in a real browser, through real nginx and real Caddy.
+
+The protected app is the echo server: its page is the request it received, so a test reads
+the identity headers and the Cookie header the proxy forwarded.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
 from urllib.parse import quote
 
-from playwright.sync_api import Page
+from playwright.sync_api import BrowserContext, Page
 
-from harness import STRONG_PASSWORD
-from tests.browser.conftest import APP_HOSTS, Proxy, Stack
-
-
-def echoed(page: Page) -> dict[str, Any]:
-    """What the echo app received, as it shows it."""
-    body: dict[str, Any] = json.loads(page.inner_text("body"))
-    return body
+from tests.browser.conftest import APP_HOSTS, REVOCATION_DEADLINE_S, Proxy, Stack
+from tests.browser.pages import echoed, header, heading, sign_in, submit, until
 
 
-def header(body: dict[str, Any], name: str) -> list[str]:
-    return [value for key, value in body["headers"] if key.lower() == name.lower()]
-
-
-def sign_in(page: Page, address: str, password: str = STRONG_PASSWORD) -> None:
-    page.get_by_label("Email").fill(address)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def test_sign_in_returns_to_the_original_url(page: Page, stack: Stack, proxy: Proxy) -> None:
+def test_sign_in_returns_to_the_original_url(
+    page: Page, context: BrowserContext, stack: Stack, proxy: Proxy
+) -> None:
     address = stack.new_user()
+    # A cookie of the app's own: the proxy keeps it, and removes only authgate's.
+    context.add_cookies([{"name": "theme", "value": "dark", "url": proxy.url(APP_HOSTS[0])}])
     original = proxy.url(APP_HOSTS[0], "/reports/2026?year=2026&q=a%20b")
     page.goto(original)
     assert page.url == f"{stack.portal}/portal/login?rd={quote(original, safe='')}"
     assert page.title().startswith("Sign in")
     sign_in(page, address)
-    page.wait_for_url(original)
+    assert page.url == original
     body = echoed(page)
-    assert body["path"] == "/reports/2026?year=2026&q=a%20b"
+    assert body["method"] == "GET" and body["path"] == "/reports/2026?year=2026&q=a%20b"
     assert header(body, "X-Auth-Email") == [address]
     assert header(body, "X-Auth-Amr") == ["pwd"]
+    assert len(header(body, "X-Auth-Session-Id")) == 1 and header(body, "X-Auth-Session-Id")[0]
+    assert header(body, "Cookie") == ["theme=dark"]
+    assert {c["name"] for c in context.cookies()} >= {"authgate_session", "theme"}
+
+
+def test_a_second_app_on_another_subdomain_is_signed_in_already(
+    page: Page, context: BrowserContext, stack: Stack, proxy: Proxy
+) -> None:
+    address = stack.new_user()
+    page.goto(proxy.url(APP_HOSTS[0], "/"))
+    sign_in(page, address)
+    assert page.url == proxy.url(APP_HOSTS[0], "/")
+    session = [c for c in context.cookies() if c["name"] == "authgate_session"]
+    assert len(session) == 1 and session[0]["domain"] == ".example.localhost"
+    assert session[0]["httpOnly"] and session[0]["sameSite"] == "Lax"
+
+    second = proxy.url(APP_HOSTS[1], "/inbox?page=2")
+    page.goto(second)
+    assert page.url == second  # no trip through the portal
+    body = echoed(page)
+    assert header(body, "X-Auth-Email") == [address]
+    assert header(body, "Host") == [f"{APP_HOSTS[1]}:{proxy.server.port}"]
     assert all("authgate_session" not in value for value in header(body, "Cookie"))
+
+
+def test_logout_on_the_portal_sends_both_apps_back_to_the_portal(
+    page: Page, context: BrowserContext, stack: Stack, proxy: Proxy
+) -> None:
+    address = stack.new_user()
+    page.goto(proxy.url(APP_HOSTS[0], "/"))
+    sign_in(page, address)
+    assert page.url == proxy.url(APP_HOSTS[0], "/")
+    kept = [c for c in context.cookies() if c["name"] == "authgate_session"]
+
+    page.goto(f"{stack.portal}/portal/logout")
+    assert heading(page).startswith("Sign out")
+    submit(page, "Sign out")
+    assert heading(page) == "Signed out"
+    for host in APP_HOSTS:
+        page.goto(proxy.url(host, "/after-logout"))
+        assert page.url.startswith(f"{stack.portal}/portal/login?rd="), page.url
+
+    # The browser dropped the cookie; a copy kept elsewhere is refused by the proxy within the bound.
+    context.add_cookies(kept)  # type: ignore[arg-type]
+
+    def back_at_the_portal() -> bool:
+        page.goto(proxy.url(APP_HOSTS[1], "/replayed"))
+        return page.url.startswith(f"{stack.portal}/portal/login")
+
+    until(back_at_the_portal, "the logged-out cookie refused", REVOCATION_DEADLINE_S)
+    assert heading(page).startswith("Sign in")
+
+
+def test_a_banned_user_sees_the_ban_page(page: Page, stack: Stack, proxy: Proxy) -> None:
+    address = stack.new_user("banned")
+    page.goto(proxy.url(APP_HOSTS[0], "/"))
+    sign_in(page, address)
+    assert page.url == proxy.url(APP_HOSTS[0], "/")
+
+    result = stack.cli("ban-user", address, "2h", "--reason", "browser test")
+    assert "revoked 1 session(s)" in result.stdout
+
+    def banned_page() -> bool:
+        page.goto(proxy.url(APP_HOSTS[0], "/still-there"))
+        return heading(page) == "Access banned"
+
+    until(banned_page, "the ban page", REVOCATION_DEADLINE_S)
+    assert page.url.startswith(f"{stack.portal}/portal/login")
+    text = page.locator("main").inner_text()
+    assert "Access is temporarily banned until 20" in text  # an ISO date and time
+    assert page.title().startswith("Access banned")

@@ -35,8 +35,10 @@ from services.auth.api.portal_support import (
     set_temp_cookie,
     temp_cookie_name,
 )
+from services.auth.context import AuthContext
 from services.auth.counters import LOGINS
 from services.auth.devices import DEVICE_COOKIE
+from services.auth.moderation_client import BanInfo
 from services.auth.passwords import within_size_cap
 from services.auth.portal.forms import LoginForm, LogoutForm, TwoFactorForm
 from services.auth.protection import Banned, LoginGate, RateLimited
@@ -72,6 +74,15 @@ def banned_page(request: Request, error: DomainError) -> Response:
     )
 
 
+def _ban_of_session(context: AuthContext, user_id: str, session_id: str) -> BanInfo | None:
+    """The ban that revoked this session, as /verify reports it, while it lasts."""
+    found = context.revocations.ban_of(session_id)
+    if found is None:
+        return None
+    reason, ends = found
+    return BanInfo(subject=f"user:{user_id}", reason=reason, expires_at_ms=int(ends * 1000))
+
+
 def _domain_refusal(request: Request, error: DomainError) -> Response:
     if isinstance(error, Banned) or error.code == ErrorCode.BANNED:
         return banned_page(request, error)
@@ -96,6 +107,8 @@ async def login_page(request: Request) -> Response:
         session = None if stale else await context.sessions.touch_live(session_id)
         user = await context.accounts.find_by_id(user_id) if session is not None else None
         ban = context.protection.user_ban(user_id)
+        if ban is None:  # the session's revocation can carry the ban before the ban feed does
+            ban = _ban_of_session(context, user_id, session_id)
         if ban is not None:  # /verify refuses the cookie anyway; say why instead of renewing it
             return banned_page(request, Banned(ban))
         if session is not None and user is not None and session.user_id == user_id:

@@ -1,0 +1,50 @@
+"""What the browser scenarios do on the portal's pages and read from the echo app."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from playwright.sync_api import Page
+
+from harness import STRONG_PASSWORD
+
+
+def echoed(page: Page) -> dict[str, Any]:
+    """What the echo app received (method, path, headers), as the page shows it."""
+    body: dict[str, Any] = json.loads(page.inner_text("body"))
+    return body
+
+
+def header(body: dict[str, Any], name: str) -> list[str]:
+    return [value for key, value in body["headers"] if key.lower() == name.lower()]
+
+
+def sign_in(page: Page, address: str, password: str = STRONG_PASSWORD) -> None:
+    """Fill the portal's sign-in form by its labels, as a person does, and send it."""
+    page.get_by_label("Email").fill(address)
+    page.get_by_label("Password").fill(password)
+    submit(page, "Sign in")
+
+
+def submit(page: Page, button: str) -> None:
+    """Click a form's button and wait for the page it leads to (after every redirect)."""
+    with page.expect_navigation():
+        page.get_by_role("button", name=button).click()
+
+
+def heading(page: Page) -> str:
+    """The page's first heading, or "" at once when it has none (the echo app's JSON)."""
+    first = page.locator("h1").first
+    return first.inner_text().strip() if first.count() else ""
+
+
+def until(check: Callable[[], bool], what: str, timeout: float) -> None:
+    """Retry `check` (which navigates) until it holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.2)
