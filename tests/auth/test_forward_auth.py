@@ -127,3 +127,25 @@ async def test_a_banned_browser_is_sent_to_the_portal_and_an_api_client_gets_403
             "/forward-auth", headers={"Accept": "application/json", **FORWARDED, **cookie}
         )
         assert api.status_code == 403 and api.json()["code"] == "banned"
+
+
+@pytest.mark.parametrize(
+    ("others", "kept"),
+    [("", None), ("theme=dark; ", "theme=dark"), ("a=1; {session}; b=2", "a=1; b=2")],
+    ids=["alone", "with-another", "between-two"],
+)
+async def test_an_allowed_answer_carries_the_cookies_without_the_session_cookie(
+    app_factory: Callable[..., Any], others: str, kept: str | None
+) -> None:
+    """What Traefik's `authResponseHeaders: [Cookie]` puts on the request to the app."""
+    async with portal_app(app_factory, **TRUSTED) as auth:
+        address = email()
+        await auth.register(address)
+        await sign_in(auth.client, address)
+        token = session_cookie(auth.client)
+        session = f"{SESSION}={token}"
+        header = others.format(session=session) if "{session}" in others else others + session
+        response = await auth.new_client().get("/forward-auth", headers={**BROWSER, "Cookie": header})
+        assert response.status_code == 200, response.text
+        assert response.headers.get("cookie") == kept
+        assert SESSION not in str(response.headers.raw)

@@ -10,6 +10,11 @@ other peer they are ignored and the redirect carries no `rd`. API clients keep t
 A banned browser (403 `banned`) is sent to the portal the same way: the portal shows the ban
 page (until when) for a banned address or account, where the proxy would show a bare 403 or
 the JSON body. Other refusals (a missing role, `mfa_required`) stay as /verify answers them.
+
+An allowed request's answer also carries `Cookie`: the request's cookies without the session
+cookie (absent when nothing else is left). Traefik cannot edit one cookie out of a header, but
+`authResponseHeaders: [Cookie]` replaces the forwarded request's Cookie header with this one (and
+removes it when the answer has none), so the app never receives the session cookie to replay.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ class ForwardAuthEndpoint(VerifyEndpoint):
         out: list[tuple[bytes, bytes]],
         body: bytes,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if 200 <= status < 300:
+            kept = self._other_cookies(scope)
+            return status, [*out, (b"cookie", kept)] if kept else out, body
         if self._login is None or b"text/html" not in headers.get(b"accept", b""):
             return status, out, body
         if status != 401 and not (status == 403 and _code_of(body) == ErrorCode.BANNED):
@@ -50,6 +58,17 @@ class ForwardAuthEndpoint(VerifyEndpoint):
         original = self._original_url(scope, headers)
         location = self._login + (f"?rd={quote(original, safe='')}" if original else "")
         return 302, [(b"location", location.encode("latin-1", "replace"))], b""
+
+    def _other_cookies(self, scope: Scope) -> bytes:
+        """Every cookie of the request except the session cookie, as one Cookie header value."""
+        kept = [
+            pair.strip()
+            for name, value in scope["headers"]
+            if name == b"cookie"
+            for pair in value.split(b";")
+            if pair.strip() and pair.strip().partition(b"=")[0].strip() != self._cookie_name
+        ]
+        return b"; ".join(kept)
 
     def _original_url(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
         """The URL the browser asked the proxy for, only as a trusted proxy reports it."""
