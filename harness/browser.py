@@ -6,7 +6,9 @@ from its `executable_path`. Host names are mapped to loopback by Chromium itself
 `app.example.test`, `app2.example.test` and `auth.example.test` all reach 127.0.0.1, and a
 `Domain=example.test` cookie set by the portal is sent to both apps.
 
-One browser per test session (launching costs about half a second), one fresh
+Playwright's async API, on the test session's event loop (pytest-asyncio): its sync API keeps
+a loop marked running in the thread while the browser lives, which breaks every async test run
+after it. One browser per test session (launching costs about half a second), one fresh
 `BrowserContext` per test (its own cookie jar), traces off. `save_screenshot` keeps each
 test's final page under `artifacts/browser/` (gitignored) as the test's record.
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from harness.processes import ROOT
 
@@ -56,34 +58,34 @@ class ChromiumSession:
     playwright: Playwright
     browser: Browser
 
-    def context(self) -> BrowserContext:
-        context = self.browser.new_context(
+    async def context(self) -> BrowserContext:
+        context = await self.browser.new_context(
             viewport={"width": 900, "height": 700}, locale="en-GB", java_script_enabled=True
         )
         context.set_default_timeout(15_000)
         context.set_default_navigation_timeout(15_000)
         return context
 
-    def close(self) -> None:
+    async def close(self) -> None:
         try:
-            self.browser.close()
+            await self.browser.close()
         finally:
-            self.playwright.stop()
+            await self.playwright.stop()
 
-    def __enter__(self) -> ChromiumSession:
+    async def __aenter__(self) -> ChromiumSession:
         return self
 
-    def __exit__(
+    async def __aexit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        await self.close()
 
 
-def launch_chromium(executable: str, *, extra_args: tuple[str, ...] = ()) -> ChromiumSession:
+async def launch_chromium(executable: str, *, extra_args: tuple[str, ...] = ()) -> ChromiumSession:
     """Headless Chromium from `executable`, test host names mapped to loopback."""
-    playwright = sync_playwright().start()
+    playwright = await async_playwright().start()
     try:
-        browser = playwright.chromium.launch(
+        browser = await playwright.chromium.launch(
             executable_path=executable,
             headless=True,
             args=[
@@ -95,7 +97,7 @@ def launch_chromium(executable: str, *, extra_args: tuple[str, ...] = ()) -> Chr
             ],
         )
     except BaseException:
-        playwright.stop()
+        await playwright.stop()
         raise
     return ChromiumSession(playwright, browser)
 
@@ -105,22 +107,22 @@ def artifact_name(test_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", test_id).strip("_")[:150] or "test"
 
 
-def save_screenshot(page: Page, test_id: str, directory: Path = ARTIFACTS) -> Path | None:
+async def save_screenshot(page: Page, test_id: str, directory: Path = ARTIFACTS) -> Path | None:
     """The page as the test left it (full page), or None when the page is gone."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{artifact_name(test_id)}.png"
     if page.is_closed():
         return None
-    page.screenshot(path=str(path), full_page=True)
+    await page.screenshot(path=str(path), full_page=True)
     return path
 
 
-def enable_virtual_authenticator(context: BrowserContext, page: Page) -> str:
+async def enable_virtual_authenticator(context: BrowserContext, page: Page) -> str:
     """A CTAP2 platform authenticator (resident keys, user verification that always succeeds)
     attached to `page` through CDP; its id, for `WebAuthn.getCredentials` and the like."""
-    session = context.new_cdp_session(page)
-    session.send("WebAuthn.enable", {"enableUI": False})
-    answer = session.send(
+    session = await context.new_cdp_session(page)
+    await session.send("WebAuthn.enable", {"enableUI": False})
+    answer = await session.send(
         "WebAuthn.addVirtualAuthenticator",
         {
             "options": {

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page
+from playwright.async_api import BrowserContext, Page
 
 from harness import (
     ROOT,
@@ -95,8 +95,8 @@ def _required(tool: str, found: str | None) -> str:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[ChromiumSession]:
-    with launch_chromium(_required("chromium", find_chromium())) as session:
+async def chromium() -> AsyncIterator[ChromiumSession]:
+    async with await launch_chromium(_required("chromium", find_chromium())) as session:
         yield session
 
 
@@ -169,17 +169,17 @@ def proxy(request: pytest.FixtureRequest, stack: Stack) -> Proxy:
 
 
 @pytest.fixture
-def context(chromium: ChromiumSession) -> Iterator[BrowserContext]:
-    browser_context = chromium.context()
+async def context(chromium: ChromiumSession) -> AsyncIterator[BrowserContext]:
+    browser_context = await chromium.context()
     try:
         yield browser_context
     finally:
-        browser_context.close()
+        await browser_context.close()
 
 
 @pytest.fixture
-def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
+async def page(context: BrowserContext, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
     """A page in a fresh context; its final state is saved as the test's screenshot."""
-    browser_page = context.new_page()
+    browser_page = await context.new_page()
     yield browser_page
-    save_screenshot(browser_page, request.node.name)
+    await save_screenshot(browser_page, request.node.name)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from playwright.sync_api import Page
+from playwright.async_api import Page
 
 from harness import STRONG_PASSWORD
 
 
-def echoed(page: Page) -> dict[str, Any]:
+async def echoed(page: Page) -> dict[str, Any]:
     """What the echo app received (method, path, headers), as the page shows it."""
-    body: dict[str, Any] = json.loads(page.inner_text("body"))
+    body: dict[str, Any] = json.loads(await page.inner_text("body"))
     return body
 
 
@@ -22,29 +23,29 @@ def header(body: dict[str, Any], name: str) -> list[str]:
     return [value for key, value in body["headers"] if key.lower() == name.lower()]
 
 
-def sign_in(page: Page, address: str, password: str = STRONG_PASSWORD) -> None:
+async def sign_in(page: Page, address: str, password: str = STRONG_PASSWORD) -> None:
     """Fill the portal's sign-in form by its labels, as a person does, and send it."""
-    page.get_by_label("Email").fill(address)
-    page.get_by_label("Password").fill(password)
-    submit(page, "Sign in")
+    await page.get_by_label("Email").fill(address)
+    await page.get_by_label("Password").fill(password)
+    await submit(page, "Sign in")
 
 
-def submit(page: Page, button: str) -> None:
+async def submit(page: Page, button: str) -> None:
     """Click a form's button and wait for the page it leads to (after every redirect)."""
-    with page.expect_navigation():
-        page.get_by_role("button", name=button).click()
+    async with page.expect_navigation():
+        await page.get_by_role("button", name=button).click()
 
 
-def heading(page: Page) -> str:
+async def heading(page: Page) -> str:
     """The page's first heading, or "" at once when it has none (the echo app's JSON)."""
     first = page.locator("h1").first
-    return first.inner_text().strip() if first.count() else ""
+    return (await first.inner_text()).strip() if await first.count() else ""
 
 
-def until(check: Callable[[], bool], what: str, timeout: float) -> None:
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
     """Retry `check` (which navigates) until it holds; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)

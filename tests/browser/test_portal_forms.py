@@ -7,31 +7,31 @@ from typing import Any
 
 import httpx
 import pyotp
-from playwright.sync_api import BrowserContext, Page
+from playwright.async_api import BrowserContext, Page
 
 from harness import STRONG_PASSWORD
 from tests.browser.conftest import APP_HOSTS, Proxy, Stack
 from tests.browser.pages import echoed, header, heading, sign_in, submit
 
 
-def test_a_tampered_csrf_token_gets_the_refusal_page(
+async def test_a_tampered_csrf_token_gets_the_refusal_page(
     page: Page, context: BrowserContext, stack: Stack
 ) -> None:
     address = stack.new_user()
-    page.goto(f"{stack.portal}/portal/login")
+    await page.goto(f"{stack.portal}/portal/login")
     # What a forged form would carry: any token but the one bound to this browser's cookie.
-    page.locator("input[name=csrf]").evaluate("(field) => { field.value = 'A'.repeat(43); }")
+    await page.locator("input[name=csrf]").evaluate("(field) => { field.value = 'A'.repeat(43); }")
     responses: list[int] = []
     page.on("response", lambda response: responses.append(response.status))
-    sign_in(page, address)
-    assert heading(page) == "Request refused"
-    assert page.title().startswith("Request refused")
+    await sign_in(page, address)
+    assert (await heading(page)) == "Request refused"
+    assert (await page.title()).startswith("Request refused")
     assert 403 in responses
-    assert "authgate_session" not in {c["name"] for c in context.cookies()}  # nothing was done
+    assert "authgate_session" not in {c["name"] for c in await context.cookies()}  # nothing was done
     # The same form, untouched, signs in: the refusal was the token's.
-    page.goto(f"{stack.portal}/portal/login")
-    sign_in(page, address)
-    assert heading(page) == "Signed in"
+    await page.goto(f"{stack.portal}/portal/login")
+    await sign_in(page, address)
+    assert (await heading(page)) == "Signed in"
 
 
 def _enrol_totp(stack: Stack, address: str) -> str:
@@ -54,20 +54,21 @@ def _enrol_totp(stack: Stack, address: str) -> str:
     return secret
 
 
-def test_two_factor_sign_in(page: Page, stack: Stack, proxy: Proxy) -> None:
+async def test_two_factor_sign_in(page: Page, stack: Stack, proxy: Proxy) -> None:
     address = stack.new_user("totp")
     secret = _enrol_totp(stack, address)
     original = proxy.url(APP_HOSTS[0], "/settings?tab=security")
-    page.goto(original)
-    sign_in(page, address)
+    await page.goto(original)
+    await sign_in(page, address)
     assert page.url.startswith(f"{stack.portal}/portal/2fa?rd=")
-    assert heading(page) == "Enter your two-factor code"
-    page.get_by_label("Code from your authenticator app, or a backup code").fill("000000")
-    submit(page, "Verify")
-    assert page.get_by_role("alert").inner_text() == "That code is not valid."
-    page.get_by_label("Code from your authenticator app, or a backup code").fill(pyotp.TOTP(secret).now())
-    submit(page, "Verify")
+    assert (await heading(page)) == "Enter your two-factor code"
+    code_field = page.get_by_label("Code from your authenticator app, or a backup code")
+    await code_field.fill("000000")
+    await submit(page, "Verify")
+    assert await page.get_by_role("alert").inner_text() == "That code is not valid."
+    await code_field.fill(pyotp.TOTP(secret).now())
+    await submit(page, "Verify")
     assert page.url == original
-    body = echoed(page)
+    body = await echoed(page)
     assert header(body, "X-Auth-Email") == [address]
     assert sorted(header(body, "X-Auth-Amr")[0].split(",")) == ["otp", "pwd"]
