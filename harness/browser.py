@@ -1,24 +1,26 @@
 """A real Chromium for the browser tests: Debian's /usr/bin/chromium driven by Playwright.
 
 Playwright's own browser download cannot work on these machines, so the browser is launched
-from its `executable_path`. Host names are mapped to loopback by Chromium itself
-(`--host-resolver-rules`), so the tests use real names and the cookies get real domains:
-`app.example.test`, `app2.example.test` and `auth.example.test` all reach 127.0.0.1, and a
-`Domain=example.test` cookie set by the portal is sent to both apps.
+from its `executable_path`. Host names are real, so cookies get real domains: the suite uses
+`auth.example.localhost` (the portal), `app.example.localhost` and `app2.example.localhost`
+(apps behind the proxies) with `AUTH_COOKIE_DOMAIN=example.localhost`. Chromium resolves every
+`*.localhost` name to loopback itself (the `--host-resolver-rules` below say so too, and map
+`*.example.test` for tests that want a name which is not a secure context).
+
+Why `.localhost`: Chromium treats `http://*.localhost` as a secure context. Over plain http on
+any other name it sends no `Sec-Fetch-*` headers (the portal's CSRF check needs
+`Sec-Fetch-Site` under `Referrer-Policy: no-referrer`, see services/auth/portal/csrf.py) and
+refuses WebAuthn. So the same names serve the passkey tests without a test CA:
+`WEBAUTHN_RP_ID=auth.example.localhost` (or `example.localhost`),
+`WEBAUTHN_ORIGINS=http://auth.example.localhost:<port>`, and `enable_virtual_authenticator` gives
+the page a platform authenticator with resident keys and user verification through CDP
+(tests/browser/test_webauthn_ready.py shows a passkey made and used).
 
 Playwright's async API, on the test session's event loop (pytest-asyncio): its sync API keeps
 a loop marked running in the thread while the browser lives, which breaks every async test run
 after it. One browser per test session (launching costs about half a second), one fresh
 `BrowserContext` per test (its own cookie jar), traces off. `save_screenshot` keeps each
 test's final page under `artifacts/browser/` (gitignored) as the test's record.
-
-Secure contexts (WebAuthn): `http://*.example.test` is not one. A passkey test serves its
-pages under `*.localhost` names instead: Chromium treats `http://auth.localhost:<port>` as a
-secure context and resolves `*.localhost` to loopback on its own (the rule below maps it too),
-with `WEBAUTHN_RP_ID=localhost` or `auth.localhost`, `WEBAUTHN_ORIGINS=http://auth.localhost:<port>`.
-A cookie cannot be shared by `Domain=localhost` (not a registrable domain), so such a test signs
-in on the portal's own host. `enable_virtual_authenticator` gives the page a platform
-authenticator with a resident key and user verification, as Chrome's DevTools panel does.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Playwright, async_playwright
 
 from harness.processes import ROOT
 
@@ -117,9 +120,25 @@ async def save_screenshot(page: Page, test_id: str, directory: Path = ARTIFACTS)
     return path
 
 
-async def enable_virtual_authenticator(context: BrowserContext, page: Page) -> str:
+@dataclass
+class VirtualAuthenticator:
+    """Chromium's virtual authenticator on one page, and the CDP session that controls it."""
+
+    session: CDPSession
+    authenticator_id: str
+
+    async def credentials(self) -> list[dict[str, Any]]:
+        """What it stores (`rpId`, `isResidentCredential`, `signCount`, `userHandle`, ...)."""
+        answer = await self.session.send(
+            "WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id}
+        )
+        found: list[dict[str, Any]] = answer["credentials"]
+        return found
+
+
+async def enable_virtual_authenticator(context: BrowserContext, page: Page) -> VirtualAuthenticator:
     """A CTAP2 platform authenticator (resident keys, user verification that always succeeds)
-    attached to `page` through CDP; its id, for `WebAuthn.getCredentials` and the like."""
+    attached to `page` through CDP, as Chrome's DevTools WebAuthn panel makes one."""
     session = await context.new_cdp_session(page)
     await session.send("WebAuthn.enable", {"enableUI": False})
     answer = await session.send(
@@ -135,5 +154,4 @@ async def enable_virtual_authenticator(context: BrowserContext, page: Page) -> s
             }
         },
     )
-    authenticator: str = answer["authenticatorId"]
-    return authenticator
+    return VirtualAuthenticator(session, str(answer["authenticatorId"]))

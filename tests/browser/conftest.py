@@ -2,11 +2,12 @@
 auth service, an echo app, and the two real proxies in front of it (nginx running
 deploy/nginx/portal.conf, Caddy running deploy/caddy/Caddyfile).
 
-Names, as a browser sees them (Chromium maps *.example.test to 127.0.0.1):
-  http://auth.example.test:<auth port>/portal/...      the portal, authgate itself
-  http://app.example.test:<proxy port>/...            the protected app through the proxy
-  http://app2.example.test:<proxy port>/...           a second app on another subdomain
-AUTH_COOKIE_DOMAIN=example.test makes one sign-in valid for both apps. Plain http, so the
+Names, as a browser sees them (Chromium resolves *.localhost to 127.0.0.1 and treats those
+origins as secure contexts, so `Sec-Fetch-*` headers are sent over plain http; harness/browser.py):
+  http://auth.example.localhost:<auth port>/portal/...   the portal, authgate itself
+  http://app.example.localhost:<proxy port>/...         the protected app through the proxy
+  http://app2.example.localhost:<proxy port>/...        a second app on another subdomain
+AUTH_COOKIE_DOMAIN=example.localhost makes one sign-in valid for both apps. Plain http, so the
 service runs in development mode (no `Secure` cookies, http redirect targets allowed).
 
 Each test gets a fresh browser context (its own cookies) and a page; the page's final state

@@ -10,6 +10,7 @@ import pyotp
 from playwright.async_api import BrowserContext, Page
 
 from harness import STRONG_PASSWORD
+from harness.browser import save_screenshot
 from tests.browser.conftest import APP_HOSTS, Proxy, Stack
 from tests.browser.pages import echoed, header, heading, sign_in, submit
 
@@ -59,10 +60,13 @@ async def test_two_factor_sign_in(page: Page, stack: Stack, proxy: Proxy) -> Non
     secret = _enrol_totp(stack, address)
     original = proxy.url(APP_HOSTS[0], "/settings?tab=security")
     await page.goto(original)
+    await page.get_by_label("Email").fill(address)
+    await save_screenshot(page, "portal-login")  # the README's pictures
     await sign_in(page, address)
     assert page.url.startswith(f"{stack.portal}/portal/2fa?rd=")
     assert (await heading(page)) == "Enter your two-factor code"
     code_field = page.get_by_label("Code from your authenticator app, or a backup code")
+    await save_screenshot(page, "portal-2fa")
     await code_field.fill("000000")
     await submit(page, "Verify")
     assert await page.get_by_role("alert").inner_text() == "That code is not valid."
