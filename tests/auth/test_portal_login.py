@@ -154,6 +154,29 @@ async def test_a_browser_under_no_referrer_is_told_apart_by_sec_fetch_site(
         assert (session_cookie(auth.client) is not None) == (status == 303)
 
 
+@pytest.mark.parametrize(
+    ("rd", "form_action"),
+    [
+        ("https://app.example.com/reports?x=1", "form-action 'self' https://app.example.com;"),
+        ("https://app.example.com:8443/", "form-action 'self' https://app.example.com:8443;"),
+        ("https://evil.example/", "form-action 'self';"),
+        ("https://app.example.com/;script-src:data:", "form-action 'self' https://app.example.com;"),
+    ],
+    ids=["allowed", "allowed-port", "refused", "no-injection"],
+)
+async def test_a_form_with_rd_may_be_redirected_to_that_origin_only(
+    app_factory: Callable[..., Any], rd: str, form_action: str
+) -> None:
+    """Browsers apply `form-action` to the redirect after a form's POST: the sign-in page allows
+    the checked `rd`'s origin, and nothing else."""
+    async with portal_app(app_factory) as auth:
+        page = await auth.client.get("/portal/login", params={"rd": rd})
+        assert page.status_code == 200
+        policy = page.headers["content-security-policy"]
+        assert form_action in policy, policy
+        assert policy.count(";") == PAGE_HEADERS["content-security-policy"].count(";")
+
+
 async def test_another_browsers_token_is_refused(app_factory: Callable[..., Any]) -> None:
     async with portal_app(app_factory) as auth:
         address = email()

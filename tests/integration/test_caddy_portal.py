@@ -87,6 +87,15 @@ def test_an_anonymous_api_client_gets_401(stack: CaddyStack) -> None:
     assert stack.app.requests == []
 
 
+def test_the_portal_site_is_authgate_without_the_check(stack: CaddyStack) -> None:
+    stack.app.clear()
+    host = f"auth.example.com:{stack.caddy.port}"
+    response = stack.client.get("/portal/login", headers={"Host": host, "Accept": "text/html"})
+    assert response.status_code == 200 and "<h1>Sign in" in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+    assert stack.app.requests == []
+
+
 def test_forged_identity_headers_never_reach_the_app(stack: CaddyStack) -> None:
     stack.app.clear()
     response = stack.get(
