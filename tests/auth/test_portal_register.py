@@ -132,6 +132,16 @@ async def test_field_errors_are_said_next_to_their_field(
         assert await auth.collection("users").count_documents({}) == 0
 
 
+async def test_several_errors_are_said_at_once(app_factory: Callable[..., Any]) -> None:
+    async with portal_app(app_factory) as auth:
+        page = await auth.client.get("/portal/register")
+        form = form_of(page, "not-an-address", confirm_password="something else entirely")
+        response = await post_form(auth.client, "/portal/register", form)
+        assert response.status_code == 422
+        assert 'id="email-error"' in response.text and 'id="confirm_password-error"' in response.text
+        assert response.text.count('role="alert"') == 2
+
+
 async def test_a_taken_username_is_said_next_to_it(app_factory: Callable[..., Any]) -> None:
     async with portal_app(app_factory) as auth:
         assert (await auth.register(email(), username="neo")).status_code == 200

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.auth.accounts import REGISTER_MESSAGE
+from services.auth.accounts import REGISTER_MESSAGE, Accounts, check_email_syntax
 from services.auth.api.common import client_ip, ctx
 from services.auth.api.portal_refusals import not_found, password_hint, refusal_page
 from services.auth.api.portal_support import page, read_form
@@ -89,8 +89,9 @@ async def register_submit(request: Request) -> Response:
         "confirm_password": form.confirm_password,
     }
     errors = _shape_errors(body)
-    if not errors and form.password != form.confirm_password:
-        errors["confirm_password"] = "The passwords do not match."
+    errors.update({k: v for k, v in _syntax_errors(form).items() if k not in errors})
+    if "password" not in errors and form.password != form.confirm_password:
+        errors.setdefault("confirm_password", "The passwords do not match.")
     if errors:
         return _form_page(request, 422, values, errors)
     try:
@@ -122,6 +123,20 @@ async def register_submit(request: Request) -> Response:
         mail=context.verification.enabled,
         password_hint="",
     )
+
+
+def _syntax_errors(form: RegisterForm) -> dict[str, str]:
+    """The address and username checks the domain runs, said together with the other fields'."""
+    found: dict[str, str] = {}
+    try:
+        check_email_syntax(form.email)
+    except DomainError as exc:
+        found["email"] = exc.message.split(":", 1)[-1].strip()
+    try:
+        Accounts.check_username(form.username or None)
+    except DomainError as exc:
+        found["username"] = exc.message.split(":", 1)[-1].strip()
+    return found
 
 
 def _field_of(error: DomainError) -> str | None:
