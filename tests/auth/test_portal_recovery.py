@@ -171,6 +171,9 @@ async def test_an_expired_reset_link_is_refused(app_factory: Callable[..., Any],
         response = await post_form(auth.client, "/portal/reset-password", form)
         assert response.status_code == 400 and "invalid or has expired" in response.text
         assert (await sign_in(auth.new_client(), address, NEW_PASSWORD)).status_code == 401
+        for bogus in ({**form, "token": "x" * 43}, {**form, "token": ""}, {**form, "userId": ""}):
+            refused = await post_form(auth.client, "/portal/reset-password", bogus)
+            assert refused.status_code == 400 and "Link not valid" in refused.text
 
 
 async def test_forgot_answers_the_same_page_for_any_address(
