@@ -8,12 +8,14 @@ import html
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from harness import STRONG_PASSWORD
+from harness.moderation import start_moderation
 from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
@@ -276,3 +278,30 @@ async def test_a_banned_user_sees_the_ban_page(app_factory: Callable[..., Any]) 
         response = await mine.get("/portal/account")
         assert response.status_code == 403 and "Access banned" in response.text
         assert html.escape(BanInfo(f"user:{user['_id']}", "abuse", ends).expires_at_iso()) in response.text
+
+
+async def test_guessing_the_current_password_meets_the_login_limit_with_the_429_page(
+    app_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A stolen session cookie guesses no faster than a login: the account's failure window."""
+    moderation = start_moderation(tmp_path, {"LOGIN_ACCOUNT_MAX": "3", "LOGIN_DEVICE_MAX": "3"})
+    try:
+        async with portal_app(app_factory, **moderation.auth_env()) as auth:
+            address = email()
+            await auth.register(address)
+            mine = await signed_in(auth, address)
+            page = await mine.get("/portal/account")
+            statuses = []
+            for n in range(4):
+                form = {
+                    "csrf": csrf_of(page),
+                    "current_password": f"wrong guess number {n} here",
+                    "new_password": NEW_PASSWORD,
+                    "confirm_password": NEW_PASSWORD,
+                }
+                response = await post_form(mine, "/portal/account/password", form)
+                statuses.append(response.status_code)
+    finally:
+        moderation.server.stop()
+    assert statuses == [401, 401, 401, 429], statuses
+    assert "Too many attempts" in response.text and int(response.headers["retry-after"]) > 0
