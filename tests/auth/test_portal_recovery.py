@@ -61,7 +61,9 @@ def test_mail_links_choose_the_portal_or_librechat() -> None:
         portal.verification("tok", "a+b@example.com")
         == "https://auth.example.com/portal/verify-email?token=tok&email=a%2Bb%40example.com"
     )
-    assert MailLinks("https://AUTH.example.com/", "https://auth.example.com").to_portal
+    assert MailLinks("https://AUTH.example.com/portal/", "https://auth.example.com").to_portal
+    # LibreChat's one-origin deployment: its client serves /verify and /reset-password there.
+    assert not MailLinks("https://auth.example.com", "https://auth.example.com").to_portal
     librechat = MailLinks("https://chat.example.com", "https://auth.example.com")
     assert not librechat.to_portal
     assert librechat.reset("tok", "u1") == "https://chat.example.com/reset-password?token=tok&userId=u1"
@@ -76,7 +78,8 @@ def test_mail_links_choose_the_portal_or_librechat() -> None:
     ("client", "expected"),
     [
         (None, PORTAL + "/portal/reset-password"),
-        (PORTAL + "/", PORTAL + "/portal/reset-password"),
+        (PORTAL + "/portal/", PORTAL + "/portal/reset-password"),
+        (PORTAL, PORTAL + "/reset-password"),
         ("https://chat.example.com", "https://chat.example.com/reset-password"),
     ],
 )

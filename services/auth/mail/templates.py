@@ -65,10 +65,22 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
+def _portal_url(url: str | None) -> str | None:
+    """`scheme://host[:port]/path` without a trailing slash, to compare with the portal's URL."""
+    origin = _origin(url)
+    if origin is None or url is None:
+        return None
+    return origin + urlsplit(url.strip()).path.rstrip("/")
+
+
 @dataclass(frozen=True)
 class MailLinks:
-    """Where mail links lead: the portal's pages when `DOMAIN_CLIENT` is unset or is the portal's
-    own origin (`DOMAIN_SERVER`), LibreChat's pages on `DOMAIN_CLIENT` otherwise."""
+    """Where mail links lead: the portal's pages when `DOMAIN_CLIENT` is unset or is the portal
+    itself (`${DOMAIN_SERVER}/portal`), LibreChat's pages on `DOMAIN_CLIENT` otherwise.
+
+    A `DOMAIN_CLIENT` equal to `DOMAIN_SERVER` is LibreChat's usual one-origin deployment: its
+    web client serves `/verify` and `/reset-password` there, so the links stay LibreChat's.
+    """
 
     domain_client: str | None
     domain_server: str | None
@@ -76,8 +88,10 @@ class MailLinks:
     @property
     def to_portal(self) -> bool:
         server = _origin(self.domain_server)
-        client = _origin(self.domain_client)
-        return server is not None and (client is None or client == server)
+        if server is None:
+            return False
+        client = _portal_url(self.domain_client)
+        return client is None or client == server + "/portal"
 
     def verification(self, token: str, email: str) -> str:
         if self.to_portal:
