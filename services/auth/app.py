@@ -21,6 +21,9 @@ from services.auth.api import (
     introspect,
     password,
     portal,
+    portal_account,
+    portal_recovery,
+    portal_register,
     refusals,
     sessions,
     two_factor,
@@ -161,6 +164,20 @@ def routes() -> list[Route]:
         Route("/portal/logout", portal.logout_page, methods=["GET"]),
         Route("/portal/logout", portal.logout_submit, methods=["POST"]),
         Route("/portal/static/portal.css", portal.stylesheet, methods=["GET"]),
+        Route("/portal/register", portal_register.register_page, methods=["GET"]),
+        Route("/portal/register", portal_register.register_submit, methods=["POST"]),
+        Route("/portal/forgot", portal_recovery.forgot_page, methods=["GET"]),
+        Route("/portal/forgot", portal_recovery.forgot_submit, methods=["POST"]),
+        Route("/portal/reset-password", portal_recovery.reset_page, methods=["GET"]),
+        Route("/portal/reset-password", portal_recovery.reset_submit, methods=["POST"]),
+        Route("/portal/verify-email", portal_recovery.verify_page, methods=["GET"]),
+        Route("/portal/verify-email", portal_recovery.verify_submit, methods=["POST"]),
+        Route("/portal/account", portal_account.account_page, methods=["GET"]),
+        Route("/portal/account/sessions/end", portal_account.end_session, methods=["POST"]),
+        Route("/portal/account/password", portal_account.change_password, methods=["POST"]),
+        Route("/portal/account/2fa/start", portal_account.start_two_factor, methods=["POST"]),
+        Route("/portal/account/2fa/confirm", portal_account.confirm_two_factor, methods=["POST"]),
+        Route("/portal/account/2fa/disable", portal_account.disable_two_factor, methods=["POST"]),
     ]
 
 
@@ -234,6 +251,10 @@ def create_app(settings: AuthSettings) -> Starlette:
     )
     app.state.ctx = context
     app.state.verify = verify
-    app.state.portal_pages = PortalPages(settings.app_title)
+    app.state.portal_pages = PortalPages(
+        settings.app_title,
+        registration=settings.allow_registration,
+        password_reset=settings.allow_password_reset,
+    )
     app.state.portal_csrf = CsrfTokens(settings.jwt_secret)
     return app

@@ -17,7 +17,7 @@ from services.auth.keys import load_key_ring
 from services.auth.mail.budget import AccountLimit, MailBudget
 from services.auth.mail.outbox import Outbox
 from services.auth.mail.sealing import BodySealer
-from services.auth.mail.templates import MailTemplates
+from services.auth.mail.templates import MailLinks, MailTemplates
 from services.auth.moderation_client import ModerationClient
 from services.auth.one_time_tokens import OneTimeTokens
 from services.auth.password_change import PasswordChange
@@ -100,6 +100,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
     budget = MailBudget(store.outbox, tokens)
     limits = settings.moderation.limits
     templates = MailTemplates(settings.mail.templates_dir)
+    links = MailLinks(settings.domain_client, settings.domain_server)
     verification = EmailVerification(
         accounts,
         tokens,
@@ -109,7 +110,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         audit,
         VerificationSettings(
             settings.app_title,
-            settings.domain_client or "",
+            links,
             dt.timedelta(milliseconds=settings.email_verification_expiry_ms),
             _per_account(limits.verify_email),
         ),
@@ -125,7 +126,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         audit,
         ResetSettings(
             settings.app_title,
-            settings.domain_client or "",
+            links,
             dt.timedelta(milliseconds=settings.password_reset_expiry_ms),
             _per_account(limits.reset_password),
         ),

@@ -16,13 +16,15 @@ STYLESHEET = Path(__file__).with_name("static") / "portal.css"
 
 
 class PortalPages:
-    def __init__(self, app_title: str) -> None:
+    def __init__(self, app_title: str, *, registration: bool = False, password_reset: bool = False) -> None:
         self._env = Environment(
             loader=FileSystemLoader(str(TEMPLATES)),
             autoescape=True,  # every value is text, never markup
             undefined=StrictUndefined,
         )
         self._title = app_title
+        # What the login page links to: shown only when the flows are on.
+        self._env.globals.update(registration_open=registration, password_reset_open=password_reset)
         self.stylesheet = STYLESHEET.read_bytes()
 
     def render(self, page: str, **values: Any) -> str:
