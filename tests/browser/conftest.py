@@ -39,6 +39,7 @@ from harness import (
     start_nginx,
 )
 from harness.browser import ChromiumSession, find_chromium, launch_chromium, save_screenshot
+from harness.smtp import SmtpServer, start_smtp
 from tests.integration.support import AuthClient, EchoServer, auth_env, run_cli, start_echo
 
 DOMAIN = "example.localhost"
@@ -64,6 +65,7 @@ class Stack:
     auth: Server
     moderation: ModerationHandle
     app: EchoServer
+    smtp: SmtpServer
     env: dict[str, str]
     work: Path
     proxies: dict[str, Proxy]
@@ -133,6 +135,7 @@ def stack(mongo: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     work = tmp_path_factory.mktemp("browser")
     moderation = start_moderation(work)
     app = start_echo()
+    smtp = start_smtp()
     auth_port = free_port()
     env = auth_env(
         mongo.port,
@@ -145,6 +148,13 @@ def stack(mongo: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         TRUST_PROXY="1",
         TRUSTED_PROXIES="127.0.0.1/32",
         VERIFY_MAX_STALENESS=str(VERIFY_MAX_STALENESS_MS),
+        # Mail to a real SMTP server; without DOMAIN_CLIENT its links lead to the portal's pages.
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(smtp.port),
+        EMAIL_FROM="noreply@example.com",
+        ALLOW_PASSWORD_RESET="true",
+        # Accounts made over the API sign in at once; verification is its own scenario.
+        ALLOW_UNVERIFIED_EMAIL_LOGIN="true",
         # The service runs this checkout's code (a worktree beside an editable install too).
         PYTHONPATH=str(ROOT),
     )
@@ -156,11 +166,12 @@ def stack(mongo: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         servers.append(proxies["nginx"].server)
         proxies["caddy"] = Proxy("caddy", _start_caddy(work, auth, app))
         servers.append(proxies["caddy"].server)
-        yield Stack(auth, moderation, app, env, work, proxies)
+        yield Stack(auth, moderation, app, smtp, env, work, proxies)
     finally:
         for server in reversed(servers):
             server.stop()
         app.stop()
+        smtp.stop()
 
 
 @pytest.fixture(params=PROXIES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from playwright.async_api import Page
 
 from harness import STRONG_PASSWORD
+from harness.smtp import SmtpServer
 
 
 async def echoed(page: Page) -> dict[str, Any]:
@@ -49,3 +51,20 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float)
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
         await asyncio.sleep(0.2)
+
+
+async def mail_link(smtp: SmtpServer, address: str, subject: str, path: str, timeout: float = 10) -> str:
+    """The link to `path` in the newest mail to `address` whose subject has `subject`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for received in reversed(smtp.sink.received):
+            if received.recipients == [address] and subject in str(received.message["Subject"]):
+                part = next(p for p in received.message.walk() if p.get_content_type() == "text/plain")
+                payload = part.get_payload(decode=True)
+                text = payload.decode() if isinstance(payload, bytes) else str(payload)
+                found = re.search(r"https?://\S+" + re.escape(path) + r"\?\S+", text)
+                assert found, text
+                return found.group(0)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no '{subject}' mail to {address} within {timeout}s")
+        await asyncio.sleep(0.1)
