@@ -65,4 +65,4 @@ sbom: install
 	@echo "wrote dist/sbom.cdx.json"
 
 clean:
-	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache .coverage-data
+	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache .coverage-data artifacts
