@@ -3,8 +3,7 @@
 The cookie holds 256 random bits; each form carries HMAC(key, cookie). A cross-site page
 can make the browser send the cookie but can neither read it nor compute the token, and a
 token lifted from another browser fails against this browser's cookie. Comparison is in
-constant time. The request's `Origin` (or `Referer`, or for a browser that sends neither
-under the pages' `no-referrer` policy, `Sec-Fetch-Site`) must also say the portal's own origin.
+constant time. The request's `Origin` (or `Referer`) must also be the portal's own origin.
 """
 
 from __future__ import annotations
@@ -52,21 +51,17 @@ def origin_of(url: str | None) -> str | None:
 def same_origin(
     origin: str | None, referer: str | None, portal: str | None, fetch_site: str | None = None
 ) -> bool:
-    """`Origin` decides when it names an origin; otherwise `Referer`; otherwise the browser's
-    own `Sec-Fetch-Site: same-origin`; with none of them, or no portal URL, refuse.
+    """`Origin` decides when sent; otherwise `Referer`; with neither, or no portal URL, refuse.
 
-    The portal's pages send `Referrer-Policy: no-referrer`, under which a browser posts a form
-    with `Origin: null` and no `Referer` (the Fetch standard; Chromium does so). Web content can
-    neither set nor remove `Sec-Fetch-Site`, and a cross-site form (or a sandboxed frame, which
-    also says `null`) is marked `cross-site`: it stays refused.
+    The portal's pages send `Referrer-Policy: no-referrer`, under which browsers write
+    `Origin: null` even on a same-origin POST (Fetch's origin serialization). Such a request is
+    accepted only when the browser also says `Sec-Fetch-Site: same-origin`, a header no page
+    can set; a browser that sends neither is refused (fail closed).
     """
     own = origin_of(portal)
     if own is None:
         return False
-    if origin is not None and origin.strip().lower() != "null":
-        presented = origin_of(origin)
-    elif referer:
-        presented = origin_of(referer)
-    else:
-        return (fetch_site or "").strip().lower() == "same-origin"
+    if origin == "null":
+        return fetch_site == "same-origin"
+    presented = origin_of(origin) if origin is not None else origin_of(referer)
     return presented is not None and hmac.compare_digest(presented, own)
