@@ -70,13 +70,13 @@ def page(request: Request, name: str, status: int = 200, **values: Any) -> Respo
         cookie = CsrfTokens.new_cookie()
     assert cookie is not None
     html = pages(request).render(name, csrf=csrf(request).form_token(cookie), **values)
-    response = HTMLResponse(html, status_code=status, headers=_headers_for(values.get("rd")))
+    response = HTMLResponse(html, status_code=status, headers=_headers_for(PAGE_HEADERS, values.get("rd")))
     if fresh:
         _set_cookie(context, response, csrf_cookie_name(context), cookie, None, samesite="strict")
     return response
 
 
-def _headers_for(rd: object) -> dict[str, str]:
+def _headers_for(base: dict[str, str], rd: object) -> dict[str, str]:
     """The page headers; a form that sends the browser on to `rd` allows that one origin too.
 
     Browsers apply `form-action` to the redirects that follow a form's submission, so the
@@ -84,15 +84,13 @@ def _headers_for(rd: object) -> dict[str, str]:
     reaches a page only after the AUTH_REDIRECT_DOMAINS check (a strict host, a numeric port).
     """
     if not isinstance(rd, str) or not rd:
-        return PAGE_HEADERS
+        return base
     parts = urlsplit(rd)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return PAGE_HEADERS
+        return base
     target = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    policy = PAGE_HEADERS["Content-Security-Policy"].replace(
-        "form-action 'self'", f"form-action 'self' {target}"
-    )
-    return {**PAGE_HEADERS, "Content-Security-Policy": policy}
+    policy = base["Content-Security-Policy"].replace("form-action 'self'", f"form-action 'self' {target}")
+    return {**base, "Content-Security-Policy": policy}
 
 
 def message(request: Request, status: int, heading: str, text: str, **headers: str) -> Response:
