@@ -26,6 +26,7 @@ from services.auth.api import (
     two_factor,
     user,
     verification,
+    webauthn,
     wellknown,
 )
 from services.auth.api.forward_auth import ForwardAuthEndpoint
@@ -127,6 +128,18 @@ class VerifyFastPath:
             await self.app(scope, receive, send)
 
 
+WEBAUTHN = "/api/auth/webauthn"
+WEBAUTHN_ROUTES = [
+    Route(f"{WEBAUTHN}/register/options", webauthn.register_options, methods=["POST"]),
+    Route(f"{WEBAUTHN}/register/verify", webauthn.register_verify, methods=["POST"]),
+    Route(f"{WEBAUTHN}/login/options", webauthn.login_options, methods=["POST"]),
+    Route(f"{WEBAUTHN}/login/verify", webauthn.login_verify, methods=["POST"]),
+    Route(f"{WEBAUTHN}/credentials", webauthn.list_credentials, methods=["GET"]),
+    Route(f"{WEBAUTHN}/credentials/{{passkey_id}}", webauthn.rename_credential, methods=["PATCH"]),
+    Route(f"{WEBAUTHN}/credentials/{{passkey_id}}", webauthn.delete_credential, methods=["DELETE"]),
+]
+
+
 def routes() -> list[Route]:
     return [
         Route("/api/auth/register", auth.register, methods=["POST"]),
@@ -142,6 +155,7 @@ def routes() -> list[Route]:
         Route("/api/auth/2fa/disable", two_factor.disable, methods=["POST"]),
         Route("/api/auth/2fa/backup/regenerate", two_factor.regenerate_backup_codes, methods=["POST"]),
         Route("/api/auth/2fa/verify-temp", two_factor.verify_temp, methods=["POST"]),
+        *WEBAUTHN_ROUTES,
         Route("/api/auth/sessions", sessions.list_sessions, methods=["GET"]),
         Route("/api/auth/sessions", sessions.revoke_other_sessions, methods=["DELETE"]),
         Route("/api/auth/sessions/{session_id}", sessions.revoke_session, methods=["DELETE"]),
@@ -221,7 +235,7 @@ def create_app(settings: AuthSettings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=[settings.domain_client],
                 allow_credentials=True,
-                allow_methods=["GET", "POST", "DELETE"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
             )
         )
