@@ -21,6 +21,7 @@ from services.auth.api import (
     introspect,
     password,
     portal,
+    portal_passkeys,
     refusals,
     sessions,
     two_factor,
@@ -140,6 +141,19 @@ WEBAUTHN_ROUTES = [
 ]
 
 
+PORTAL_PASSKEYS = "/portal/passkeys"
+PORTAL_PASSKEY_ROUTES = [
+    Route(f"{PORTAL_PASSKEYS}/login/options", portal_passkeys.login_options, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}/login/verify", portal_passkeys.login_verify, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}/register/options", portal_passkeys.register_options, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}/register/verify", portal_passkeys.register_verify, methods=["POST"]),
+    Route("/portal/account/passkeys", portal_passkeys.account_page, methods=["GET"]),
+    Route("/portal/account/passkeys/{passkey_id}/rename", portal_passkeys.rename_submit, methods=["POST"]),
+    Route("/portal/account/passkeys/{passkey_id}/remove", portal_passkeys.remove_submit, methods=["POST"]),
+    Route("/portal/static/passkeys.js", portal_passkeys.script, methods=["GET"]),
+]
+
+
 def routes() -> list[Route]:
     return [
         Route("/api/auth/register", auth.register, methods=["POST"]),
@@ -175,6 +189,7 @@ def routes() -> list[Route]:
         Route("/portal/logout", portal.logout_page, methods=["GET"]),
         Route("/portal/logout", portal.logout_submit, methods=["POST"]),
         Route("/portal/static/portal.css", portal.stylesheet, methods=["GET"]),
+        *PORTAL_PASSKEY_ROUTES,
     ]
 
 

@@ -41,3 +41,11 @@ def fields(body: bytes) -> dict[str, str]:
     for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
         found.setdefault(name, value)
     return found
+
+
+class PasskeyNameForm(Form):
+    name: str = Field(default="", max_length=256)
+
+
+class PasskeyRemoveForm(Form):
+    pass
