@@ -1,4 +1,4 @@
-"""`WEBAUTHN_RP_ID`, `WEBAUTHN_RP_NAME`, `WEBAUTHN_ORIGINS`: defaults from DOMAIN_SERVER, checks at start-up."""
+"""`WEBAUTHN_RP_ID`, `WEBAUTHN_RP_NAME`, `WEBAUTHN_ORIGINS`: defaults from DOMAIN_SERVER, checked at start."""
 
 from __future__ import annotations
 
