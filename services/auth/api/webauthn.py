@@ -49,8 +49,9 @@ def _enabled(request: Request) -> None:
 
 
 async def _caller(request: Request) -> Document:
-    _enabled(request)
+    """The signed-in user (401 before anything else), then whether passkeys are on."""
     caller = await require_access(request)
+    _enabled(request)
     user = await ctx(request).accounts.find_by_id(caller.claims.user_id)
     if user is None:
         raise unauthorized("The account no longer exists.")
