@@ -12,12 +12,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from harness import ModerationHandle, start_moderation
+from harness import ROOT, ModerationHandle, run_authgate, start_moderation
 from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import assert_error, email
 from tests.auth.conftest import AuthApp
@@ -299,6 +300,31 @@ async def test_removing_the_last_sign_in_method_is_refused(auth: AuthApp) -> Non
     assert_error(refused, 409, "last_sign_in_method")
     assert await auth.collection("auth_passkeys").count_documents({"user_id": who.user_id}) == 1
     assert (await sign_in(auth.client, second)).status_code == 200
+
+
+async def test_deleting_a_user_deletes_their_passkeys(
+    auth: AuthApp, key: SoftAuthenticator, tmp_path: Path
+) -> None:
+    who, other = await member(auth), await member(auth)
+    await register(auth, who, key)
+    await register(auth, other, SoftAuthenticator(PORTAL))
+    settings = auth.settings
+    env = {
+        "AUTHGATE_ENV": "test",
+        "MONGO_URI": settings.mongo_uri,
+        "JWT_SECRET": settings.jwt_secret,
+        "JWT_REFRESH_SECRET": settings.jwt_refresh_secret,
+        "TOTP_ENCRYPTION_KEY": settings.totp_encryption_key,
+        "MODERATION_URL": "http://127.0.0.1:1",
+        "MODERATION_API_KEY": "k" * 43,
+        "PYTHONPATH": str(ROOT),  # this checkout's code, whichever checkout the venv was installed from
+    }
+    done = run_authgate(env, tmp_path, "delete-user", who.address, "--yes")
+    assert done.returncode == 0, done.stderr
+    passkeys = auth.collection("auth_passkeys")
+    assert await passkeys.count_documents({"user_id": who.user_id}) == 0
+    assert await passkeys.count_documents({"user_id": other.user_id}) == 1
+    assert_error(await sign_in(auth.client, key), 401, "invalid_passkey")
 
 
 async def test_registration_needs_a_signed_in_user(auth: AuthApp) -> None:

@@ -376,6 +376,10 @@ class Passkeys:
             "passkey_removed", user_id=user_id, ip=ip, actor=actor, passkey_id=passkey_id
         )
 
+    async def forget(self, user_id: str) -> int:
+        """A deleted account's passkeys go with it (the operator's `delete-user`)."""
+        return await self._repo.delete_all(user_id)
+
 
 def _last_method() -> DomainError:
     return DomainError(

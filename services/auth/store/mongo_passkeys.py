@@ -73,6 +73,11 @@ class MongoPasskeys:
             with contextlib.suppress(DuplicateKeyError):  # put back already
                 await self._c.insert_one(doc)
 
+    async def delete_all(self, user_id: str) -> int:
+        async with store_errors():
+            result = await self._c.delete_many({"user_id": text_value(user_id)})
+        return result.deleted_count
+
 
 class MongoWebAuthnChallenges:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
