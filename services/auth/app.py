@@ -80,6 +80,7 @@ IP_BAN_EXEMPT = frozenset(
 
 
 PORTAL_PREFIX = "/portal/"
+PORTAL_PASSKEYS = "/portal/passkeys/"
 
 
 class IpBanMiddleware:
@@ -94,7 +95,8 @@ class IpBanMiddleware:
         if scope["type"] == "http" and protection.client.has_bans and scope["path"] not in IP_BAN_EXEMPT:
             request = Request(scope)
             ban = protection.ip_ban(self.context.settings.client_ip.from_request(request))
-            if ban is not None and scope["path"].startswith(PORTAL_PREFIX):
+            page = scope["path"].startswith(PORTAL_PREFIX) and not scope["path"].startswith(PORTAL_PASSKEYS)
+            if ban is not None and page:  # the passkeys script's JSON endpoints answer JSON
                 await portal.banned_page(request, banned_error(ban))(scope, receive, send)
                 return
             if ban is not None:
@@ -141,12 +143,11 @@ WEBAUTHN_ROUTES = [
 ]
 
 
-PORTAL_PASSKEYS = "/portal/passkeys"
 PORTAL_PASSKEY_ROUTES = [
-    Route(f"{PORTAL_PASSKEYS}/login/options", portal_passkeys.login_options, methods=["POST"]),
-    Route(f"{PORTAL_PASSKEYS}/login/verify", portal_passkeys.login_verify, methods=["POST"]),
-    Route(f"{PORTAL_PASSKEYS}/register/options", portal_passkeys.register_options, methods=["POST"]),
-    Route(f"{PORTAL_PASSKEYS}/register/verify", portal_passkeys.register_verify, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}login/options", portal_passkeys.login_options, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}login/verify", portal_passkeys.login_verify, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}register/options", portal_passkeys.register_options, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}register/verify", portal_passkeys.register_verify, methods=["POST"]),
     Route("/portal/account/passkeys", portal_passkeys.account_page, methods=["GET"]),
     Route("/portal/account/passkeys/{passkey_id}/rename", portal_passkeys.rename_submit, methods=["POST"]),
     Route("/portal/account/passkeys/{passkey_id}/remove", portal_passkeys.remove_submit, methods=["POST"]),

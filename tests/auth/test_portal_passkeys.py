@@ -7,12 +7,14 @@ Chromium with a virtual authenticator drives the same endpoints in the browser t
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import assert_error, email
 from tests.auth.conftest import AuthApp
 from tests.auth.portal_helpers import (
@@ -208,3 +210,14 @@ async def test_without_a_relying_party_the_portal_has_no_passkeys(app_factory: C
         assert page.headers["content-security-policy"] == PAGE_HEADERS["content-security-policy"]
         assert '<label for="password">' in page.text  # the password form is all there is
         assert (await auth.client.get(ACCOUNT)).status_code == 404
+
+
+async def test_a_banned_address_gets_json_from_the_script_endpoints(auth: AuthApp) -> None:
+    peer = "198.51.100.93"
+    ends = int(time.time() * 1000) + 600_000
+    await auth.ctx.protection.client.bans.learn(BanInfo(f"ip:{peer}", "abuse", ends))
+    browser = auth.new_client(peer)
+    assert (await browser.get("/portal/login")).status_code == 403  # the page says until when
+    refused = await call(browser, "/portal/passkeys/login/options", "A" * 43)
+    body = assert_error(refused, 403, "banned")
+    assert body["expires_at"] == BanInfo(f"ip:{peer}", "abuse", ends).expires_at_iso()

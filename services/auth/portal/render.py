@@ -29,4 +29,5 @@ class PortalPages:
         self.passkeys_script = PASSKEYS_SCRIPT.read_bytes()
 
     def render(self, page: str, **values: Any) -> str:
+        values.setdefault("scripted", False)  # base.html loads passkeys.js only when asked
         return self._env.get_template(f"{page}.html").render(app_title=self._title, **values)
