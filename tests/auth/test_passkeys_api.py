@@ -23,6 +23,7 @@ from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import assert_error, email
 from tests.auth.conftest import AuthApp
 from tests.auth.portal_helpers import PORTAL, portal_app
+from tests.auth.two_factor_helpers import enrolled
 from tests.auth.webauthn_helpers import AT, BE, BS, UP, UV, SoftAuthenticator
 
 API = "/api/auth/webauthn"
@@ -135,6 +136,19 @@ async def test_register_then_sign_in_without_password_or_second_factor(
         service.status_code == 200
         and (await auth.refresh(service.json()["refresh_token"])).status_code == 200
     )
+
+
+async def test_a_two_factor_account_signs_in_with_its_passkey_alone(
+    auth: AuthApp, key: SoftAuthenticator
+) -> None:
+    enrolled_user = await enrolled(auth)
+    who = Member(enrolled_user.address, enrolled_user.token, enrolled_user.user_id)
+    assert (await register(auth, who, key)).status_code == 201
+    answer = await sign_in(auth.new_client(), key)
+    assert answer.status_code == 200 and "twoFAPending" not in answer.json()
+    assert answer.json()["user"]["twoFactorEnabled"] is True
+    session = await auth.collection("auth_sessions").find_one({"user_id": who.user_id, "amr": ["hwk"]})
+    assert session is not None
 
 
 async def test_an_authenticator_without_a_counter_signs_in_again(auth: AuthApp) -> None:

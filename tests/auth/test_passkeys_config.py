@@ -35,6 +35,12 @@ def test_explicit_values_are_used(tmp_path: Path) -> None:
     assert webauthn.origins == ("https://auth.example.com", "https://app.example.com")
 
 
+@pytest.mark.parametrize("server", ["http://auth.example.com", "https://127.0.0.1:8443", "http://[::1]:3080"])
+def test_a_domain_server_browsers_refuse_leaves_passkeys_off(tmp_path: Path, server: str) -> None:
+    """Such a DOMAIN_SERVER started before passkeys existed; it still does, without them."""
+    assert not load(tmp_path, **secrets_env(DOMAIN_SERVER=server)).webauthn.enabled
+
+
 def test_localhost_may_be_plain_http(tmp_path: Path) -> None:
     webauthn = load(tmp_path, **secrets_env(DOMAIN_SERVER="http://localhost:3080")).webauthn
     assert webauthn.rp_id == "localhost" and webauthn.origins == ("http://localhost:3080",)
@@ -47,7 +53,9 @@ def test_localhost_may_be_plain_http(tmp_path: Path) -> None:
             "WEBAUTHN_ORIGINS",
             {"DOMAIN_SERVER": "https://auth.example.com", "WEBAUTHN_ORIGINS": "https://evil.test"},
         ),
-        ("WEBAUTHN_ORIGINS", {"DOMAIN_SERVER": "http://auth.example.com"}),  # not a secure context
+        ("WEBAUTHN_ORIGINS", {"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "http://example.com"}),
+        ("WEBAUTHN_RP_ID", {"WEBAUTHN_RP_ID": "10.0.0.1", "WEBAUTHN_ORIGINS": "https://10.0.0.1"}),
+        ("WEBAUTHN_RP_ID", {"WEBAUTHN_ORIGINS": "https://example.com"}),  # no RP ID to derive
         (
             "WEBAUTHN_ORIGINS",
             {"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://example.com/path"},
