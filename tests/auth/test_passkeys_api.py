@@ -341,6 +341,23 @@ async def test_deleting_a_user_deletes_their_passkeys(
     assert_error(await sign_in(auth.client, key), 401, "invalid_passkey")
 
 
+async def test_an_unverified_or_vanished_account_is_refused(app_factory: Callable[..., Any]) -> None:
+    async with portal_app(app_factory, ALLOW_UNVERIFIED_EMAIL_LOGIN="false") as auth:
+        users = auth.collection("users")
+        address = email()
+        await auth.register(address)
+        await users.update_one({"email": address}, {"$set": {"emailVerified": True}})
+        body = await auth.login_body(address)
+        who = Member(address, body["token"], body["user"]["id"])
+        key = SoftAuthenticator(PORTAL)
+        await register(auth, who, key)
+        await users.update_one({"email": address}, {"$set": {"emailVerified": False}})
+        assert_error(await sign_in(auth.new_client(), key), 422, "email_not_verified")
+        await users.delete_one({"email": address})  # gone behind authgate's back
+        assert_error(await sign_in(auth.new_client(), key), 401, "invalid_passkey")
+        assert any(e.get("reason") == "no_user" for e in await audit_events(auth, who.user_id))
+
+
 async def test_registration_needs_a_signed_in_user(auth: AuthApp) -> None:
     assert_error(await auth.client.post(f"{API}/register/options"), 401, "unauthorized")
     assert_error(await auth.client.get(f"{API}/credentials"), 401, "unauthorized")
