@@ -221,3 +221,13 @@ async def test_a_banned_address_gets_json_from_the_script_endpoints(auth: AuthAp
     refused = await call(browser, "/portal/passkeys/login/options", "A" * 43)
     body = assert_error(refused, 403, "banned")
     assert body["expires_at"] == BanInfo(f"ip:{peer}", "abuse", ends).expires_at_iso()
+
+
+async def test_the_script_endpoints_take_a_null_origin_only_from_the_same_origin(auth: AuthApp) -> None:
+    """fetch() from a no-referrer page may send `Origin: null`; `Sec-Fetch-Site` then decides."""
+    browser = auth.new_client()
+    csrf = csrf_of(await browser.get("/portal/login"))
+    for site, status in (("same-origin", 200), ("cross-site", 403)):
+        headers = {"Origin": "null", "Sec-Fetch-Site": site, "X-CSRF-Token": csrf}
+        answer = await browser.post("/portal/passkeys/login/options", json={}, headers=headers)
+        assert answer.status_code == status, answer.text

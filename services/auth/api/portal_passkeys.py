@@ -85,7 +85,10 @@ def _guard(request: Request) -> None:
     """The portal's CSRF rules for a script's request: its own origin and this browser's token."""
     context = ctx(request)
     origin_ok = same_origin(
-        request.headers.get("origin"), request.headers.get("referer"), context.settings.domain_server
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        context.settings.domain_server,
+        request.headers.get("sec-fetch-site"),
     )
     token_ok = csrf(request).valid(
         request.cookies.get(csrf_cookie_name(context)), request.headers.get(CSRF_HEADER)

@@ -114,7 +114,10 @@ async def read_form(request: Request, model: type[F]) -> F | Response:
     except (FormTooLarge, ValueError):
         return message(request, 400, "Invalid form", "The form could not be read.")
     origin_ok = same_origin(
-        request.headers.get("origin"), request.headers.get("referer"), context.settings.domain_server
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        context.settings.domain_server,
+        request.headers.get("sec-fetch-site"),
     )
     if not origin_ok or not csrf(request).valid(request.cookies.get(csrf_cookie_name(context)), form.csrf):
         return csrf_refused(request)
