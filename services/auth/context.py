@@ -20,6 +20,7 @@ from services.auth.mail.sealing import BodySealer
 from services.auth.mail.templates import MailLinks, MailTemplates
 from services.auth.moderation_client import ModerationClient
 from services.auth.one_time_tokens import OneTimeTokens
+from services.auth.passkeys.manager import Passkeys
 from services.auth.password_change import PasswordChange
 from services.auth.password_reset import PasswordReset, ResetSettings
 from services.auth.passwords import Hasher, PasswordPolicy
@@ -53,6 +54,7 @@ class AuthContext:
     password_change: PasswordChange
     two_factor: TwoFactor
     session_cookies: SessionCookieTokens
+    passkeys: Passkeys
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -158,6 +160,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         session_cookies=SessionCookieTokens(
             settings.jwt_secret, settings.jwt_issuer, settings.auth_cookie_refresh_ms // 1000
         ),
+        passkeys=Passkeys(store.passkeys, store.webauthn_challenges, audit, settings.webauthn),
     )
 
 

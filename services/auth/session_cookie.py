@@ -25,6 +25,9 @@ _AUDIENCE_SUFFIX = ":session-cookie"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "sid", "jti", "amr", "sexp"]
 AMR_PASSWORD = "pwd"
 AMR_OTP = "otp"
+AMR_HARDWARE_KEY = "hwk"  # a passkey with user verification: possession and PIN or biometrics
+# Methods that satisfy `?mfa=required`: a second factor, or a passkey (two factors in one).
+MULTI_FACTOR_AMR = frozenset({AMR_OTP, AMR_HARDWARE_KEY})
 
 
 @dataclass(frozen=True)

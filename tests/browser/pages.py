@@ -35,7 +35,7 @@ async def sign_in(page: Page, address: str, password: str = STRONG_PASSWORD) -> 
 async def submit(page: Page, button: str) -> None:
     """Click a form's button and wait for the page it leads to (after every redirect)."""
     async with page.expect_navigation():
-        await page.get_by_role("button", name=button).click()
+        await page.get_by_role("button", name=button, exact=True).click()
 
 
 async def heading(page: Page) -> str:

@@ -85,3 +85,11 @@ class ConfirmTwoFactorForm(Form):
 class DisableTwoFactorForm(Form):
     code: str = Field(default="", max_length=64)
     password: str = Field(default="", max_length=1024)
+
+
+class PasskeyNameForm(Form):
+    name: str = Field(default="", max_length=256)
+
+
+class PasskeyRemoveForm(Form):
+    pass
