@@ -9,7 +9,9 @@ other peer they are ignored and the redirect carries no `rd`. API clients keep t
 
 A banned browser (403 `banned`) is sent to the portal the same way: the portal shows the ban
 page (until when) for a banned address or account, where the proxy would show a bare 403 or
-the JSON body. Other refusals (a missing role, `mfa_required`) stay as /verify answers them.
+the JSON body. A browser refused `mfa_required` (the proxy asked `?mfa=required`) is sent to
+the portal's step-up page, which asks for the second factor and comes back. A missing role
+stays as /verify answers it (signing in again would not change it).
 
 An allowed request's answer also carries `Cookie`: the request's cookies without the session
 cookie (absent when nothing else is left). Traefik cannot edit one cookie out of a header, but
@@ -30,6 +32,7 @@ from shared.errors import ErrorCode
 from shared.http import ClientIPResolver
 
 LOGIN_PATH = "/portal/login"
+STEP_UP_PATH = "/portal/step-up"
 MAX_URI = 2048
 
 
@@ -38,6 +41,7 @@ class ForwardAuthEndpoint(VerifyEndpoint):
         """/verify's arguments, plus the portal's public URL and who may report the original URL."""
         super().__init__(*args, **kwargs)
         self._login = portal_url.rstrip("/") + LOGIN_PATH if portal_url else None
+        self._step_up = portal_url.rstrip("/") + STEP_UP_PATH if portal_url else None
         self._proxies = proxies
 
     def _finish(
@@ -51,12 +55,17 @@ class ForwardAuthEndpoint(VerifyEndpoint):
         if 200 <= status < 300:
             kept = self._other_cookies(scope)
             return status, [*out, (b"cookie", kept)] if kept else out, body
-        if self._login is None or b"text/html" not in headers.get(b"accept", b""):
+        if self._login is None or self._step_up is None or b"text/html" not in headers.get(b"accept", b""):
             return status, out, body
-        if status != 401 and not (status == 403 and _code_of(body) == ErrorCode.BANNED):
+        code = _code_of(body) if status == 403 else None
+        if status == 401 or code == ErrorCode.BANNED:
+            target = self._login
+        elif code == ErrorCode.MFA_REQUIRED:
+            target = self._step_up
+        else:
             return status, out, body
         original = self._original_url(scope, headers)
-        location = self._login + (f"?rd={quote(original, safe='')}" if original else "")
+        location = target + (f"?rd={quote(original, safe='')}" if original else "")
         return 302, [(b"location", location.encode("latin-1", "replace"))], b""
 
     def _other_cookies(self, scope: Scope) -> bytes:

@@ -88,7 +88,7 @@ def _ban_of_session(context: AuthContext, user_id: str, session_id: str) -> BanI
     return BanInfo(subject=f"user:{user_id}", reason=reason, expires_at_ms=int(ends * 1000))
 
 
-def _domain_refusal(request: Request, error: DomainError) -> Response:
+def domain_refusal(request: Request, error: DomainError) -> Response:
     if isinstance(error, Banned) or error.code == ErrorCode.BANNED:
         return banned_page(request, error)
     if isinstance(error, RateLimited) or error.code == ErrorCode.RATE_LIMITED:
@@ -172,7 +172,7 @@ async def login_submit(request: Request) -> Response:
             return again(422, exc.message)
         raise
     except DomainError as exc:
-        return _domain_refusal(request, exc)
+        return domain_refusal(request, exc)
     if checked.temp_token is not None:
         response = redirect("/portal/2fa" + (f"?rd={quote(rd, safe='')}" if rd else ""))
         set_temp_cookie(context, response, checked.temp_token)
@@ -257,10 +257,10 @@ async def two_factor_submit(request: Request) -> Response:
         return response
     try:
         await context.protection.before_two_factor(ip, claims.login_email)
-        user = await two_factor.finish_login(claims, _proof(form.code))
+        user = await two_factor.finish_login(claims, proof_of(form.code))
     except DomainError as exc:
         if exc.code not in (ErrorCode.INVALID_2FA_CODE, ErrorCode.INVALID_2FA_TOKEN):
-            return _domain_refusal(request, exc)
+            return domain_refusal(request, exc)
         LOGINS.labels("2fa_failure").inc()
         await context.protection.after_two_factor_failure(ip, claims.login_email)
         await context.audit.record("login_2fa_failed", user_id=claims.user_id, ip=ip, outcome=exc.code.value)
@@ -282,7 +282,7 @@ async def two_factor_submit(request: Request) -> Response:
     return response
 
 
-def _proof(code: str) -> Proof:
+def proof_of(code: str) -> Proof:
     """Six digits are a TOTP code; anything else is tried as a backup code."""
     code = code.strip().replace(" ", "")
     return Proof(token=code) if code.isdigit() and len(code) == 6 else Proof(backup_code=code or None)
