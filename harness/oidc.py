@@ -101,7 +101,7 @@ class LogoutInbox:
         inbox = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = parse_qs(self.rfile.read(length).decode())
                 inbox.tokens.extend(body.get("logout_token", []))

@@ -15,10 +15,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.auth import metrics
 from services.auth.api import (
+    account_links,
     auth,
     cookies,
     health,
     introspect,
+    oauth,
     password,
     portal,
     refusals,
@@ -38,6 +40,7 @@ from services.auth.portal.render import PortalPages
 from services.auth.protection import banned_error
 from services.auth.sessions import RevokedByBan
 from services.auth.settings import AuthSettings
+from services.auth.social.oidc import OpenIdProvider
 from services.auth.store import StoreFailure
 from shared.errors import EXCEPTION_HANDLERS, ErrorBoundary, StoreUnavailable, api_error_of, error_response
 from shared.http import RequestIdMiddleware
@@ -161,11 +164,25 @@ def routes() -> list[Route]:
         Route("/portal/logout", portal.logout_page, methods=["GET"]),
         Route("/portal/logout", portal.logout_submit, methods=["POST"]),
         Route("/portal/static/portal.css", portal.stylesheet, methods=["GET"]),
+        Route("/oauth/openid", oauth.openid_start, methods=["GET"]),
+        Route("/oauth/openid/callback", oauth.openid_callback, methods=["GET"]),
+        Route("/oauth/openid/backchannel-logout", oauth.backchannel_logout, methods=["POST"]),
+        Route("/portal/account/links", account_links.links_page, methods=["GET"]),
+        Route("/portal/account/links", account_links.links_submit, methods=["POST"]),
     ]
+
+
+def _openid(settings: AuthSettings) -> OpenIdProvider | None:
+    """The OpenID provider client when OPENID_* are set; its metadata is fetched on first use."""
+    openid = settings.social.openid
+    if openid is None or not settings.domain_server:
+        return None
+    return OpenIdProvider(openid, settings.domain_server.rstrip("/") + openid.callback_path)
 
 
 def create_app(settings: AuthSettings) -> Starlette:
     context = build_context(settings)
+    openid = _openid(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -187,6 +204,8 @@ def create_app(settings: AuthSettings) -> Starlette:
             yield
         finally:
             await context.outbox.stop()
+            if openid is not None:
+                await openid.aclose()
             await client.aclose()
             await context.revocations.stop()
             context.accounts.hasher.close()
@@ -234,6 +253,8 @@ def create_app(settings: AuthSettings) -> Starlette:
     )
     app.state.ctx = context
     app.state.verify = verify
-    app.state.portal_pages = PortalPages(settings.app_title)
+    app.state.openid = openid
+    buttons = [{"provider": "openid", "label": settings.openid_button_label}] if openid else []
+    app.state.portal_pages = PortalPages(settings.app_title, buttons if settings.allow_social_login else [])
     app.state.portal_csrf = CsrfTokens(settings.jwt_secret)
     return app

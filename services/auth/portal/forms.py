@@ -41,3 +41,8 @@ def fields(body: bytes) -> dict[str, str]:
     for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
         found.setdefault(name, value)
     return found
+
+
+class LinksForm(Form):
+    provider: str = Field(default="", max_length=32)
+    action: str = Field(default="", max_length=16)

@@ -16,13 +16,15 @@ STYLESHEET = Path(__file__).with_name("static") / "portal.css"
 
 
 class PortalPages:
-    def __init__(self, app_title: str) -> None:
+    def __init__(self, app_title: str, social_buttons: list[dict[str, str]] | None = None) -> None:
         self._env = Environment(
             loader=FileSystemLoader(str(TEMPLATES)),
             autoescape=True,  # every value is text, never markup
             undefined=StrictUndefined,
         )
         self._title = app_title
+        # Sign-in providers shown under the login form: [{"provider": "openid", "label": ...}].
+        self._env.globals["social_buttons"] = list(social_buttons or [])
         self.stylesheet = STYLESHEET.read_bytes()
 
     def render(self, page: str, **values: Any) -> str:

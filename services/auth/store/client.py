@@ -22,6 +22,7 @@ from services.auth.store.mongo_audit import MongoAudit
 from services.auth.store.mongo_outbox import MongoOutbox
 from services.auth.store.mongo_revocations import MongoRevocations
 from services.auth.store.mongo_sessions import MongoSessions
+from services.auth.store.mongo_social import MongoOAuthStates, MongoOidcSessions
 from services.auth.store.mongo_tokens import MongoOneTimeTokens
 from services.auth.store.mongo_two_factor import MongoTempTokens, MongoTwoFactor
 from services.auth.store.mongo_user_state import MongoUserState
@@ -70,6 +71,8 @@ class Store:
         self.tokens = MongoOneTimeTokens(journaled("auth_tokens"))
         self.two_factor = MongoTwoFactor(journaled("auth_two_factor"))
         self.temp_tokens = MongoTempTokens(journaled("auth_2fa_temp"))
+        self.oauth_states = MongoOAuthStates(journaled("auth_oauth_states"))
+        self.oidc_sessions = MongoOidcSessions(journaled("auth_oidc_sessions"))
 
     async def close(self) -> None:
         await self._client.close()

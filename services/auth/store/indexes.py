@@ -76,6 +76,10 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
         ("auth_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
         # Housekeeping only: a temp token's expiry is in its signed claims and in the query.
         ("auth_2fa_temp", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
+        ("auth_oauth_states", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
+        ("auth_oidc_sessions", [("issuer", ASCENDING), ("sid", ASCENDING)], {"name": "issuer_1_sid_1"}),
+        ("auth_oidc_sessions", [("issuer", ASCENDING), ("sub", ASCENDING)], {"name": "issuer_1_sub_1"}),
+        ("auth_oidc_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
         ("auth_revocations", [("at", ASCENDING)], {"name": "at_1"}),
         ("auth_revocations", [("pos", ASCENDING)], {"name": "pos_1"}),
         ("auth_revocations", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),

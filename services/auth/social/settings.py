@@ -1,0 +1,134 @@
+"""LibreChat's OPENID_* variables (and the social sign-in rules around them), checked at startup.
+
+A half-configured provider is a startup error naming the missing variable: a typo must never
+leave a button that cannot work, nor a provider that silently accepts less than intended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.config import ConfigError, Env
+from shared.crypto import derive_key
+
+TOKEN_KINDS = ("id", "access", "userinfo")
+DEFAULT_SCOPE = "openid profile email"
+DEFAULT_CALLBACK = "/oauth/openid/callback"
+DEFAULT_CLOCK_TOLERANCE_S = 60  # LibreChat: 300 s; one minute is enough for honest clock drift
+PROVIDERS = ("google", "facebook", "openid", "github", "discord")
+_FLOW_KEY_INFO = b"authgate-oauth-flow-state"
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    """Where a role is read: which token, and the dotted path of the claim in it."""
+
+    roles: tuple[str, ...]
+    token_kind: str
+    path: str
+
+
+@dataclass(frozen=True)
+class OpenIdSettings:
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    issuer: str
+    scope: str = DEFAULT_SCOPE
+    callback_path: str = DEFAULT_CALLBACK
+    use_pkce: bool = False
+    clock_tolerance_s: int = DEFAULT_CLOCK_TOLERANCE_S
+    required_role: RoleRule | None = None
+    admin_role: RoleRule | None = None
+    username_claim: str | None = None
+    name_claim: str | None = None
+    email_claim: str | None = None
+    auto_redirect: bool = False
+    use_end_session_endpoint: bool = False
+    post_logout_redirect_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class SocialSettings:
+    openid: OpenIdSettings | None = None
+    flow_key: bytes = field(default=b"", repr=False)
+    auto_link_verified: bool = False
+    registration_allowed_domains: tuple[str, ...] = ()
+    social_logins: tuple[str, ...] = ()
+
+    @property
+    def configured(self) -> tuple[str, ...]:
+        """The providers whose variables are complete, in LibreChat's default order."""
+        return tuple(name for name in PROVIDERS if name == "openid" and self.openid is not None)
+
+
+def _role_rule(env: Env, prefix: str) -> RoleRule | None:
+    value = env.string(prefix)
+    if not value:
+        return None
+    roles = tuple(r.strip() for r in value.split(",") if r.strip())
+    path = env.string(f"{prefix}_PARAMETER_PATH")
+    if not path:
+        raise ConfigError(f"{prefix}_PARAMETER_PATH", f"is required with {prefix} (e.g. `roles`)")
+    kind = env.choice(f"{prefix}_TOKEN_KIND", "id", TOKEN_KINDS)
+    return RoleRule(roles, kind, path)
+
+
+def _openid(env: Env, domain_server: str | None) -> OpenIdSettings | None:
+    names = ("OPENID_CLIENT_ID", "OPENID_CLIENT_SECRET", "OPENID_ISSUER")
+    if not any(env.string(name) for name in names):
+        return None
+    use_pkce = env.boolean("OPENID_USE_PKCE", False)
+    required = ["OPENID_CLIENT_ID", "OPENID_ISSUER"] + ([] if use_pkce else ["OPENID_CLIENT_SECRET"])
+    for name in required:
+        if not env.string(name):
+            hint = " (or OPENID_USE_PKCE=true for a public client)" if name == "OPENID_CLIENT_SECRET" else ""
+            raise ConfigError(name, f"is required when OpenID sign-in is configured{hint}")
+    if not domain_server:
+        raise ConfigError("DOMAIN_SERVER", "is required for OpenID sign-in (the callback URL is built on it)")
+    issuer = (env.string("OPENID_ISSUER") or "").rstrip("/")
+    loopback = issuer.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:"))
+    if not issuer.startswith("https://") and not loopback:
+        raise ConfigError("OPENID_ISSUER", "must be an https:// URL (plain http only on loopback)")
+    callback = env.string("OPENID_CALLBACK_URL", DEFAULT_CALLBACK) or DEFAULT_CALLBACK
+    if callback != DEFAULT_CALLBACK:
+        raise ConfigError("OPENID_CALLBACK_URL", f"must be {DEFAULT_CALLBACK} (the only callback route)")
+    return OpenIdSettings(
+        client_id=env.string("OPENID_CLIENT_ID") or "",
+        client_secret=env.secret("OPENID_CLIENT_SECRET"),
+        issuer=issuer,
+        scope=env.string("OPENID_SCOPE", DEFAULT_SCOPE) or DEFAULT_SCOPE,
+        callback_path=callback,
+        use_pkce=use_pkce,
+        clock_tolerance_s=env.integer("OPENID_CLOCK_TOLERANCE", DEFAULT_CLOCK_TOLERANCE_S, minimum=0),
+        required_role=_role_rule(env, "OPENID_REQUIRED_ROLE"),
+        admin_role=_role_rule(env, "OPENID_ADMIN_ROLE"),
+        username_claim=env.string("OPENID_USERNAME_CLAIM"),
+        name_claim=env.string("OPENID_NAME_CLAIM"),
+        email_claim=env.string("OPENID_EMAIL_CLAIM"),
+        auto_redirect=env.boolean("OPENID_AUTO_REDIRECT", False),
+        use_end_session_endpoint=env.boolean("OPENID_USE_END_SESSION_ENDPOINT", False),
+        post_logout_redirect_uri=env.string("OPENID_POST_LOGOUT_REDIRECT_URI"),
+    )
+
+
+def _domains(env: Env) -> tuple[str, ...]:
+    raw = env.string("REGISTRATION_ALLOWED_DOMAINS") or ""
+    return tuple(d.strip().lower().lstrip("@") for d in raw.split(",") if d.strip())
+
+
+def load_social_settings(env: Env, domain_server: str | None, jwt_refresh_secret: str) -> SocialSettings:
+    openid = _openid(env, domain_server)
+    session_secret = env.secret("OPENID_SESSION_SECRET")
+    key = derive_key(session_secret or jwt_refresh_secret, _FLOW_KEY_INFO)
+    social = SocialSettings(
+        openid=openid,
+        flow_key=key,
+        auto_link_verified=env.boolean("SOCIAL_AUTO_LINK_VERIFIED", False),
+        registration_allowed_domains=_domains(env),
+    )
+    listed = env.string("SOCIAL_LOGINS")
+    order = tuple(p.strip() for p in listed.split(",") if p.strip()) if listed else social.configured
+    unknown = [p for p in order if p not in (*PROVIDERS, "saml", "apple")]
+    if unknown:
+        raise ConfigError("SOCIAL_LOGINS", f"unknown provider {unknown[0]!r}")
+    return SocialSettings(openid, key, social.auto_link_verified, social.registration_allowed_domains, order)
