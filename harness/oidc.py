@@ -137,9 +137,11 @@ def client_metadata(
     post_logout: str | None = None,
     backchannel: str | None = None,
     id_token_ttl: int | None = None,
+    **extra: Any,
 ) -> list[dict[str, Any]]:
-    """The confidential client and the public (PKCE, no secret) one, both for `redirect_uri`."""
-    common: dict[str, Any] = {"redirect_uris": [redirect_uri], "grant_types": ["authorization_code"]}
+    """The confidential client and the public (PKCE, no secret) one, both for `redirect_uri`;
+    `id_token_ttl` < 0 makes expired ID tokens, `extra` is more client metadata for both."""
+    common: dict[str, Any] = {"redirect_uris": [redirect_uri], "grant_types": ["authorization_code"], **extra}
     if post_logout:
         common["post_logout_redirect_uris"] = [post_logout]
     if backchannel:
@@ -157,7 +159,6 @@ def start_oidc_provider(
     *,
     accounts: Mapping[str, dict[str, Any]] | None = None,
     jwks: dict[str, Any] | None = None,
-    clock_skew_seconds: int = 0,
     mixup_of: str | None = None,
     log_dir: Path | None = None,
 ) -> OidcProvider:
@@ -174,7 +175,6 @@ def start_oidc_provider(
         "jwks": keys,
         "clients": clients,
         "accounts": dict(accounts if accounts is not None else default_accounts()),
-        "clock_skew_seconds": clock_skew_seconds,
     }
     if mixup_of:
         config["mixup"] = {"path": "/mixup", "issuer_of": mixup_of}
