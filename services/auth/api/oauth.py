@@ -27,6 +27,7 @@ from services.auth.api.cookies import set_session_cookies
 from services.auth.api.openid_state import openid_provider
 from services.auth.api.portal_support import message, redirect, set_session_cookie, set_temp_cookie
 from services.auth.counters import LOGINS
+from services.auth.portal.forms import FormTooLarge, fields
 from services.auth.protection import banned_error
 from services.auth.sessions import StaleCredentials
 from services.auth.social.flow import FLOW_MAX_AGE_S, MODE_LINK, Flow, FlowRefused, FlowSealer, new_flow
@@ -247,11 +248,10 @@ async def backchannel_logout(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send logout_token as a form.")
-    body = await request.body()
-    if len(body) > 16 * 1024:
-        raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, "The logout token is too large.")
-    form = await request.form()
-    token = form.get("logout_token")
+    try:
+        token = fields(await request.body()).get("logout_token")
+    except FormTooLarge:
+        raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, "The logout token is too large.") from None
     if not isinstance(token, str) or not token:
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "logout_token is required.")
     try:
