@@ -10,6 +10,7 @@ from tests.auth.oidc_helpers import (
     CLIENT_APP,
     FLOW_COOKIE,
     REFRESH_COOKIE,
+    SESSION_COOKIE,
     browser,
     callback_url,
     failure_code,
@@ -122,3 +123,17 @@ async def test_config_reports_the_openid_button(app_factory: Callable[..., Any],
         assert body["serverDomain"] == "https://auth.test"
         page = await auth.client.get("/portal/login")
         assert 'href="/oauth/openid?portal=1"' in page.text and "Acme SSO" in page.text
+
+
+async def test_a_portal_flow_sets_the_portal_session_cookie_too(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    async with openid_app(app_factory, idp) as auth:
+        client = browser(auth)
+        response = await sign_in(client, "alice", portal="1", rd="https://app.example.com/x")
+        assert response.headers["location"] == "https://app.example.com/x"
+        token = client.cookies.get(SESSION_COOKIE)
+        assert token and client.cookies.get(REFRESH_COOKIE)
+        verify = await auth.new_client().get("/verify", headers={"Cookie": f"{SESSION_COOKIE}={token}"})
+        assert verify.status_code == 200 and verify.headers["x-auth-email"] == "alice@idp.example.com"
+        assert verify.headers["x-auth-amr"] == "fed"

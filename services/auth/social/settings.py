@@ -74,13 +74,17 @@ def _role_rule(env: Env, prefix: str) -> RoleRule | None:
 
 
 def _openid(env: Env, domain_server: str | None) -> OpenIdSettings | None:
-    names = ("OPENID_CLIENT_ID", "OPENID_CLIENT_SECRET", "OPENID_ISSUER")
-    if not any(env.string(name) for name in names):
+    present = {
+        "OPENID_CLIENT_ID": bool(env.string("OPENID_CLIENT_ID")),
+        "OPENID_ISSUER": bool(env.string("OPENID_ISSUER")),
+        "OPENID_CLIENT_SECRET": bool(env.secret("OPENID_CLIENT_SECRET")),  # or OPENID_CLIENT_SECRET_FILE
+    }
+    if not any(present.values()):
         return None
     use_pkce = env.boolean("OPENID_USE_PKCE", False)
     required = ["OPENID_CLIENT_ID", "OPENID_ISSUER"] + ([] if use_pkce else ["OPENID_CLIENT_SECRET"])
     for name in required:
-        if not env.string(name):
+        if not present[name]:
             hint = " (or OPENID_USE_PKCE=true for a public client)" if name == "OPENID_CLIENT_SECRET" else ""
             raise ConfigError(name, f"is required when OpenID sign-in is configured{hint}")
     if not domain_server:

@@ -1,0 +1,78 @@
+"""OPENID_* at startup: a half-configured provider names the missing variable; the flow key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from services.auth.settings import AuthSettings
+from shared.config import ConfigError
+
+BASE = {"DOMAIN_SERVER": "https://auth.example.com", "ALLOW_SOCIAL_LOGIN": "true"}
+FULL = {
+    **BASE,
+    "OPENID_CLIENT_ID": "authgate",
+    "OPENID_CLIENT_SECRET": "s" * 32,
+    "OPENID_ISSUER": "https://sso.example.com/realms/acme",
+}
+
+
+@pytest.mark.parametrize(
+    ("missing", "extra"),
+    [
+        ("OPENID_CLIENT_ID", {}),
+        ("OPENID_ISSUER", {}),
+        ("OPENID_CLIENT_SECRET", {}),
+        ("DOMAIN_SERVER", {}),
+    ],
+)
+def test_half_configured_provider_names_the_missing_variable(
+    settings_factory: Callable[..., AuthSettings], missing: str, extra: dict[str, str]
+) -> None:
+    env = {**FULL, **extra, missing: ""}
+    with pytest.raises(ConfigError) as raised:
+        settings_factory(**env)
+    assert raised.value.name == missing
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"OPENID_REQUIRED_ROLE": "chat-user"}, "OPENID_REQUIRED_ROLE_PARAMETER_PATH"),
+        ({"OPENID_ADMIN_ROLE": "chat-admin"}, "OPENID_ADMIN_ROLE_PARAMETER_PATH"),
+        (
+            {
+                "OPENID_REQUIRED_ROLE": "x",
+                "OPENID_REQUIRED_ROLE_PARAMETER_PATH": "roles",
+                "OPENID_REQUIRED_ROLE_TOKEN_KIND": "jwt",
+            },
+            "OPENID_REQUIRED_ROLE_TOKEN_KIND",
+        ),
+        ({"OPENID_ISSUER": "http://sso.example.com"}, "OPENID_ISSUER"),
+        ({"OPENID_CALLBACK_URL": "/elsewhere"}, "OPENID_CALLBACK_URL"),
+        ({"SOCIAL_LOGINS": "openid,myspace"}, "SOCIAL_LOGINS"),
+        ({"OPENID_CLOCK_TOLERANCE": "soon"}, "OPENID_CLOCK_TOLERANCE"),
+    ],
+)
+def test_invalid_openid_values_stop_startup(
+    settings_factory: Callable[..., AuthSettings], env: dict[str, str], name: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings_factory(**{**FULL, **env})
+    assert raised.value.name == name
+
+
+def test_defaults_and_a_public_client(settings_factory: Callable[..., AuthSettings]) -> None:
+    settings = settings_factory(**{**FULL, "OPENID_CLIENT_SECRET": "", "OPENID_USE_PKCE": "true"})
+    openid = settings.social.openid
+    assert openid is not None and openid.client_secret is None
+    assert openid.clock_tolerance_s == 60 and openid.scope == "openid profile email"
+    assert settings.social.social_logins == ("openid",)
+    assert settings_factory(**BASE).social.openid is None
+
+
+def test_the_flow_key_comes_from_openid_session_secret(settings_factory: Callable[..., AuthSettings]) -> None:
+    derived = settings_factory(**FULL).social.flow_key
+    own = settings_factory(**FULL, OPENID_SESSION_SECRET="o" * 40).social.flow_key
+    assert len(derived) == len(own) == 32 and derived != own
