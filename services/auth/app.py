@@ -75,6 +75,7 @@ IP_BAN_EXEMPT = frozenset(
         "/openapi.json",
         "/.well-known/jwks.json",
         "/api/auth/logout",
+        "/oauth/openid/backchannel-logout",  # a provider's logout (signed token) is never blocked
         "/portal/static/portal.css",  # so the portal's banned page is styled
     }
 )

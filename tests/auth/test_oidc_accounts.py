@@ -3,6 +3,7 @@ logout with the provider's end-session endpoint and back-channel logout."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 
 from harness import eventually
 from harness.oidc import LogoutInbox, OidcProvider
+from services.auth.social.settings import RoleRule
 from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
 from tests.auth.oidc_helpers import (
@@ -80,9 +82,9 @@ async def test_losing_admin_ends_the_other_sessions(
         assert user is not None and user["role"] == "ADMIN"
         assert (await first.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})).status_code == 200
         # the provider no longer asserts the admin role: the claim now names another one
-        settings = auth.app.state.openid.settings
-        auth.app.state.openid.settings = type(settings)(
-            **{**settings.__dict__, "admin_role": type(settings.admin_role)(("chat-owner",), "id", "roles")}
+        provider = auth.app.state.openid
+        provider.settings = dataclasses.replace(
+            provider.settings, admin_role=RoleRule(("chat-owner",), "id", "roles")
         )
         await sign_in(browser(auth), "admin")
         demoted = await auth.find_user("boss@idp.example.com")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from harness.oidc import OidcProvider
+from services.auth.moderation_client import BanInfo
 from tests.auth.oidc_helpers import (
     CLIENT_APP,
     FLOW_COOKIE,
@@ -137,3 +139,18 @@ async def test_a_portal_flow_sets_the_portal_session_cookie_too(
         verify = await auth.new_client().get("/verify", headers={"Cookie": f"{SESSION_COOKIE}={token}"})
         assert verify.status_code == 200 and verify.headers["x-auth-email"] == "alice@idp.example.com"
         assert verify.headers["x-auth-amr"] == "fed"
+
+
+async def test_a_banned_user_is_refused_at_the_callback(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    async with openid_app(app_factory, idp) as auth:
+        await sign_in(browser(auth), "alice")
+        user = await auth.find_user("alice@idp.example.com")
+        assert user is not None
+        ends = int(time.time() * 1000) + 600_000
+        await auth.ctx.protection.client.bans.learn(BanInfo(f"user:{user['_id']}", "abuse", ends))
+        client = browser(auth)
+        assert failure_code(await sign_in(client, "alice")) == "banned"
+        assert not has_session_cookie(client)
+        assert await auth.collection("auth_audit").find_one({"event": "login_banned"})

@@ -115,8 +115,13 @@ def _clear_flow_cookie(request: Request, response: Response) -> None:
     )
 
 
-def _disabled() -> DomainError:
-    return DomainError(ErrorCode.SOCIAL_LOGIN_DISABLED, "Sign-in through an identity provider is disabled.")
+async def _disabled(request: Request, *, portal: bool) -> Response:
+    """ALLOW_SOCIAL_LOGIN=false: every provider route refuses, audited like any refusal."""
+    await ctx(request).audit.record(
+        "social_login_refused", ip=client_ip(request), outcome="social_login_disabled", provider=PROVIDER
+    )
+    error = DomainError(ErrorCode.SOCIAL_LOGIN_DISABLED, "Sign-in through an identity provider is disabled.")
+    return failure(request, error, portal=portal)
 
 
 async def begin(request: Request, flow: Flow) -> Response:
@@ -139,7 +144,7 @@ async def openid_start(request: Request) -> Response:
     context = ctx(request)
     portal = request.query_params.get("portal") == "1"
     if not context.settings.allow_social_login:
-        return failure(request, _disabled(), portal=portal)
+        return await _disabled(request, portal=portal)
     rd = context.settings.redirects.checked(request.query_params.get("rd")) or ""
     return await begin(request, new_flow(PROVIDER, rd, portal=portal))
 
@@ -148,7 +153,7 @@ async def openid_callback(request: Request) -> Response:
     context = ctx(request)
     cookie = request.cookies.get(flow_cookie_name(request))
     if not context.settings.allow_social_login:
-        return failure(request, _disabled(), portal=False)
+        return await _disabled(request, portal=False)
     provider = openid_provider(request)
     if provider is None:
         raise ApiError(404, ErrorCode.NOT_FOUND, "OpenID sign-in is not configured.")
