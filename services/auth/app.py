@@ -168,22 +168,35 @@ def routes() -> list[Route]:
         Route("/oauth/openid", oauth.openid_start, methods=["GET"]),
         Route("/oauth/openid/callback", oauth.openid_callback, methods=["GET"]),
         Route("/oauth/openid/backchannel-logout", oauth.backchannel_logout, methods=["POST"]),
+        Route("/oauth/google", oauth.google_start, methods=["GET"]),
+        Route("/oauth/google/callback", oauth.google_callback, methods=["GET"]),
         Route("/portal/account/links", account_links.links_page, methods=["GET"]),
         Route("/portal/account/links", account_links.links_submit, methods=["POST"]),
     ]
 
 
-def _openid(settings: AuthSettings) -> OpenIdProvider | None:
-    """The OpenID provider client when OPENID_* are set; its metadata is fetched on first use."""
-    openid = settings.social.openid
-    if openid is None or not settings.domain_server:
-        return None
-    return OpenIdProvider(openid, settings.domain_server.rstrip("/") + openid.callback_path)
+def _providers(settings: AuthSettings) -> dict[str, OpenIdProvider]:
+    """A client per configured provider (OPENID_*, GOOGLE_*); metadata is fetched on first use."""
+    server = (settings.domain_server or "").rstrip("/")
+    return {p.name: OpenIdProvider(p, server + p.callback_path) for p in settings.social.providers}
+
+
+def _buttons(settings: AuthSettings) -> list[dict[str, str]]:
+    """The portal's sign-in buttons, in SOCIAL_LOGINS order."""
+    if not settings.allow_social_login:
+        return []
+    labels = {"openid": settings.openid_button_label, "google": "Continue with Google"}
+    configured = set(settings.social.configured)
+    return [
+        {"provider": name, "label": labels[name]}
+        for name in settings.social.social_logins
+        if name in configured and name in labels
+    ]
 
 
 def create_app(settings: AuthSettings) -> Starlette:
     context = build_context(settings)
-    openid = _openid(settings)
+    providers = _providers(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -205,8 +218,8 @@ def create_app(settings: AuthSettings) -> Starlette:
             yield
         finally:
             await context.outbox.stop()
-            if openid is not None:
-                await openid.aclose()
+            for provider in providers.values():
+                await provider.aclose()
             await client.aclose()
             await context.revocations.stop()
             context.accounts.hasher.close()
@@ -254,8 +267,7 @@ def create_app(settings: AuthSettings) -> Starlette:
     )
     app.state.ctx = context
     app.state.verify = verify
-    app.state.openid = openid
-    buttons = [{"provider": "openid", "label": settings.openid_button_label}] if openid else []
-    app.state.portal_pages = PortalPages(settings.app_title, buttons if settings.allow_social_login else [])
+    app.state.providers = providers
+    app.state.portal_pages = PortalPages(settings.app_title, _buttons(settings))
     app.state.portal_csrf = CsrfTokens(settings.jwt_secret)
     return app

@@ -118,18 +118,20 @@ async def provider_form(client: httpx.AsyncClient, authorize_url: str) -> httpx.
     return page
 
 
-async def callback_url(client: httpx.AsyncClient, login: str, authorize_url: str) -> str:
+async def callback_url(
+    client: httpx.AsyncClient, login: str, authorize_url: str, callback: str = CALLBACK
+) -> str:
     """Sign in at the provider as `login`; the callback URL it sends the browser to (unvisited).
 
     A browser still signed in at the provider goes straight back (single sign-on)."""
-    page = await follow(client, await client.get(authorize_url), CALLBACK)
+    page = await follow(client, await client.get(authorize_url), callback)
     if isinstance(page, str):
         return page
     assert page.status_code == 200 and 'name="login"' in page.text, page.text
     found = _ACTION.search(page.text)
     assert found
     posted = await client.post(urljoin(str(page.url), found.group(1)), data={"login": login})
-    location = await follow(client, posted, CALLBACK)
+    location = await follow(client, posted, callback)
     assert isinstance(location, str), location
     return location
 

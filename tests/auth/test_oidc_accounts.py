@@ -82,7 +82,7 @@ async def test_losing_admin_ends_the_other_sessions(
         assert user is not None and user["role"] == "ADMIN"
         assert (await first.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})).status_code == 200
         # the provider no longer asserts the admin role: the claim now names another one
-        provider = auth.app.state.openid
+        provider = auth.app.state.providers["openid"]
         provider.settings = dataclasses.replace(
             provider.settings, admin_role=RoleRule(("chat-owner",), "id", "roles")
         )

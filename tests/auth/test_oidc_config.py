@@ -53,6 +53,12 @@ def test_half_configured_provider_names_the_missing_variable(
         ({"OPENID_CALLBACK_URL": "/elsewhere"}, "OPENID_CALLBACK_URL"),
         ({"SOCIAL_LOGINS": "openid,myspace"}, "SOCIAL_LOGINS"),
         ({"OPENID_CLOCK_TOLERANCE": "soon"}, "OPENID_CLOCK_TOLERANCE"),
+        ({"GOOGLE_CLIENT_ID": "g"}, "GOOGLE_CLIENT_SECRET"),
+        ({"GOOGLE_CLIENT_SECRET": "g" * 24}, "GOOGLE_CLIENT_ID"),
+        (
+            {"GOOGLE_CLIENT_ID": "g", "GOOGLE_CLIENT_SECRET": "g", "GOOGLE_ISSUER": "http://x.test"},
+            "GOOGLE_ISSUER",
+        ),
     ],
 )
 def test_invalid_openid_values_stop_startup(

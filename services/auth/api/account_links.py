@@ -13,8 +13,8 @@ from starlette.responses import Response
 
 from services.auth.accounts import user_id_of
 from services.auth.api.common import client_ip, ctx
-from services.auth.api.oauth import LINKS_PATH, PROVIDER, begin
-from services.auth.api.openid_state import openid_provider
+from services.auth.api.oauth import LINKS_PATH, begin
+from services.auth.api.openid_state import provider_named
 from services.auth.api.portal_support import message, page, read_form, redirect, session_cookie_claims
 from services.auth.portal.forms import LinksForm
 from services.auth.session_cookie import AMR_OTP, AMR_PASSWORD, CookieClaims
@@ -42,10 +42,12 @@ async def _signed_in(request: Request) -> tuple[CookieClaims, Document] | None:
 
 def _render(request: Request, user: Document, status: int = 200, **values: str | None) -> Response:
     has_password = isinstance(user.get("password"), str) and bool(user.get("password"))
-    links = []
-    if openid_provider(request) is not None:
-        label = ctx(request).settings.openid_button_label
-        links.append({"provider": PROVIDER, "label": label, "linked": bool(user.get("openidId"))})
+    settings = ctx(request).settings
+    labels = {"openid": settings.openid_button_label, "google": "Google"}
+    links = [
+        {"provider": p.name, "label": labels.get(p.name, p.name), "linked": bool(user.get(p.link_field))}
+        for p in settings.social.providers
+    ]
     return page(
         request,
         "links",
@@ -74,8 +76,8 @@ async def links_submit(request: Request) -> Response:
     if found is None:
         return redirect(LOGIN_PATH, 303)
     claims, user = found
-    provider = openid_provider(request)
-    if form.provider != PROVIDER or provider is None or form.action not in ("link", "unlink"):
+    provider = provider_named(request, form.provider)
+    if provider is None or form.action not in ("link", "unlink"):
         return message(request, 400, "Invalid form", "Unknown provider or action.")
     if not context.settings.allow_social_login:
         return message(request, 403, "Sign-in disabled", "Sign-in through an identity provider is disabled.")
@@ -88,7 +90,9 @@ async def links_submit(request: Request) -> Response:
                 403,
                 error="Sign in with your password (and your second factor) to link a provider.",
             )
-        flow = new_flow(PROVIDER, "", portal=True, mode=MODE_LINK, link_user_id=user_id_of(user))
+        flow = new_flow(
+            provider.settings.name, "", portal=True, mode=MODE_LINK, link_user_id=user_id_of(user)
+        )
         return await begin(request, flow)
     rules = Rules(context.settings.allow_social_registration, False, ())
     signin = OpenIdSignIn(provider.settings, rules, context.accounts, context.sessions, context.audit)

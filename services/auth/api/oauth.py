@@ -24,7 +24,7 @@ from services.auth.accounts import user_id_of
 from services.auth.api.auth import start_session
 from services.auth.api.common import NO_STORE, client_ip, ctx, user_agent
 from services.auth.api.cookies import set_session_cookies
-from services.auth.api.openid_state import openid_provider
+from services.auth.api.openid_state import openid_provider, provider_named
 from services.auth.api.portal_support import message, redirect, set_session_cookie, set_temp_cookie
 from services.auth.counters import LOGINS
 from services.auth.portal.forms import FormTooLarge, fields
@@ -39,6 +39,7 @@ from shared.errors import ApiError, DomainError, ErrorCode, api_error_of
 log = structlog.get_logger("authgate.social")
 
 PROVIDER = "openid"
+GOOGLE = "google"
 AMR_FEDERATED = "fed"  # signed in at an external identity provider
 LINKS_PATH = "/portal/account/links"
 _MESSAGES = {
@@ -57,8 +58,8 @@ _MESSAGES = {
 }
 
 
-def flow_cookie_name(request: Request) -> str:
-    name = f"authgate_oauth_{PROVIDER}"
+def flow_cookie_name(request: Request, provider: str) -> str:
+    name = f"authgate_oauth_{provider}"
     return name if ctx(request).settings.development else "__Host-" + name
 
 
@@ -70,7 +71,7 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "").lower()
 
 
-def failure(request: Request, error: DomainError, *, portal: bool) -> Response:
+def failure(request: Request, error: DomainError, *, portal: bool, provider: str = PROVIDER) -> Response:
     """The refusal as the caller can read it; never a session, and the flow cookie goes."""
     context = ctx(request)
     code = error.code
@@ -89,13 +90,13 @@ def failure(request: Request, error: DomainError, *, portal: bool) -> Response:
     else:
         query = urlencode({"redirect": "false", "error": code.value})
         response = redirect(f"{context.settings.domain_client.rstrip('/')}/login?{query}", 302)
-    _clear_flow_cookie(request, response)
+    _clear_flow_cookie(request, response, provider)
     return response
 
 
-def _set_flow_cookie(request: Request, response: Response, sealed: str) -> None:
+def _set_flow_cookie(request: Request, response: Response, provider: str, sealed: str) -> None:
     response.set_cookie(
-        flow_cookie_name(request),
+        flow_cookie_name(request, provider),
         sealed,
         max_age=FLOW_MAX_AGE_S,
         path="/",
@@ -105,9 +106,9 @@ def _set_flow_cookie(request: Request, response: Response, sealed: str) -> None:
     )
 
 
-def _clear_flow_cookie(request: Request, response: Response) -> None:
+def _clear_flow_cookie(request: Request, response: Response, provider: str) -> None:
     response.delete_cookie(
-        flow_cookie_name(request),
+        flow_cookie_name(request, provider),
         path="/",
         secure=not ctx(request).settings.development,
         httponly=True,
@@ -115,53 +116,69 @@ def _clear_flow_cookie(request: Request, response: Response) -> None:
     )
 
 
-async def _disabled(request: Request, *, portal: bool) -> Response:
+async def _disabled(request: Request, provider: str, *, portal: bool) -> Response:
     """ALLOW_SOCIAL_LOGIN=false: every provider route refuses, audited like any refusal."""
     await ctx(request).audit.record(
-        "social_login_refused", ip=client_ip(request), outcome="social_login_disabled", provider=PROVIDER
+        "social_login_refused", ip=client_ip(request), outcome="social_login_disabled", provider=provider
     )
     error = DomainError(ErrorCode.SOCIAL_LOGIN_DISABLED, "Sign-in through an identity provider is disabled.")
-    return failure(request, error, portal=portal)
+    return failure(request, error, portal=portal, provider=provider)
 
 
 async def begin(request: Request, flow: Flow) -> Response:
     """Moderation first, then the provider; the 302 carries the sealed flow."""
     context = ctx(request)
-    provider = openid_provider(request)
+    provider = provider_named(request, flow.provider)
     if provider is None:
-        raise ApiError(404, ErrorCode.NOT_FOUND, "OpenID sign-in is not configured.")
+        raise ApiError(404, ErrorCode.NOT_FOUND, "This sign-in provider is not configured.")
     try:
         await context.protection.before_social_login(client_ip(request))
         url = await provider.authorization_url(flow)
     except DomainError as exc:
-        return failure(request, exc, portal=flow.portal)
+        return failure(request, exc, portal=flow.portal, provider=flow.provider)
     response = redirect(url, 302)
-    _set_flow_cookie(request, response, _sealer(request).seal(flow))
+    _set_flow_cookie(request, response, flow.provider, _sealer(request).seal(flow))
     return response
 
 
 async def openid_start(request: Request) -> Response:
-    context = ctx(request)
-    portal = request.query_params.get("portal") == "1"
-    if not context.settings.allow_social_login:
-        return await _disabled(request, portal=portal)
-    rd = context.settings.redirects.checked(request.query_params.get("rd")) or ""
-    return await begin(request, new_flow(PROVIDER, rd, portal=portal))
+    return await provider_start(request, PROVIDER)
 
 
 async def openid_callback(request: Request) -> Response:
+    return await provider_callback(request, PROVIDER)
+
+
+async def google_start(request: Request) -> Response:
+    return await provider_start(request, GOOGLE)
+
+
+async def google_callback(request: Request) -> Response:
+    return await provider_callback(request, GOOGLE)
+
+
+async def provider_start(request: Request, name: str) -> Response:
     context = ctx(request)
-    cookie = request.cookies.get(flow_cookie_name(request))
+    portal = request.query_params.get("portal") == "1"
     if not context.settings.allow_social_login:
-        return await _disabled(request, portal=False)
-    provider = openid_provider(request)
+        return await _disabled(request, name, portal=portal)
+    rd = context.settings.redirects.checked(request.query_params.get("rd")) or ""
+    return await begin(request, new_flow(name, rd, portal=portal))
+
+
+async def provider_callback(request: Request, name: str) -> Response:
+    context = ctx(request)
+    cookie = request.cookies.get(flow_cookie_name(request, name))
+    if not context.settings.allow_social_login:
+        return await _disabled(request, name, portal=False)
+    provider = provider_named(request, name)
     if provider is None:
-        raise ApiError(404, ErrorCode.NOT_FOUND, "OpenID sign-in is not configured.")
+        raise ApiError(404, ErrorCode.NOT_FOUND, "This sign-in provider is not configured.")
     ip = client_ip(request)
     params = request.query_params
     portal = False
     try:
-        flow = _sealer(request).open(cookie, params.get("state"), PROVIDER)
+        flow = _sealer(request).open(cookie, params.get("state"), name)
         portal = flow.portal or flow.mode == MODE_LINK
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=FLOW_MAX_AGE_S * 2)
         if not await context.store.oauth_states.use(flow.state_hash, expires):
@@ -181,13 +198,13 @@ async def openid_callback(request: Request) -> Response:
     except (FlowRefused, ProviderRefused) as exc:
         LOGINS.labels("failure").inc()
         log.info("openid_sign_in_refused", reason=exc.reason)
-        await context.audit.record("social_login_failed", ip=ip, outcome=exc.reason[:64], provider=PROVIDER)
-        return failure(request, exc, portal=portal)
+        await context.audit.record("social_login_failed", ip=ip, outcome=exc.reason[:64], provider=name)
+        return failure(request, exc, portal=portal, provider=name)
     except DomainError as exc:
-        return failure(request, exc, portal=portal)
+        return failure(request, exc, portal=portal, provider=name)
     if flow.mode == MODE_LINK:
         response = redirect(LINKS_PATH + "?linked=1", 302)
-        _clear_flow_cookie(request, response)
+        _clear_flow_cookie(request, response, name)
         return response
     return await _signed_in(
         request, user, flow, identity.issuer, identity.subject, identity.id_claims.get("sid")
@@ -214,33 +231,33 @@ async def _signed_in(
     try:
         temp = await context.two_factor.begin_login(user, state.session_epoch, in_body=False, login_email="")
     except DomainError as exc:  # a LibreChat enrolment that cannot be checked here
-        return failure(request, exc, portal=flow.portal)
+        return failure(request, exc, portal=flow.portal, provider=flow.provider)
     if temp is not None:
         # The second factor is asked as after a password: at the portal's 2FA step.
-        await context.audit.record("login_2fa_pending", user_id=user_id, ip=ip, provider=PROVIDER)
+        await context.audit.record("login_2fa_pending", user_id=user_id, ip=ip, provider=flow.provider)
         rd = flow.rd or context.settings.redirects.checked(context.settings.domain_client) or ""
         response = redirect("/portal/2fa" + (f"?{urlencode({'rd': rd})}" if rd else ""), 302)
         set_temp_cookie(context, response, temp)
-        _clear_flow_cookie(request, response)
+        _clear_flow_cookie(request, response, flow.provider)
         return response
     try:
         session, refresh_token = await start_session(
             context, user, ip, user_agent(request), epoch=state.session_epoch, amr=(AMR_FEDERATED,)
         )
     except StaleCredentials:
-        return failure(request, ProviderRefused("stale"), portal=flow.portal)
+        return failure(request, ProviderRefused("stale"), portal=flow.portal, provider=flow.provider)
     await context.store.oidc_sessions.record(
         session.id, user_id, issuer, subject, sid if isinstance(sid, str) else None, session.expires_at
     )
     LOGINS.labels("success").inc()
     await context.audit.record(
-        "social_login", user_id=user_id, ip=ip, session_id=session.id, provider=PROVIDER
+        "social_login", user_id=user_id, ip=ip, session_id=session.id, provider=flow.provider
     )
     response = redirect(after, 302)
     set_session_cookies(context, response, refresh_token)
     if flow.portal:
         set_session_cookie(context, response, user, session)
-    _clear_flow_cookie(request, response)
+    _clear_flow_cookie(request, response, flow.provider)
     return response
 
 

@@ -55,7 +55,29 @@ OPENID = [
         {200: None, 400: E, 404: E, 413: E, 415: E},
         form=s.BackchannelLogoutRequest,
     ),
+    Operation(
+        "/oauth/google",
+        "GET",
+        "Start Google sign-in (LibreChat's preset, as OpenID Connect; GOOGLE_ISSUER overrides the "
+        "issuer): as /oauth/openid",
+        {302: None, 403: E, 404: E, 429: E, 503: E},
+        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+    Operation(
+        "/oauth/google/callback",
+        "GET",
+        "Google's redirect back: as /oauth/openid/callback (the link is `googleId`)",
+        {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
+        parameters=[
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("code", "state", "iss", "error")
+        ],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
 ]
+# A browser flow's refusals are a portal page when the flow began there (or DOMAIN_CLIENT is unset).
+BROWSER_FLOWS = ("/oauth/openid", "/oauth/openid/callback", "/oauth/google", "/oauth/google/callback")
 TWO_FACTOR = [
     Operation(
         "/api/auth/2fa/enable",
@@ -252,6 +274,10 @@ def document() -> dict[str, Any]:
         "items": {"$ref": "#/components/schemas/SessionOut"},
     }
     doc["components"]["schemas"]["SessionOut"] = s.SessionOut.model_json_schema()
+    for path in BROWSER_FLOWS:
+        for entry in doc["paths"][path]["get"]["responses"].values():
+            if "content" in entry:
+                entry["content"]["text/html"] = {"schema": {"type": "string"}}
     return doc
 
 

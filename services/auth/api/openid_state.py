@@ -1,4 +1,4 @@
-"""The app's OpenID provider client, and what logout needs of it (no import of the sign-in routes)."""
+"""The app's OpenID provider clients, and what logout needs of them (no import of the sign-in routes)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from services.auth.api.common import ctx
 from services.auth.social.oidc import OpenIdProvider
 
 
+def provider_named(request: Request, name: str) -> OpenIdProvider | None:
+    """The configured provider called `name` (`openid`, `google`), or None."""
+    providers: dict[str, OpenIdProvider] = getattr(request.app.state, "providers", {})
+    return providers.get(name)
+
+
 def openid_provider(request: Request) -> OpenIdProvider | None:
-    found: OpenIdProvider | None = getattr(request.app.state, "openid", None)
-    return found
+    return provider_named(request, "openid")
 
 
 async def end_session_redirect(request: Request, user_id: str) -> str | None:

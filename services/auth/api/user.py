@@ -24,19 +24,20 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
     """Every field of LibreChat's pre-login config, with values true to authgate's configuration.
 
     Sign-in providers authgate does not offer yet are reported off whatever their variables say,
-    so LibreChat's login page never shows a button that cannot work; OpenID is on when its
-    variables are complete and ALLOW_SOCIAL_LOGIN is true. `socialLogins` is SOCIAL_LOGINS (the
+    so LibreChat's login page never shows a button that cannot work; OpenID and Google are on
+    when their variables are complete and ALLOW_SOCIAL_LOGIN is true. `socialLogins` is SOCIAL_LOGINS (the
     buttons' order; LibreChat reads it from its YAML), by default every configured provider.
     `emailEnabled` is whether mail is configured (verification mails are sent).
     """
     social = settings.social
     openid = social.openid if settings.allow_social_login else None
+    google = social.google if settings.allow_social_login else None
     payload: dict[str, Any] = {
         "appTitle": settings.app_title,
         "discordLoginEnabled": False,
         "facebookLoginEnabled": False,
         "githubLoginEnabled": False,
-        "googleLoginEnabled": False,
+        "googleLoginEnabled": google is not None,
         "appleLoginEnabled": False,
         "passkeyLoginEnabled": False,
         "openidLoginEnabled": openid is not None,

@@ -6,7 +6,7 @@ leave a button that cannot work, nor a provider that silently accepts less than 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.config import ConfigError, Env
 from shared.crypto import derive_key
@@ -30,6 +30,8 @@ class RoleRule:
 
 @dataclass(frozen=True)
 class OpenIdSettings:
+    """One OpenID Connect provider: the generic one (`openid`) or a preset (`google`)."""
+
     client_id: str
     client_secret: str | None = field(repr=False)
     issuer: str
@@ -45,11 +47,15 @@ class OpenIdSettings:
     auto_redirect: bool = False
     use_end_session_endpoint: bool = False
     post_logout_redirect_uri: str | None = None
+    name: str = "openid"
+    link_field: str = "openidId"  # LibreChat's user field for the provider's subject
+    issuer_field: str | None = "openidIssuer"  # None: one fixed issuer (a preset), not stored
 
 
 @dataclass(frozen=True)
 class SocialSettings:
     openid: OpenIdSettings | None = None
+    google: OpenIdSettings | None = None
     flow_key: bytes = field(default=b"", repr=False)
     auto_link_verified: bool = False
     registration_allowed_domains: tuple[str, ...] = ()
@@ -58,7 +64,12 @@ class SocialSettings:
     @property
     def configured(self) -> tuple[str, ...]:
         """The providers whose variables are complete, in LibreChat's default order."""
-        return tuple(name for name in PROVIDERS if name == "openid" and self.openid is not None)
+        found = {"openid": self.openid, "google": self.google}
+        return tuple(name for name in PROVIDERS if found.get(name) is not None)
+
+    @property
+    def providers(self) -> tuple[OpenIdSettings, ...]:
+        return tuple(p for p in (self.openid, self.google) if p is not None)
 
 
 def _role_rule(env: Env, prefix: str) -> RoleRule | None:
@@ -89,10 +100,7 @@ def _openid(env: Env, domain_server: str | None) -> OpenIdSettings | None:
             raise ConfigError(name, f"is required when OpenID sign-in is configured{hint}")
     if not domain_server:
         raise ConfigError("DOMAIN_SERVER", "is required for OpenID sign-in (the callback URL is built on it)")
-    issuer = (env.string("OPENID_ISSUER") or "").rstrip("/")
-    loopback = issuer.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:"))
-    if not issuer.startswith("https://") and not loopback:
-        raise ConfigError("OPENID_ISSUER", "must be an https:// URL (plain http only on loopback)")
+    issuer = _checked_issuer("OPENID_ISSUER", env.string("OPENID_ISSUER") or "")
     callback = env.string("OPENID_CALLBACK_URL", DEFAULT_CALLBACK) or DEFAULT_CALLBACK
     if callback != DEFAULT_CALLBACK:
         raise ConfigError("OPENID_CALLBACK_URL", f"must be {DEFAULT_CALLBACK} (the only callback route)")
@@ -115,6 +123,43 @@ def _openid(env: Env, domain_server: str | None) -> OpenIdSettings | None:
     )
 
 
+GOOGLE_ISSUER = "https://accounts.google.com"
+GOOGLE_CALLBACK = "/oauth/google/callback"
+
+
+def _checked_issuer(name: str, issuer: str) -> str:
+    issuer = issuer.rstrip("/")
+    loopback = issuer.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:"))
+    if not issuer.startswith("https://") and not loopback:
+        raise ConfigError(name, "must be an https:// URL (plain http only on loopback)")
+    return issuer
+
+
+def _google(env: Env, domain_server: str | None) -> OpenIdSettings | None:
+    """LibreChat's Google preset, as OpenID Connect; GOOGLE_ISSUER overrides the discovery URL."""
+    client_id, secret = env.string("GOOGLE_CLIENT_ID"), env.secret("GOOGLE_CLIENT_SECRET")
+    if not client_id and not secret:
+        return None
+    for name, value in (("GOOGLE_CLIENT_ID", client_id), ("GOOGLE_CLIENT_SECRET", secret)):
+        if not value:
+            raise ConfigError(name, "is required when Google sign-in is configured")
+    if not domain_server:
+        raise ConfigError("DOMAIN_SERVER", "is required for Google sign-in (the callback URL is built on it)")
+    callback = env.string("GOOGLE_CALLBACK_URL", GOOGLE_CALLBACK) or GOOGLE_CALLBACK
+    if callback != GOOGLE_CALLBACK:
+        raise ConfigError("GOOGLE_CALLBACK_URL", f"must be {GOOGLE_CALLBACK} (the only callback route)")
+    return OpenIdSettings(
+        client_id=client_id or "",
+        client_secret=secret,
+        issuer=_checked_issuer("GOOGLE_ISSUER", env.string("GOOGLE_ISSUER", GOOGLE_ISSUER) or GOOGLE_ISSUER),
+        callback_path=callback,
+        clock_tolerance_s=env.integer("OPENID_CLOCK_TOLERANCE", DEFAULT_CLOCK_TOLERANCE_S, minimum=0),
+        name="google",
+        link_field="googleId",
+        issuer_field=None,
+    )
+
+
 def _domains(env: Env) -> tuple[str, ...]:
     raw = env.string("REGISTRATION_ALLOWED_DOMAINS") or ""
     return tuple(d.strip().lower().lstrip("@") for d in raw.split(",") if d.strip())
@@ -126,6 +171,7 @@ def load_social_settings(env: Env, domain_server: str | None, jwt_refresh_secret
     key = derive_key(session_secret or jwt_refresh_secret, _FLOW_KEY_INFO)
     social = SocialSettings(
         openid=openid,
+        google=_google(env, domain_server),
         flow_key=key,
         auto_link_verified=env.boolean("SOCIAL_AUTO_LINK_VERIFIED", False),
         registration_allowed_domains=_domains(env),
@@ -135,4 +181,4 @@ def load_social_settings(env: Env, domain_server: str | None, jwt_refresh_secret
     unknown = [p for p in order if p not in (*PROVIDERS, "saml", "apple")]
     if unknown:
         raise ConfigError("SOCIAL_LOGINS", f"unknown provider {unknown[0]!r}")
-    return SocialSettings(openid, key, social.auto_link_verified, social.registration_allowed_domains, order)
+    return replace(social, social_logins=order)

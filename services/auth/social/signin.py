@@ -31,7 +31,6 @@ from shared.errors import DomainError, ErrorCode
 
 log = structlog.get_logger("authgate.social")
 
-OPENID_FIELDS = ("openidId", "openidIssuer")
 PROVIDER_FIELDS = (
     "openidId",
     "googleId",
@@ -94,7 +93,7 @@ class OpenIdSignIn:
     async def resolve(self, identity: SignedInIdentity, flow: Flow, ip: str) -> Outcome:
         if flow.mode == MODE_LINK:
             return await self._link_to(identity, flow.link_user_id, ip)
-        linked = await self.accounts.find_by_link("openidId", identity.subject, identity.issuer)
+        linked = await self._linked(identity)
         required = self.settings.required_role
         if required is not None and not has_role(identity, required):
             if linked is not None:  # losing the required role ends every session of the user
@@ -104,7 +103,7 @@ class OpenIdSignIn:
                 user_id=user_id_of(linked) if linked else None,
                 ip=ip,
                 outcome="role_required",
-                provider="openid",
+                provider=self.settings.name,
             )
             raise _refused(
                 ErrorCode.ROLE_REQUIRED, "Your account at the identity provider lacks the required role."
@@ -122,7 +121,7 @@ class OpenIdSignIn:
             email = check_email_syntax(profile.email)
         except DomainError:
             raise ProviderRefused("invalid_email") from None
-        link = {"openidId": identity.subject, "openidIssuer": identity.issuer}
+        link = self._link_fields(identity)
         existing = await self.accounts.find_by_email(email)
         if existing is not None:
             if (
@@ -130,10 +129,14 @@ class OpenIdSignIn:
                 and existing.get("emailVerifiedBy") == "mail"
                 and existing.get("emailVerified") is True
                 and profile.email_verified
-                and await self.accounts.link(existing, "openidId", link)
+                and await self.accounts.link(existing, self.settings.link_field, link)
             ):
                 await self.audit.record(
-                    "social_link", user_id=user_id_of(existing), ip=ip, provider="openid", how="auto"
+                    "social_link",
+                    user_id=user_id_of(existing),
+                    ip=ip,
+                    provider=self.settings.name,
+                    how="auto",
                 )
                 existing.update(link)
                 demoted = await self._sync_admin(existing, identity, ip)
@@ -143,7 +146,7 @@ class OpenIdSignIn:
                 user_id=user_id_of(existing),
                 ip=ip,
                 outcome="link_required",
-                provider="openid",
+                provider=self.settings.name,
             )
             raise _refused(
                 ErrorCode.LINK_REQUIRED,
@@ -152,11 +155,13 @@ class OpenIdSignIn:
             )
         if not self.rules.allow_registration:
             await self.audit.record(
-                "social_login_refused", ip=ip, outcome="registration_disabled", provider="openid"
+                "social_login_refused", ip=ip, outcome="registration_disabled", provider=self.settings.name
             )
             raise _refused(ErrorCode.SOCIAL_REGISTRATION_DISABLED, "Sign-up through a provider is disabled.")
         if not domain_allowed(email, self.rules.allowed_domains):
-            await self.audit.record("social_login_refused", ip=ip, outcome="email_domain", provider="openid")
+            await self.audit.record(
+                "social_login_refused", ip=ip, outcome="email_domain", provider=self.settings.name
+            )
             raise _refused(
                 ErrorCode.EMAIL_DOMAIN_NOT_ALLOWED, "Sign-up from this email domain is not allowed."
             )
@@ -167,13 +172,15 @@ class OpenIdSignIn:
                 username=profile.username,
                 verified=profile.email_verified,
                 link=link,
-                provider="openid",
+                provider=self.settings.name,
             )
         except EmailTaken:
             raise _refused(
                 ErrorCode.LINK_REQUIRED, "An account with this email exists. Sign in and link it."
             ) from None
-        await self.audit.record("social_register", user_id=user_id_of(user), ip=ip, provider="openid")
+        await self.audit.record(
+            "social_register", user_id=user_id_of(user), ip=ip, provider=self.settings.name
+        )
         await self._sync_admin(user, identity, ip)
         return Outcome(user, created=True)
 
@@ -181,30 +188,48 @@ class OpenIdSignIn:
         user = await self.accounts.find_by_id(user_id) if user_id else None
         if user is None:
             raise ProviderRefused("link_user_gone")
-        holder = await self.accounts.find_by_link("openidId", identity.subject, identity.issuer)
+        holder = await self._linked(identity)
         if holder is not None and user_id_of(holder) == user_id:
             return Outcome(user, linked=True)
-        link = {"openidId": identity.subject, "openidIssuer": identity.issuer}
-        if holder is not None or not await self.accounts.link(user, "openidId", link):
-            await self.audit.record("social_link_refused", user_id=user_id, ip=ip, provider="openid")
+        link = self._link_fields(identity)
+        if holder is not None or not await self.accounts.link(user, self.settings.link_field, link):
+            await self.audit.record(
+                "social_link_refused", user_id=user_id, ip=ip, provider=self.settings.name
+            )
             raise _refused(
                 ErrorCode.IDENTITY_IN_USE,
                 "This provider account is linked to another account, or yours to another one: unlink first.",
             )
-        await self.audit.record("social_link", user_id=user_id, ip=ip, provider="openid", how="account_page")
+        await self.audit.record(
+            "social_link", user_id=user_id, ip=ip, provider=self.settings.name, how="account_page"
+        )
         user.update(link)
         return Outcome(user, linked=True)
 
+    def _link_fields(self, identity: SignedInIdentity) -> Document:
+        fields: Document = {self.settings.link_field: identity.subject}
+        if self.settings.issuer_field:
+            fields[self.settings.issuer_field] = identity.issuer
+        return fields
+
+    async def _linked(self, identity: SignedInIdentity) -> Document | None:
+        """The user linked to (issuer, subject); a preset has one issuer, so its field is enough."""
+        issuer = identity.issuer if self.settings.issuer_field else None
+        return await self.accounts.find_by_link(self.settings.link_field, identity.subject, issuer)
+
     async def unlink(self, user: Document, ip: str) -> None:
-        if not user.get("openidId"):
+        if not user.get(self.settings.link_field):
             return
         if sign_in_methods(user) <= 1:
             raise _refused(
                 ErrorCode.LAST_SIGN_IN_METHOD,
                 "This is your only way to sign in: set a password before unlinking it.",
             )
-        await self.accounts.unlink(user, list(OPENID_FIELDS))
-        await self.audit.record("social_unlink", user_id=user_id_of(user), ip=ip, provider="openid")
+        fields = [self.settings.link_field] + (
+            [self.settings.issuer_field] if self.settings.issuer_field else []
+        )
+        await self.accounts.unlink(user, fields)
+        await self.audit.record("social_unlink", user_id=user_id_of(user), ip=ip, provider=self.settings.name)
 
     async def _sync_admin(self, user: Document, identity: SignedInIdentity, ip: str) -> bool:
         """True when the user lost a provider-granted ADMIN role (their other sessions then end)."""
