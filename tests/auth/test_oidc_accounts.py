@@ -314,3 +314,18 @@ async def test_backchannel_logout_ends_the_session(
         assert await live_sessions(auth, user["_id"]) == 0
         # the refresh cookie the browser still holds no longer works
         assert (await client.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})).status_code == 401
+
+
+async def test_the_links_page_needs_a_portal_session(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    async with openid_app(app_factory, idp, AUTH_REDIRECT_DOMAINS=".example.com,auth.test") as auth:
+        client = browser(auth)
+        page = await client.get("/portal/account/links")
+        assert page.status_code == 302
+        assert (
+            page.headers["location"] == "/portal/login?rd=https%3A%2F%2Fauth.test%2Fportal%2Faccount%2Flinks"
+        )
+        refresh_only = browser(auth)
+        await sign_in(refresh_only, "alice")  # LibreChat's flow: a refresh cookie, no portal session
+        assert (await refresh_only.get("/portal/account/links")).status_code == 302

@@ -8,6 +8,8 @@ the last way to sign in is refused. Both are forms with the portal's CSRF token 
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -59,10 +61,17 @@ def _render(request: Request, user: Document, status: int = 200, **values: str |
     )
 
 
+def _to_login(request: Request, status: int) -> Response:
+    """The sign-in page, back here afterwards (DOMAIN_SERVER's host is in the default allow-list)."""
+    server = (ctx(request).settings.domain_server or "").rstrip("/")
+    back = ctx(request).settings.redirects.checked(server + LINKS_PATH)
+    return redirect(LOGIN_PATH + (f"?{urlencode({'rd': back})}" if back else ""), status)
+
+
 async def links_page(request: Request) -> Response:
     found = await _signed_in(request)
     if found is None:
-        return redirect(LOGIN_PATH, 302)
+        return _to_login(request, 302)
     notice = "The provider is linked." if request.query_params.get("linked") == "1" else None
     return _render(request, found[1], notice=notice)
 
@@ -74,7 +83,7 @@ async def links_submit(request: Request) -> Response:
         return form
     found = await _signed_in(request)
     if found is None:
-        return redirect(LOGIN_PATH, 303)
+        return _to_login(request, 303)
     claims, user = found
     provider = provider_named(request, form.provider)
     if provider is None or form.action not in ("link", "unlink"):

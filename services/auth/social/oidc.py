@@ -139,12 +139,15 @@ class OpenIdProvider:
             return dict(decoded.claims)
         raise ProviderRefused("token_signature")
 
-    def _check_claims(self, claims: dict[str, Any], **expected: Any) -> None:
+    def _check_claims(self, claims: dict[str, Any], *, require_sub: bool = True, **expected: Any) -> None:
+        """`iss`, `iat` (and `sub`) present, `exp`/`nbf`/`iat` within the clock tolerance, and
+        every `expected` claim present with that value (`None`: present, any value)."""
         options: dict[str, Any] = {
             "iss": {"essential": True, "value": self.settings.issuer},
-            "sub": {"essential": True},
             "iat": {"essential": True},
         }
+        if require_sub:
+            options["sub"] = {"essential": True}
         for name, value in expected.items():
             options[name] = {"essential": True, "value": value}
         registry = jwt.JWTClaimsRegistry(leeway=self.settings.clock_tolerance_s, **options)
@@ -256,7 +259,7 @@ class OpenIdProvider:
     async def verify_logout_token(self, token: str) -> tuple[str | None, str | None]:
         """(sub, sid) of a valid back-channel logout token (OIDC Back-Channel Logout §2.6)."""
         claims = await self._verified(token)
-        self._check_claims({**claims, "sub": claims.get("sub", "")}, aud=self.settings.client_id)
+        self._check_claims(claims, require_sub=False, aud=self.settings.client_id, jti=None)
         events = claims.get("events")
         if not isinstance(events, dict) or LOGOUT_EVENT not in events or "nonce" in claims:
             raise ProviderRefused("logout_token_events")
