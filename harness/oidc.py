@@ -14,6 +14,8 @@ import json
 import shutil
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,3 +192,88 @@ def start_oidc_provider(
         cwd=PROVIDER_DIR,
     )
     return OidcProvider(server, issuer, keys)
+
+
+@dataclass
+class GitHubApiStandIn:
+    """GitHub's `GET /user` and `GET /user/emails` in their documented shapes, answered for the
+    local provider's accounts: the bearer token is checked at the provider's userinfo endpoint
+    (an invalid token gets GitHub's 401) and the account it names answers in GitHub's fields."""
+
+    userinfo_url: str
+    accounts: dict[str, dict[str, Any]] = field(default_factory=default_accounts)
+    server: ThreadingHTTPServer | None = None
+    ids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> GitHubApiStandIn:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                claims = stand_in.claims(self.headers.get("authorization", ""))
+                if claims is None:
+                    self.answer(401, {"message": "Bad credentials"})
+                elif self.path == "/user":
+                    number = stand_in.ids.setdefault(str(claims["sub"]), 1000 + len(stand_in.ids))
+                    login = claims.get("preferred_username") or f"user{number}"
+                    self.answer(
+                        200,
+                        {
+                            "login": login,
+                            "id": number,
+                            "type": "User",
+                            "name": claims.get("name"),
+                            "email": None,
+                        },
+                    )
+                elif self.path == "/user/emails":
+                    verified = claims.get("email_verified") is True
+                    self.answer(
+                        200,
+                        [
+                            {
+                                "email": claims.get("email"),
+                                "primary": True,
+                                "verified": verified,
+                                "visibility": None,
+                            }
+                        ],
+                    )
+                else:
+                    self.answer(404, {"message": "Not Found"})
+
+            def answer(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def claims(self, authorization: str) -> dict[str, Any] | None:
+        if not authorization.lower().startswith("bearer "):
+            return None
+        request = urllib.request.Request(self.userinfo_url, headers={"Authorization": authorization})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                sub = json.loads(response.read()).get("sub")
+        except (urllib.error.URLError, ValueError, AttributeError):
+            return None
+        return next((account for account in self.accounts.values() if account["sub"] == sub), None)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()

@@ -40,7 +40,7 @@ from services.auth.portal.render import PortalPages
 from services.auth.protection import banned_error
 from services.auth.sessions import RevokedByBan
 from services.auth.settings import AuthSettings
-from services.auth.social.oidc import OpenIdProvider
+from services.auth.social.providers import SignInProvider, build_provider
 from services.auth.store import StoreFailure
 from shared.errors import EXCEPTION_HANDLERS, ErrorBoundary, StoreUnavailable, api_error_of, error_response
 from shared.http import RequestIdMiddleware
@@ -170,22 +170,29 @@ def routes() -> list[Route]:
         Route("/oauth/openid/backchannel-logout", oauth.backchannel_logout, methods=["POST"]),
         Route("/oauth/google", oauth.google_start, methods=["GET"]),
         Route("/oauth/google/callback", oauth.google_callback, methods=["GET"]),
+        Route("/oauth/github", oauth.github_start, methods=["GET"]),
+        Route("/oauth/github/callback", oauth.github_callback, methods=["GET"]),
         Route("/portal/account/links", account_links.links_page, methods=["GET"]),
         Route("/portal/account/links", account_links.links_submit, methods=["POST"]),
     ]
 
 
-def _providers(settings: AuthSettings) -> dict[str, OpenIdProvider]:
-    """A client per configured provider (OPENID_*, GOOGLE_*); metadata is fetched on first use."""
-    server = (settings.domain_server or "").rstrip("/")
-    return {p.name: OpenIdProvider(p, server + p.callback_path) for p in settings.social.providers}
+def _providers(settings: AuthSettings) -> dict[str, SignInProvider]:
+    """A client per configured provider (OPENID_*, GOOGLE_*, GITHUB_*); OpenID metadata is
+    fetched on first use."""
+    server = settings.domain_server or ""
+    return {p.name: build_provider(p, server) for p in settings.social.providers}
 
 
 def _buttons(settings: AuthSettings) -> list[dict[str, str]]:
     """The portal's sign-in buttons, in SOCIAL_LOGINS order."""
     if not settings.allow_social_login:
         return []
-    labels = {"openid": settings.openid_button_label, "google": "Continue with Google"}
+    labels = {
+        "openid": settings.openid_button_label,
+        "google": "Continue with Google",
+        "github": "Continue with GitHub",
+    }
     configured = set(settings.social.configured)
     return [
         {"provider": name, "label": labels[name]}

@@ -54,6 +54,11 @@ def test_half_configured_provider_names_the_missing_variable(
         ({"SOCIAL_LOGINS": "openid,myspace"}, "SOCIAL_LOGINS"),
         ({"OPENID_CLOCK_TOLERANCE": "soon"}, "OPENID_CLOCK_TOLERANCE"),
         ({"GOOGLE_CLIENT_ID": "g"}, "GOOGLE_CLIENT_SECRET"),
+        ({"GITHUB_CLIENT_SECRET": "g" * 24}, "GITHUB_CLIENT_ID"),
+        (
+            {"GITHUB_CLIENT_ID": "g", "GITHUB_CLIENT_SECRET": "s", "GITHUB_TOKEN_URL": "ftp://x"},
+            "GITHUB_TOKEN_URL",
+        ),
         ({"GOOGLE_CLIENT_SECRET": "g" * 24}, "GOOGLE_CLIENT_ID"),
         (
             {"GOOGLE_CLIENT_ID": "g", "GOOGLE_CLIENT_SECRET": "g", "GOOGLE_ISSUER": "http://x.test"},
@@ -82,3 +87,15 @@ def test_the_flow_key_comes_from_openid_session_secret(settings_factory: Callabl
     derived = settings_factory(**FULL).social.flow_key
     own = settings_factory(**FULL, OPENID_SESSION_SECRET="o" * 40).social.flow_key
     assert len(derived) == len(own) == 32 and derived != own
+
+
+def test_github_enterprise_moves_every_endpoint(settings_factory: Callable[..., AuthSettings]) -> None:
+    env = {**BASE, "GITHUB_CLIENT_ID": "g", "GITHUB_CLIENT_SECRET": "s" * 24}
+    github = settings_factory(**env).social.github
+    assert github is not None and github.authorize_url == "https://github.com/login/oauth/authorize"
+    assert github.api_url == "https://api.github.com" and github.scope == "user:email"
+    enterprise = settings_factory(**env, GITHUB_ENTERPRISE_BASE_URL="https://git.acme.example/").social.github
+    assert enterprise is not None
+    assert enterprise.authorize_url == "https://git.acme.example/login/oauth/authorize"
+    assert enterprise.token_url == "https://git.acme.example/login/oauth/access_token"
+    assert enterprise.api_url == "https://git.acme.example/api/v3"

@@ -40,6 +40,7 @@ log = structlog.get_logger("authgate.social")
 
 PROVIDER = "openid"
 GOOGLE = "google"
+GITHUB = "github"
 AMR_FEDERATED = "fed"  # signed in at an external identity provider
 LINKS_PATH = "/portal/account/links"
 _MESSAGES = {
@@ -155,6 +156,14 @@ async def google_start(request: Request) -> Response:
 
 async def google_callback(request: Request) -> Response:
     return await provider_callback(request, GOOGLE)
+
+
+async def github_start(request: Request) -> Response:
+    return await provider_start(request, GITHUB)
+
+
+async def github_callback(request: Request) -> Response:
+    return await provider_callback(request, GITHUB)
 
 
 async def provider_start(request: Request, name: str) -> Response:

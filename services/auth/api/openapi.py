@@ -75,9 +75,31 @@ OPENID = [
         ],
         headers={302: ["Location", "Set-Cookie"]},
     ),
+    Operation(
+        "/oauth/github",
+        "GET",
+        "Start GitHub sign-in (LibreChat's preset, OAuth2 with state and PKCE S256): as /oauth/openid",
+        {302: None, 403: E, 404: E, 429: E, 503: E},
+        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+    Operation(
+        "/oauth/github/callback",
+        "GET",
+        "GitHub's redirect back: the code is exchanged, the identity read from its /user (the numeric "
+        "id, `githubId`) and /user/emails (the verified primary address); refusals as /oauth/openid/callback",
+        {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
+        parameters=[
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("code", "state", "error")
+        ],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
 ]
 # A browser flow's refusals are a portal page when the flow began there (or DOMAIN_CLIENT is unset).
-BROWSER_FLOWS = ("/oauth/openid", "/oauth/openid/callback", "/oauth/google", "/oauth/google/callback")
+BROWSER_FLOWS = tuple(
+    path for name in ("openid", "google", "github") for path in (f"/oauth/{name}", f"/oauth/{name}/callback")
+)
 TWO_FACTOR = [
     Operation(
         "/api/auth/2fa/enable",

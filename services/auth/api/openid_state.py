@@ -6,16 +6,18 @@ from starlette.requests import Request
 
 from services.auth.api.common import ctx
 from services.auth.social.oidc import OpenIdProvider
+from services.auth.social.providers import SignInProvider
 
 
-def provider_named(request: Request, name: str) -> OpenIdProvider | None:
-    """The configured provider called `name` (`openid`, `google`), or None."""
-    providers: dict[str, OpenIdProvider] = getattr(request.app.state, "providers", {})
+def provider_named(request: Request, name: str) -> SignInProvider | None:
+    """The configured provider called `name` (`openid`, `google`, `github`), or None."""
+    providers: dict[str, SignInProvider] = getattr(request.app.state, "providers", {})
     return providers.get(name)
 
 
 def openid_provider(request: Request) -> OpenIdProvider | None:
-    return provider_named(request, "openid")
+    found = provider_named(request, "openid")
+    return found if isinstance(found, OpenIdProvider) else None
 
 
 async def end_session_redirect(request: Request, user_id: str) -> str | None:

@@ -24,7 +24,7 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
     """Every field of LibreChat's pre-login config, with values true to authgate's configuration.
 
     Sign-in providers authgate does not offer yet are reported off whatever their variables say,
-    so LibreChat's login page never shows a button that cannot work; OpenID and Google are on
+    so LibreChat's login page never shows a button that cannot work; OpenID, Google and GitHub are on
     when their variables are complete and ALLOW_SOCIAL_LOGIN is true. `socialLogins` is SOCIAL_LOGINS (the
     buttons' order; LibreChat reads it from its YAML), by default every configured provider.
     `emailEnabled` is whether mail is configured (verification mails are sent).
@@ -32,11 +32,12 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
     social = settings.social
     openid = social.openid if settings.allow_social_login else None
     google = social.google if settings.allow_social_login else None
+    github = social.github if settings.allow_social_login else None
     payload: dict[str, Any] = {
         "appTitle": settings.app_title,
         "discordLoginEnabled": False,
         "facebookLoginEnabled": False,
-        "githubLoginEnabled": False,
+        "githubLoginEnabled": github is not None,
         "googleLoginEnabled": google is not None,
         "appleLoginEnabled": False,
         "passkeyLoginEnabled": False,

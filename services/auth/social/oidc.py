@@ -69,6 +69,41 @@ class SignedInIdentity:
     id_token: str
 
 
+async def exchange_code(
+    http: httpx.AsyncClient,
+    settings: OpenIdSettings,
+    redirect_uri: str,
+    endpoint: str,
+    code: str,
+    verifier: str,
+    *,
+    secret_in_body: bool = False,
+) -> dict[str, Any]:
+    """RFC 6749 §4.1.3 with the PKCE verifier; the client secret by HTTP Basic (or in the body
+    for providers that want it there), none for a public client. The token answer, or refused."""
+    body = prepare_token_request(
+        "authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=verifier
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    if settings.client_secret and not secret_in_body:  # RFC 6749 §2.3.1: both parts form-encoded
+        pair = f"{quote(settings.client_id, safe='')}:{quote(settings.client_secret, safe='')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    else:
+        extra = {"client_id": settings.client_id}
+        if settings.client_secret:
+            extra["client_secret"] = settings.client_secret
+        body += "&" + urlencode(extra)
+    try:
+        response = await http.post(endpoint, content=body, headers=headers)
+        token = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        token = None
+    if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
+        log.info("token_exchange_failed", provider=settings.name)
+        raise ProviderRefused("token_exchange")
+    return token
+
+
 class OpenIdProvider:
     def __init__(
         self, settings: OpenIdSettings, redirect_uri: str, http: httpx.AsyncClient | None = None
@@ -177,25 +212,7 @@ class OpenIdProvider:
         )
 
     async def _exchange(self, endpoint: str, code: str, verifier: str) -> dict[str, Any]:
-        settings = self.settings
-        body = prepare_token_request(
-            "authorization_code", code=code, redirect_uri=self.redirect_uri, code_verifier=verifier
-        )
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-        if settings.client_secret:  # RFC 6749 §2.3.1: both parts form-encoded, then Basic
-            pair = f"{quote(settings.client_id, safe='')}:{quote(settings.client_secret, safe='')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        else:
-            body += "&" + urlencode({"client_id": settings.client_id})
-        try:
-            response = await self._http.post(endpoint, content=body, headers=headers)
-            token = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            token = None
-        if not isinstance(token, dict):
-            log.info("openid_token_exchange_failed")
-            raise ProviderRefused("token_exchange")
-        return token
+        return await exchange_code(self._http, self.settings, self.redirect_uri, endpoint, code, verifier)
 
     async def finish(self, flow: Flow, code: str, returned_issuer: str | None) -> SignedInIdentity:
         """Exchange the code and verify everything the provider answered."""

@@ -50,12 +50,17 @@ class OpenIdSettings:
     name: str = "openid"
     link_field: str = "openidId"  # LibreChat's user field for the provider's subject
     issuer_field: str | None = "openidIssuer"  # None: one fixed issuer (a preset), not stored
+    # OAuth2 presets without discovery (GitHub): their endpoints, each overridable.
+    authorize_url: str = ""
+    token_url: str = ""
+    api_url: str = ""
 
 
 @dataclass(frozen=True)
 class SocialSettings:
     openid: OpenIdSettings | None = None
     google: OpenIdSettings | None = None
+    github: OpenIdSettings | None = None
     flow_key: bytes = field(default=b"", repr=False)
     auto_link_verified: bool = False
     registration_allowed_domains: tuple[str, ...] = ()
@@ -64,12 +69,12 @@ class SocialSettings:
     @property
     def configured(self) -> tuple[str, ...]:
         """The providers whose variables are complete, in LibreChat's default order."""
-        found = {"openid": self.openid, "google": self.google}
+        found = {"openid": self.openid, "google": self.google, "github": self.github}
         return tuple(name for name in PROVIDERS if found.get(name) is not None)
 
     @property
     def providers(self) -> tuple[OpenIdSettings, ...]:
-        return tuple(p for p in (self.openid, self.google) if p is not None)
+        return tuple(p for p in (self.openid, self.google, self.github) if p is not None)
 
 
 def _role_rule(env: Env, prefix: str) -> RoleRule | None:
@@ -160,6 +165,51 @@ def _google(env: Env, domain_server: str | None) -> OpenIdSettings | None:
     )
 
 
+GITHUB_CALLBACK = "/oauth/github/callback"
+
+
+def _url(env: Env, name: str, default: str) -> str:
+    value = (env.string(name) or default).rstrip("/")
+    return _checked_issuer(name, value)
+
+
+def _github(env: Env, domain_server: str | None) -> OpenIdSettings | None:
+    """LibreChat's GitHub preset: OAuth2 with its user and emails API (GitHub is not OpenID).
+
+    GITHUB_ENTERPRISE_BASE_URL moves every endpoint to a GitHub Enterprise Server (as LibreChat);
+    GITHUB_AUTHORIZATION_URL, GITHUB_TOKEN_URL and GITHUB_API_URL override one each.
+    """
+    client_id, secret = env.string("GITHUB_CLIENT_ID"), env.secret("GITHUB_CLIENT_SECRET")
+    if not client_id and not secret:
+        return None
+    for name, value in (("GITHUB_CLIENT_ID", client_id), ("GITHUB_CLIENT_SECRET", secret)):
+        if not value:
+            raise ConfigError(name, "is required when GitHub sign-in is configured")
+    if not domain_server:
+        raise ConfigError("DOMAIN_SERVER", "is required for GitHub sign-in (the callback URL is built on it)")
+    callback = env.string("GITHUB_CALLBACK_URL", GITHUB_CALLBACK) or GITHUB_CALLBACK
+    if callback != GITHUB_CALLBACK:
+        raise ConfigError("GITHUB_CALLBACK_URL", f"must be {GITHUB_CALLBACK} (the only callback route)")
+    enterprise = env.string("GITHUB_ENTERPRISE_BASE_URL")
+    base = (
+        _url(env, "GITHUB_ENTERPRISE_BASE_URL", "https://github.com") if enterprise else "https://github.com"
+    )
+    api = base + "/api/v3" if enterprise else "https://api.github.com"
+    return OpenIdSettings(
+        client_id=client_id or "",
+        client_secret=secret,
+        issuer=base,
+        scope=env.string("GITHUB_SCOPE", "user:email") or "user:email",
+        callback_path=callback,
+        name="github",
+        link_field="githubId",
+        issuer_field=None,
+        authorize_url=_url(env, "GITHUB_AUTHORIZATION_URL", base + "/login/oauth/authorize"),
+        token_url=_url(env, "GITHUB_TOKEN_URL", base + "/login/oauth/access_token"),
+        api_url=_url(env, "GITHUB_API_URL", api),
+    )
+
+
 def _domains(env: Env) -> tuple[str, ...]:
     raw = env.string("REGISTRATION_ALLOWED_DOMAINS") or ""
     return tuple(d.strip().lower().lstrip("@") for d in raw.split(",") if d.strip())
@@ -172,6 +222,7 @@ def load_social_settings(env: Env, domain_server: str | None, jwt_refresh_secret
     social = SocialSettings(
         openid=openid,
         google=_google(env, domain_server),
+        github=_github(env, domain_server),
         flow_key=key,
         auto_link_verified=env.boolean("SOCIAL_AUTO_LINK_VERIFIED", False),
         registration_allowed_domains=_domains(env),

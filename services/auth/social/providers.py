@@ -1,0 +1,27 @@
+"""What the sign-in routes need of any provider, OpenID Connect or plain OAuth2."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from services.auth.social.flow import Flow
+from services.auth.social.github import GitHubProvider
+from services.auth.social.oidc import OpenIdProvider, SignedInIdentity
+from services.auth.social.settings import OpenIdSettings
+
+
+class SignInProvider(Protocol):
+    settings: OpenIdSettings
+
+    async def authorization_url(self, flow: Flow) -> str: ...
+    async def finish(self, flow: Flow, code: str, returned_issuer: str | None) -> SignedInIdentity: ...
+    async def end_session_url(self) -> str | None: ...
+    async def aclose(self) -> None: ...
+
+
+def build_provider(settings: OpenIdSettings, server: str) -> SignInProvider:
+    """GitHub's preset speaks OAuth2 and its REST API; every other provider is OpenID Connect."""
+    redirect_uri = server.rstrip("/") + settings.callback_path
+    if settings.name == "github":
+        return GitHubProvider(settings, redirect_uri)
+    return OpenIdProvider(settings, redirect_uri)
