@@ -195,10 +195,11 @@ def start_oidc_provider(
 
 
 @dataclass
-class GitHubApiStandIn:
-    """GitHub's `GET /user` and `GET /user/emails` in their documented shapes, answered for the
-    local provider's accounts: the bearer token is checked at the provider's userinfo endpoint
-    (an invalid token gets GitHub's 401) and the account it names answers in GitHub's fields."""
+class ProfileApiStandIn:
+    """The OAuth2 presets' profile APIs in their documented shapes: GitHub's `GET /user` and
+    `GET /user/emails`, Discord's `GET /users/@me`, Facebook's Graph `GET /me?fields=…`. The bearer
+    token is checked at the local provider's userinfo endpoint (an invalid one gets a 401) and the
+    account it names answers in the provider's fields (numeric ids, as theirs are)."""
 
     userinfo_url: str
     accounts: dict[str, dict[str, Any]] = field(default_factory=default_accounts)
@@ -210,7 +211,7 @@ class GitHubApiStandIn:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> GitHubApiStandIn:
+    def start(self) -> ProfileApiStandIn:
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -218,32 +219,25 @@ class GitHubApiStandIn:
                 claims = stand_in.claims(self.headers.get("authorization", ""))
                 if claims is None:
                     self.answer(401, {"message": "Bad credentials"})
-                elif self.path == "/user":
-                    number = stand_in.ids.setdefault(str(claims["sub"]), 1000 + len(stand_in.ids))
-                    login = claims.get("preferred_username") or f"user{number}"
+                    return
+                number = stand_in.ids.setdefault(str(claims["sub"]), 1000 + len(stand_in.ids))
+                name, email = claims.get("name"), claims.get("email")
+                verified = claims.get("email_verified") is True
+                username = claims.get("preferred_username") or f"user{number}"
+                path = self.path.split("?")[0]
+                if path == "/user":  # GitHub: integer ids; the address comes from /user/emails
                     self.answer(
-                        200,
-                        {
-                            "login": login,
-                            "id": number,
-                            "type": "User",
-                            "name": claims.get("name"),
-                            "email": None,
-                        },
+                        200, {"login": username, "id": number, "type": "User", "name": name, "email": None}
                     )
-                elif self.path == "/user/emails":
-                    verified = claims.get("email_verified") is True
+                elif path == "/user/emails":
                     self.answer(
-                        200,
-                        [
-                            {
-                                "email": claims.get("email"),
-                                "primary": True,
-                                "verified": verified,
-                                "visibility": None,
-                            }
-                        ],
+                        200, [{"email": email, "primary": True, "verified": verified, "visibility": None}]
                     )
+                elif path == "/users/@me":  # Discord: string snowflake ids
+                    user = {"id": str(number), "username": username, "global_name": name, "email": email}
+                    self.answer(200, {**user, "verified": verified})
+                elif path == "/me":  # Facebook's Graph API
+                    self.answer(200, {"id": str(number), "name": name, "email": email})
                 else:
                     self.answer(404, {"message": "Not Found"})
 

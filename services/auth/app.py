@@ -172,6 +172,10 @@ def routes() -> list[Route]:
         Route("/oauth/google/callback", oauth.google_callback, methods=["GET"]),
         Route("/oauth/github", oauth.github_start, methods=["GET"]),
         Route("/oauth/github/callback", oauth.github_callback, methods=["GET"]),
+        Route("/oauth/discord", oauth.discord_start, methods=["GET"]),
+        Route("/oauth/discord/callback", oauth.discord_callback, methods=["GET"]),
+        Route("/oauth/facebook", oauth.facebook_start, methods=["GET"]),
+        Route("/oauth/facebook/callback", oauth.facebook_callback, methods=["GET"]),
         Route("/portal/account/links", account_links.links_page, methods=["GET"]),
         Route("/portal/account/links", account_links.links_submit, methods=["POST"]),
     ]
@@ -192,6 +196,8 @@ def _buttons(settings: AuthSettings) -> list[dict[str, str]]:
         "openid": settings.openid_button_label,
         "google": "Continue with Google",
         "github": "Continue with GitHub",
+        "discord": "Continue with Discord",
+        "facebook": "Continue with Facebook",
     }
     configured = set(settings.social.configured)
     return [

@@ -55,6 +55,12 @@ def test_half_configured_provider_names_the_missing_variable(
         ({"OPENID_CLOCK_TOLERANCE": "soon"}, "OPENID_CLOCK_TOLERANCE"),
         ({"GOOGLE_CLIENT_ID": "g"}, "GOOGLE_CLIENT_SECRET"),
         ({"GITHUB_CLIENT_SECRET": "g" * 24}, "GITHUB_CLIENT_ID"),
+        ({"DISCORD_CLIENT_ID": "d"}, "DISCORD_CLIENT_SECRET"),
+        ({"FACEBOOK_CLIENT_SECRET": "f" * 24}, "FACEBOOK_CLIENT_ID"),
+        (
+            {"FACEBOOK_CLIENT_ID": "f", "FACEBOOK_CLIENT_SECRET": "s", "FACEBOOK_CALLBACK_URL": "/x"},
+            "FACEBOOK_CALLBACK_URL",
+        ),
         (
             {"GITHUB_CLIENT_ID": "g", "GITHUB_CLIENT_SECRET": "s", "GITHUB_TOKEN_URL": "ftp://x"},
             "GITHUB_TOKEN_URL",

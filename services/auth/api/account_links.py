@@ -45,7 +45,13 @@ async def _signed_in(request: Request) -> tuple[CookieClaims, Document] | None:
 def _render(request: Request, user: Document, status: int = 200, **values: str | None) -> Response:
     has_password = isinstance(user.get("password"), str) and bool(user.get("password"))
     settings = ctx(request).settings
-    labels = {"openid": settings.openid_button_label, "google": "Google", "github": "GitHub"}
+    labels = {
+        "openid": settings.openid_button_label,
+        "google": "Google",
+        "github": "GitHub",
+        "discord": "Discord",
+        "facebook": "Facebook",
+    }
     links = [
         {"provider": p.name, "label": labels.get(p.name, p.name), "linked": bool(user.get(p.link_field))}
         for p in settings.social.providers

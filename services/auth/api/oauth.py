@@ -166,6 +166,22 @@ async def github_callback(request: Request) -> Response:
     return await provider_callback(request, GITHUB)
 
 
+async def discord_start(request: Request) -> Response:
+    return await provider_start(request, "discord")
+
+
+async def discord_callback(request: Request) -> Response:
+    return await provider_callback(request, "discord")
+
+
+async def facebook_start(request: Request) -> Response:
+    return await provider_start(request, "facebook")
+
+
+async def facebook_callback(request: Request) -> Response:
+    return await provider_callback(request, "facebook")
+
+
 async def provider_start(request: Request, name: str) -> Response:
     context = ctx(request)
     portal = request.query_params.get("portal") == "1"

@@ -96,9 +96,42 @@ OPENID = [
         headers={302: ["Location", "Set-Cookie"]},
     ),
 ]
+OPENID += [
+    operation
+    for name, label, shape in (
+        ("discord", "Discord", "its /users/@me (the id, `discordId`; `verified` marks the address)"),
+        ("facebook", "Facebook", "its Graph /me (the id, `facebookId`; the address is never verified)"),
+    )
+    for operation in (
+        Operation(
+            f"/oauth/{name}",
+            "GET",
+            f"Start {label} sign-in (LibreChat's preset, OAuth2 with state and PKCE S256): as /oauth/openid",
+            {302: None, 403: E, 404: E, 429: E, 503: E},
+            parameters=[
+                _RD,
+                {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            headers={302: ["Location", "Set-Cookie"]},
+        ),
+        Operation(
+            f"/oauth/{name}/callback",
+            "GET",
+            f"{label}'s redirect back: the code is exchanged and the identity read from {shape}",
+            {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
+            parameters=[
+                {"name": param, "in": "query", "required": False, "schema": {"type": "string"}}
+                for param in ("code", "state", "error")
+            ],
+            headers={302: ["Location", "Set-Cookie"]},
+        ),
+    )
+]
 # A browser flow's refusals are a portal page when the flow began there (or DOMAIN_CLIENT is unset).
 BROWSER_FLOWS = tuple(
-    path for name in ("openid", "google", "github") for path in (f"/oauth/{name}", f"/oauth/{name}/callback")
+    path
+    for name in ("openid", "google", "github", "discord", "facebook")
+    for path in (f"/oauth/{name}", f"/oauth/{name}/callback")
 )
 TWO_FACTOR = [
     Operation(

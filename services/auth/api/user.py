@@ -24,21 +24,20 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
     """Every field of LibreChat's pre-login config, with values true to authgate's configuration.
 
     Sign-in providers authgate does not offer yet are reported off whatever their variables say,
-    so LibreChat's login page never shows a button that cannot work; OpenID, Google and GitHub are on
+    so LibreChat's login page never shows a button that cannot work; each provider is on
     when their variables are complete and ALLOW_SOCIAL_LOGIN is true. `socialLogins` is SOCIAL_LOGINS (the
     buttons' order; LibreChat reads it from its YAML), by default every configured provider.
     `emailEnabled` is whether mail is configured (verification mails are sent).
     """
     social = settings.social
     openid = social.openid if settings.allow_social_login else None
-    google = social.google if settings.allow_social_login else None
-    github = social.github if settings.allow_social_login else None
+    enabled = set(social.configured) if settings.allow_social_login else set()
     payload: dict[str, Any] = {
         "appTitle": settings.app_title,
-        "discordLoginEnabled": False,
-        "facebookLoginEnabled": False,
-        "githubLoginEnabled": github is not None,
-        "googleLoginEnabled": google is not None,
+        "discordLoginEnabled": "discord" in enabled,
+        "facebookLoginEnabled": "facebook" in enabled,
+        "githubLoginEnabled": "github" in enabled,
+        "googleLoginEnabled": "google" in enabled,
         "appleLoginEnabled": False,
         "passkeyLoginEnabled": False,
         "openidLoginEnabled": openid is not None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from services.auth.social.flow import Flow
-from services.auth.social.github import GitHubProvider
+from services.auth.social.oauth2 import PRESETS
 from services.auth.social.oidc import OpenIdProvider, SignedInIdentity
 from services.auth.social.settings import OpenIdSettings
 
@@ -20,8 +20,9 @@ class SignInProvider(Protocol):
 
 
 def build_provider(settings: OpenIdSettings, server: str) -> SignInProvider:
-    """GitHub's preset speaks OAuth2 and its REST API; every other provider is OpenID Connect."""
+    """GitHub, Discord and Facebook speak OAuth2 and their APIs; every other one OpenID Connect."""
     redirect_uri = server.rstrip("/") + settings.callback_path
-    if settings.name == "github":
-        return GitHubProvider(settings, redirect_uri)
+    preset = PRESETS.get(settings.name)
+    if preset is not None:
+        return preset(settings, redirect_uri)
     return OpenIdProvider(settings, redirect_uri)

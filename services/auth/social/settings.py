@@ -61,6 +61,8 @@ class SocialSettings:
     openid: OpenIdSettings | None = None
     google: OpenIdSettings | None = None
     github: OpenIdSettings | None = None
+    discord: OpenIdSettings | None = None
+    facebook: OpenIdSettings | None = None
     flow_key: bytes = field(default=b"", repr=False)
     auto_link_verified: bool = False
     registration_allowed_domains: tuple[str, ...] = ()
@@ -69,12 +71,13 @@ class SocialSettings:
     @property
     def configured(self) -> tuple[str, ...]:
         """The providers whose variables are complete, in LibreChat's default order."""
-        found = {"openid": self.openid, "google": self.google, "github": self.github}
+        found = {p.name: p for p in self.providers}
         return tuple(name for name in PROVIDERS if found.get(name) is not None)
 
     @property
     def providers(self) -> tuple[OpenIdSettings, ...]:
-        return tuple(p for p in (self.openid, self.google, self.github) if p is not None)
+        every = (self.openid, self.google, self.github, self.discord, self.facebook)
+        return tuple(p for p in every if p is not None)
 
 
 def _role_rule(env: Env, prefix: str) -> RoleRule | None:
@@ -173,40 +176,93 @@ def _url(env: Env, name: str, default: str) -> str:
     return _checked_issuer(name, value)
 
 
+def _oauth2_client(env: Env, prefix: str, label: str, domain_server: str | None) -> tuple[str, str] | None:
+    """`<PREFIX>_CLIENT_ID` and `_SECRET`, both or neither; the callback path must be the default."""
+    client_id, secret = env.string(f"{prefix}_CLIENT_ID"), env.secret(f"{prefix}_CLIENT_SECRET")
+    if not client_id and not secret:
+        return None
+    for name, value in ((f"{prefix}_CLIENT_ID", client_id), (f"{prefix}_CLIENT_SECRET", secret)):
+        if not value:
+            raise ConfigError(name, f"is required when {label} sign-in is configured")
+    if not domain_server:
+        raise ConfigError(
+            "DOMAIN_SERVER", f"is required for {label} sign-in (the callback URL is built on it)"
+        )
+    default = f"/oauth/{prefix.lower()}/callback"
+    callback = env.string(f"{prefix}_CALLBACK_URL", default) or default
+    if callback != default:
+        raise ConfigError(f"{prefix}_CALLBACK_URL", f"must be {default} (the only callback route)")
+    return client_id or "", secret or ""
+
+
 def _github(env: Env, domain_server: str | None) -> OpenIdSettings | None:
     """LibreChat's GitHub preset: OAuth2 with its user and emails API (GitHub is not OpenID).
 
     GITHUB_ENTERPRISE_BASE_URL moves every endpoint to a GitHub Enterprise Server (as LibreChat);
     GITHUB_AUTHORIZATION_URL, GITHUB_TOKEN_URL and GITHUB_API_URL override one each.
     """
-    client_id, secret = env.string("GITHUB_CLIENT_ID"), env.secret("GITHUB_CLIENT_SECRET")
-    if not client_id and not secret:
+    client = _oauth2_client(env, "GITHUB", "GitHub", domain_server)
+    if client is None:
         return None
-    for name, value in (("GITHUB_CLIENT_ID", client_id), ("GITHUB_CLIENT_SECRET", secret)):
-        if not value:
-            raise ConfigError(name, "is required when GitHub sign-in is configured")
-    if not domain_server:
-        raise ConfigError("DOMAIN_SERVER", "is required for GitHub sign-in (the callback URL is built on it)")
-    callback = env.string("GITHUB_CALLBACK_URL", GITHUB_CALLBACK) or GITHUB_CALLBACK
-    if callback != GITHUB_CALLBACK:
-        raise ConfigError("GITHUB_CALLBACK_URL", f"must be {GITHUB_CALLBACK} (the only callback route)")
     enterprise = env.string("GITHUB_ENTERPRISE_BASE_URL")
     base = (
         _url(env, "GITHUB_ENTERPRISE_BASE_URL", "https://github.com") if enterprise else "https://github.com"
     )
     api = base + "/api/v3" if enterprise else "https://api.github.com"
     return OpenIdSettings(
-        client_id=client_id or "",
-        client_secret=secret,
+        client_id=client[0],
+        client_secret=client[1],
         issuer=base,
         scope=env.string("GITHUB_SCOPE", "user:email") or "user:email",
-        callback_path=callback,
+        callback_path=GITHUB_CALLBACK,
         name="github",
         link_field="githubId",
         issuer_field=None,
         authorize_url=_url(env, "GITHUB_AUTHORIZATION_URL", base + "/login/oauth/authorize"),
         token_url=_url(env, "GITHUB_TOKEN_URL", base + "/login/oauth/access_token"),
         api_url=_url(env, "GITHUB_API_URL", api),
+    )
+
+
+# (issuer, authorization, token, profile API, scope) of the other OAuth2 presets, as LibreChat's.
+OAUTH2_PRESETS = {
+    "discord": (
+        "https://discord.com",
+        "https://discord.com/oauth2/authorize",
+        "https://discord.com/api/oauth2/token",
+        "https://discord.com/api",
+        "identify email",
+    ),
+    "facebook": (
+        "https://www.facebook.com",
+        "https://www.facebook.com/v18.0/dialog/oauth",
+        "https://graph.facebook.com/v18.0/oauth/access_token",
+        "https://graph.facebook.com/v18.0",
+        "public_profile email",
+    ),
+}
+
+
+def _oauth2_preset(env: Env, name: str, label: str, domain_server: str | None) -> OpenIdSettings | None:
+    """Discord and Facebook: OAuth2 + their profile API; each endpoint overridable
+    (`<PREFIX>_AUTHORIZATION_URL`, `_TOKEN_URL`, `_API_URL`, `_SCOPE`)."""
+    prefix = name.upper()
+    client = _oauth2_client(env, prefix, label, domain_server)
+    if client is None:
+        return None
+    issuer, authorize, token, api, scope = OAUTH2_PRESETS[name]
+    return OpenIdSettings(
+        client_id=client[0],
+        client_secret=client[1],
+        issuer=issuer,
+        scope=env.string(f"{prefix}_SCOPE", scope) or scope,
+        callback_path=f"/oauth/{name}/callback",
+        name=name,
+        link_field=f"{name}Id",
+        issuer_field=None,
+        authorize_url=_url(env, f"{prefix}_AUTHORIZATION_URL", authorize),
+        token_url=_url(env, f"{prefix}_TOKEN_URL", token),
+        api_url=_url(env, f"{prefix}_API_URL", api),
     )
 
 
@@ -223,6 +279,8 @@ def load_social_settings(env: Env, domain_server: str | None, jwt_refresh_secret
         openid=openid,
         google=_google(env, domain_server),
         github=_github(env, domain_server),
+        discord=_oauth2_preset(env, "discord", "Discord", domain_server),
+        facebook=_oauth2_preset(env, "facebook", "Facebook", domain_server),
         flow_key=key,
         auto_link_verified=env.boolean("SOCIAL_AUTO_LINK_VERIFIED", False),
         registration_allowed_domains=_domains(env),
