@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,14 @@ def test_github_enterprise_moves_every_endpoint(settings_factory: Callable[..., 
     assert enterprise.authorize_url == "https://git.acme.example/login/oauth/authorize"
     assert enterprise.token_url == "https://git.acme.example/login/oauth/access_token"
     assert enterprise.api_url == "https://git.acme.example/api/v3"
+
+
+async def test_registration_allowed_domains_applies_to_password_registration(
+    app_factory: Callable[..., Any],
+) -> None:
+    async with app_factory(REGISTRATION_ALLOWED_DOMAINS="acme.example, @Corp.Example") as auth:
+        refused = await auth.register("someone@elsewhere.example")
+        assert refused.status_code == 403 and refused.json()["code"] == "email_domain_not_allowed"
+        assert await auth.find_user("someone@elsewhere.example") is None
+        assert (await auth.register("someone@acme.example")).status_code == 200
+        assert (await auth.register("other@corp.example")).status_code == 200

@@ -44,6 +44,7 @@ from services.auth.protection import banned_error
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
 from services.auth.session_cookie import AMR_PASSWORD
 from services.auth.sessions import InvalidRefreshToken, RevokedByBan, Session, StaleCredentials
+from services.auth.social.signin import domain_allowed
 from services.auth.store import Document
 from services.auth.tokens import AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ApiError, DomainError, ErrorCode
@@ -64,6 +65,10 @@ async def register(request: Request) -> Response:
     if body.password != body.confirm_password:
         raise ApiError(422, ErrorCode.INVALID_INPUT, "confirm_password: passwords do not match")
     email = check_email_syntax(body.email)
+    if not domain_allowed(email, context.settings.social.registration_allowed_domains):
+        raise ApiError(
+            403, ErrorCode.EMAIL_DOMAIN_NOT_ALLOWED, "Registration from this email domain is not allowed."
+        )
     username = Accounts.check_username(body.username)
     name = body.name.strip()
     password = await context.accounts.checked_password(body.password, [email, username or "", name])
