@@ -1,4 +1,7 @@
-"""GET /oauth/openid, GET /oauth/openid/callback, POST /oauth/openid/backchannel-logout.
+"""GET /oauth/<provider>, GET /oauth/<provider>/callback, POST /oauth/openid/backchannel-logout.
+
+Providers: `openid` (generic OpenID Connect), `google` (OpenID Connect preset), `github`,
+`discord`, `facebook` (OAuth2 presets); all share this flow.
 
 LibreChat's paths, so its web client's OpenID button works: the start redirects to the provider
 with state, nonce and PKCE S256, its flow sealed in a short-lived HttpOnly cookie; the callback
