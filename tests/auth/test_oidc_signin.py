@@ -78,6 +78,10 @@ async def test_rd_outside_the_allow_list_goes_to_domain_client(
     async with openid_app(app_factory, idp) as auth:
         response = await sign_in(browser(auth), "alice", rd="https://evil.test/steal")
         assert response.headers["location"] == CLIENT_APP
+        # an allowed but very long rd is dropped rather than overflowing the flow cookie
+        client = browser(auth)
+        response = await sign_in(client, "alice", rd="https://app.example.com/" + "a" * 1500)
+        assert response.headers["location"] == CLIENT_APP
 
 
 async def test_first_sign_in_refused_without_social_registration(

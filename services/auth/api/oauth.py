@@ -46,6 +46,7 @@ GOOGLE = "google"
 GITHUB = "github"
 AMR_FEDERATED = "fed"  # signed in at an external identity provider
 LINKS_PATH = "/portal/account/links"
+MAX_FLOW_RD = 1024
 _MESSAGES = {
     ErrorCode.SOCIAL_LOGIN_DISABLED: "Sign-in through an identity provider is disabled.",
     ErrorCode.SOCIAL_REGISTRATION_DISABLED: "There is no account for this identity, and sign-up is disabled.",
@@ -191,6 +192,8 @@ async def provider_start(request: Request, name: str) -> Response:
     if not context.settings.allow_social_login:
         return await _disabled(request, name, portal=portal)
     rd = context.settings.redirects.checked(request.query_params.get("rd")) or ""
+    if len(rd) > MAX_FLOW_RD:  # the sealed cookie must stay under the browsers' 4 KB
+        rd = ""
     return await begin(request, new_flow(name, rd, portal=portal))
 
 
