@@ -22,7 +22,6 @@ from harness.oidc import (
     LogoutInbox,
     OidcProvider,
     client_metadata,
-    provider_installed,
     start_oidc_provider,
 )
 from tests.auth.conftest import AuthApp
@@ -34,10 +33,6 @@ FLOW_COOKIE = "__Host-authgate_oauth_openid"
 REFRESH_COOKIE = "refreshToken"
 SESSION_COOKIE = "__Host-authgate_session"
 _ACTION = re.compile(r'action="([^"]+)"')
-
-needs_provider = pytest.mark.skipif(
-    not provider_installed(), reason="oidc-provider is not installed (make tools)"
-)
 
 
 @pytest.fixture(scope="module", name="inbox")

@@ -24,7 +24,6 @@ from tests.auth.oidc_helpers import (
     has_session_cookie,
     idp_fixture,
     inbox_fixture,
-    needs_provider,
     openid_app,
     query,
     sign_in,
@@ -33,7 +32,6 @@ from tests.auth.portal_helpers import csrf_of, post_form
 from tests.auth.portal_helpers import sign_in as portal_sign_in
 from tests.auth.two_factor_helpers import code, enrolled
 
-pytestmark = needs_provider
 __all__ = ["idp_fixture", "inbox_fixture"]
 
 ROLES = {

@@ -16,11 +16,9 @@ from tests.auth.oidc_helpers import (
     browser,
     callback_url,
     failure_code,
-    needs_provider,
     start,
 )
 
-pytestmark = needs_provider
 GOOGLE_CALLBACK = PORTAL + "/oauth/google/callback"
 
 

@@ -18,12 +18,10 @@ from tests.auth.oidc_helpers import (
     browser,
     callback_url,
     failure_code,
-    needs_provider,
     query,
     start,
 )
 
-pytestmark = needs_provider
 PRESETS = ("github", "discord", "facebook")
 Stack = tuple[OidcProvider, ProfileApiStandIn]
 

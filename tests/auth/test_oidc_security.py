@@ -37,13 +37,11 @@ from tests.auth.oidc_helpers import (
     has_session_cookie,
     idp_fixture,
     inbox_fixture,
-    needs_provider,
     openid_app,
     query,
     start,
 )
 
-pytestmark = needs_provider
 __all__ = ["idp_fixture", "inbox_fixture"]
 
 

@@ -19,14 +19,12 @@ from tests.auth.oidc_helpers import (
     has_session_cookie,
     idp_fixture,
     inbox_fixture,
-    needs_provider,
     openid_app,
     query,
     sign_in,
     start,
 )
 
-pytestmark = needs_provider
 __all__ = ["idp_fixture", "inbox_fixture"]  # the module's fixtures
 
 
