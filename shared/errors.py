@@ -68,6 +68,10 @@ class ErrorCode(StrEnum):
     ROLE_REQUIRED = "role_required"
     LINK_REQUIRED = "link_required"
     IDENTITY_IN_USE = "identity_in_use"
+    PASSKEYS_DISABLED = "passkeys_disabled"
+    INVALID_PASSKEY = "invalid_passkey"
+    INVALID_PASSKEY_REGISTRATION = "invalid_passkey_registration"
+    PASSKEY_CHALLENGE_INVALID = "passkey_challenge_invalid"
     LAST_SIGN_IN_METHOD = "last_sign_in_method"
 
 
@@ -165,6 +169,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ROLE_REQUIRED: 403,
     ErrorCode.LINK_REQUIRED: 403,
     ErrorCode.IDENTITY_IN_USE: 409,
+    ErrorCode.PASSKEYS_DISABLED: 404,
+    ErrorCode.INVALID_PASSKEY: 401,
+    ErrorCode.INVALID_PASSKEY_REGISTRATION: 400,
+    ErrorCode.PASSKEY_CHALLENGE_INVALID: 400,
     ErrorCode.LAST_SIGN_IN_METHOD: 409,
 }
 

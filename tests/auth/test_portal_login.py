@@ -16,8 +16,10 @@ from tests.auth.api_helpers import email
 from tests.auth.portal_helpers import (
     CSRF,
     PAGE_HEADERS,
+    SCRIPT_PAGE_HEADERS,
     SESSION,
     csrf_of,
+    only_script_files,
     portal_app,
     post_form,
     session_cookie,
@@ -30,9 +32,11 @@ async def test_pages_render_with_their_headers_and_labels(app_factory: Callable[
     async with portal_app(app_factory) as auth:
         response = await auth.client.get(path)
         assert response.status_code == 200
-        for name, value in PAGE_HEADERS.items():
+        # The sign-in page offers passkeys (DOMAIN_SERVER makes a relying party): its script, no other.
+        expected = SCRIPT_PAGE_HEADERS if path == "/portal/login" else PAGE_HEADERS
+        for name, value in expected.items():
             assert response.headers[name] == value
-        assert "<script" not in response.text
+        assert len(only_script_files(response)) == (1 if path == "/portal/login" else 0)
         assert "<title>Sign " in response.text
         assert CSRF in response.headers["set-cookie"] and "HttpOnly" in response.headers["set-cookie"]
         if path == "/portal/login":
@@ -228,3 +232,23 @@ async def test_development_over_http_drops_the_prefixes_and_secure(app_factory: 
         assert response.status_code == 303, response.text
         (cookie,) = [h for h in response.headers.get_list("set-cookie") if h.startswith("authgate_session=")]
         assert "secure" not in [part.strip().lower() for part in cookie.split(";")]
+
+
+@pytest.mark.parametrize(
+    ("fetch_site", "accepted"),
+    [("same-origin", True), ("same-site", False), ("cross-site", False), (None, False)],
+)
+async def test_a_null_origin_passes_only_with_sec_fetch_site_same_origin(
+    app_factory: Callable[..., Any], fetch_site: str | None, accepted: bool
+) -> None:
+    """Under `Referrer-Policy: no-referrer` Chromium posts the portal's own forms with `Origin: null`
+    and `Sec-Fetch-Site: same-origin` (a header no page can set): that pair is the portal's own."""
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        page = await auth.client.get("/portal/login")
+        form = {"csrf": csrf_of(page), "email": address, "password": STRONG_PASSWORD}
+        headers = {"Origin": "null", **({"Sec-Fetch-Site": fetch_site} if fetch_site else {})}
+        response = await auth.client.post("/portal/login", data=form, headers=headers)
+        assert response.status_code == (303 if accepted else 403), response.text
+        assert (session_cookie(auth.client) is not None) is accepted

@@ -112,7 +112,8 @@ async def links_submit(request: Request) -> Response:
     rules = Rules(context.settings.allow_social_registration, False, ())
     signin = OpenIdSignIn(provider.settings, rules, context.accounts, context.sessions, context.audit)
     try:
-        await signin.unlink(user, client_ip(request))
+        passkeys = await context.store.passkeys.count_for(user_id_of(user))
+        await signin.unlink(user, client_ip(request), passkeys)
     except DomainError as exc:
         return _render(request, user, 409, error=exc.message)
     response = redirect(LINKS_PATH, 303)

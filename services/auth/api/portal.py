@@ -55,6 +55,11 @@ def _rd(request: Request, raw: str | None) -> str:
     return ctx(request).settings.redirects.checked(raw) or ""
 
 
+def _passkeys(request: Request) -> bool:
+    """The sign-in form offers a passkey button (and loads its script) when passkeys are on."""
+    return ctx(request).passkeys.enabled
+
+
 def _after_sign_in(rd: str) -> str:
     return rd or LOGIN_PATH
 
@@ -102,7 +107,16 @@ async def login_page(request: Request) -> Response:
             response = redirect(rd, 302) if rd else page(request, "login", signed_in=str(user.get("email")))
             set_session_cookie(context, response, user, session)
             return response
-    response = page(request, "login", rd=rd, email="", error=None, notice=None, signed_in=None)
+    response = page(
+        request,
+        "login",
+        rd=rd,
+        email="",
+        error=None,
+        notice=None,
+        signed_in=None,
+        scripted=_passkeys(request),
+    )
     if claims is not None:  # a session that ended: the browser stops sending its cookie
         clear_session_cookie(context, response)
     return response
@@ -117,7 +131,15 @@ async def login_submit(request: Request) -> Response:
 
     def again(status: int, error: str) -> Response:
         return page(
-            request, "login", status, rd=rd, email=form.email, error=error, notice=None, signed_in=None
+            request,
+            "login",
+            status,
+            rd=rd,
+            email=form.email,
+            error=error,
+            notice=None,
+            signed_in=None,
+            scripted=_passkeys(request),
         )
 
     if not context.settings.allow_email_login:
@@ -156,7 +178,17 @@ async def _signed_in(
         session, _ = await start_session(context, user, ip, user_agent(request), epoch=epoch, amr=amr)
     except StaleCredentials:
         LOGINS.labels("stale").inc()
-        return page(request, "login", 401, rd=rd, email="", error=INVALID, notice=None, signed_in=None)
+        return page(
+            request,
+            "login",
+            401,
+            rd=rd,
+            email="",
+            error=INVALID,
+            notice=None,
+            signed_in=None,
+            scripted=_passkeys(request),
+        )
     LOGINS.labels("success").inc()
     response = redirect(_after_sign_in(rd))
     set_session_cookie(context, response, user, session)

@@ -34,6 +34,13 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
+# Pages that load the passkeys script (never an inline one): that file, and fetch() to the portal.
+SCRIPT_PAGE_HEADERS = {
+    **PAGE_HEADERS,
+    "Content-Security-Policy": PAGE_HEADERS["Content-Security-Policy"].replace(
+        "default-src 'none';", "default-src 'none'; script-src 'self'; connect-src 'self';"
+    ),
+}
 F = TypeVar("F", bound=Form)
 TEMP_COOKIE_MAX_AGE = 300  # the temp token's own lifetime bounds the 2FA step anyway
 
@@ -60,16 +67,21 @@ def csrf(request: Request) -> CsrfTokens:
     return found
 
 
-def page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
-    """A rendered page with the portal's headers; a CSRF cookie is set when the browser has none."""
+def page(
+    request: Request, name: str, status: int = 200, *, scripted: bool = False, **values: Any
+) -> Response:
+    """A rendered page with the portal's headers; a CSRF cookie is set when the browser has none.
+
+    `scripted`: the page loads /portal/static/passkeys.js, so its CSP allows scripts from the portal."""
     context = ctx(request)
     cookie = request.cookies.get(csrf_cookie_name(context))
     fresh = cookie is None or not 0 < len(cookie) <= 128
     if fresh:
         cookie = CsrfTokens.new_cookie()
     assert cookie is not None
-    html = pages(request).render(name, csrf=csrf(request).form_token(cookie), **values)
-    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    html = pages(request).render(name, csrf=csrf(request).form_token(cookie), scripted=scripted, **values)
+    headers = SCRIPT_PAGE_HEADERS if scripted else PAGE_HEADERS
+    response = HTMLResponse(html, status_code=status, headers=headers)
     if fresh:
         _set_cookie(context, response, csrf_cookie_name(context), cookie, None, samesite="strict")
     return response
@@ -102,7 +114,10 @@ async def read_form(request: Request, model: type[F]) -> F | Response:
     except (FormTooLarge, ValueError):
         return message(request, 400, "Invalid form", "The form could not be read.")
     origin_ok = same_origin(
-        request.headers.get("origin"), request.headers.get("referer"), context.settings.domain_server
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        context.settings.domain_server,
+        request.headers.get("sec-fetch-site"),
     )
     if not origin_ok or not csrf(request).valid(request.cookies.get(csrf_cookie_name(context)), form.csrf):
         return csrf_refused(request)

@@ -43,6 +43,58 @@ def fields(body: bytes) -> dict[str, str]:
     return found
 
 
+class RegisterForm(Form):
+    name: str = Field(default="", max_length=256)
+    username: str = Field(default="", max_length=128)
+    email: str = Field(default="", max_length=320)
+    password: str = Field(default="", max_length=1024)
+    confirm_password: str = Field(default="", max_length=1024)
+
+
+class ForgotForm(Form):
+    email: str = Field(default="", max_length=320)
+
+
+class ResetPasswordForm(Form):
+    token: str = Field(default="", max_length=256)
+    userId: str = Field(default="", max_length=64)  # the mail link's query name
+    password: str = Field(default="", max_length=1024)
+    confirm_password: str = Field(default="", max_length=1024)
+
+
+class VerifyEmailForm(Form):
+    token: str = Field(default="", max_length=256)
+    email: str = Field(default="", max_length=320)
+
+
+class ChangePasswordForm(Form):
+    current_password: str = Field(default="", max_length=1024)
+    new_password: str = Field(default="", max_length=1024)
+    confirm_password: str = Field(default="", max_length=1024)
+
+
+class EndSessionForm(Form):
+    session_id: str = Field(default="", max_length=128)
+
+
+class ConfirmTwoFactorForm(Form):
+    code: str = Field(default="", max_length=64)
+    password: str = Field(default="", max_length=1024)
+
+
+class DisableTwoFactorForm(Form):
+    code: str = Field(default="", max_length=64)
+    password: str = Field(default="", max_length=1024)
+
+
+class PasskeyNameForm(Form):
+    name: str = Field(default="", max_length=256)
+
+
+class PasskeyRemoveForm(Form):
+    pass
+
+
 class LinksForm(Form):
     provider: str = Field(default="", max_length=32)
     action: str = Field(default="", max_length=16)

@@ -65,10 +65,10 @@ def domain_allowed(email: str, allowed: tuple[str, ...]) -> bool:
     return email.rpartition("@")[2].lower() in allowed
 
 
-def sign_in_methods(user: Document) -> int:
-    """A password (local accounts) plus every linked provider."""
+def sign_in_methods(user: Document, passkeys: int = 0) -> int:
+    """A password (local accounts), every linked provider, and the user's passkeys."""
     has_password = isinstance(user.get("password"), str) and bool(user.get("password"))
-    return int(has_password) + sum(1 for field in PROVIDER_FIELDS if user.get(field))
+    return int(has_password) + sum(1 for field in PROVIDER_FIELDS if user.get(field)) + passkeys
 
 
 def _refused(code: ErrorCode, message: str) -> DomainError:
@@ -217,13 +217,13 @@ class OpenIdSignIn:
         issuer = identity.issuer if self.settings.issuer_field else None
         return await self.accounts.find_by_link(self.settings.link_field, identity.subject, issuer)
 
-    async def unlink(self, user: Document, ip: str) -> None:
+    async def unlink(self, user: Document, ip: str, passkeys: int = 0) -> None:
         if not user.get(self.settings.link_field):
             return
-        if sign_in_methods(user) <= 1:
+        if sign_in_methods(user, passkeys) <= 1:
             raise _refused(
                 ErrorCode.LAST_SIGN_IN_METHOD,
-                "This is your only way to sign in: set a password before unlinking it.",
+                "This is your only way to sign in: set a password or add a passkey before unlinking it.",
             )
         fields = [self.settings.link_field] + (
             [self.settings.issuer_field] if self.settings.issuer_field else []
