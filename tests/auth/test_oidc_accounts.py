@@ -327,3 +327,19 @@ async def test_the_links_page_needs_a_portal_session(
         refresh_only = browser(auth)
         await sign_in(refresh_only, "alice")  # LibreChat's flow: a refresh cookie, no portal session
         assert (await refresh_only.get("/portal/account/links")).status_code == 302
+
+
+async def test_a_passkey_counts_as_a_way_in_when_unlinking(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    async with openid_app(app_factory, idp) as auth:
+        client = browser(auth)
+        await sign_in(client, "alice", portal="1")  # a provider-only account
+        user = await auth.find_user("alice@idp.example.com")
+        assert user is not None
+        passkey = {"user_id": str(user["_id"]), "credential_id": "cred-1", "name": "laptop", "sign_count": 0}
+        await auth.collection("auth_passkeys").insert_one(passkey)
+        unlinked = await links_form(client, "unlink")
+        assert unlinked.status_code == 303
+        user = await auth.find_user("alice@idp.example.com")
+        assert user is not None and "openidId" not in user
