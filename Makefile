@@ -18,7 +18,7 @@ install: $(STAMP)
 run: install
 	AUTHGATE_ENV=development $(BIN)/python scripts/devrun.py
 
-## Tools the tests need outside the venv (redis-server, nginx, caddy, chromium, kubectl, checkov venv).
+## Tools the tests need outside the venv (redis-server, nginx, caddy, chromium, kubectl, checkov venv, node + oidc-provider).
 tools:
 	@bash scripts/install_tools.sh
 

@@ -11,6 +11,7 @@
 #   chromium       Debian's Chromium, driven by Playwright in tests/browser (Playwright's own
 #                  browser download is never used: the tests launch /usr/bin/chromium).
 #   caddy          Debian's caddy, the second real proxy of the browser tests (forward_auth).
+#   node + npm     panva's oidc-provider for the social sign-in tests (harness/oidc_provider).
 #
 # Idempotent and fast when everything is present (no network, no pip run).
 # Never fails the whole run because something is already installed; fails only
@@ -177,5 +178,27 @@ else
         say "ERROR: caddy is missing and could not be installed"
         exit 1
     fi
+fi
+# --- 8. Node + panva's oidc-provider (the OpenID provider the social sign-in tests run) ---
+# Debian's nodejs (20) runs oidc-provider 8.x without warnings; the package and its
+# dependencies come from harness/oidc_provider/package-lock.json (`npm ci`), re-run only
+# when the lock file changed since the last install.
+OIDC_DIR="$ROOT/harness/oidc_provider"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm || true
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "ERROR: node/npm are missing and could not be installed"
+    exit 1
+fi
+OIDC_STAMP="$OIDC_DIR/node_modules/.authgate-lock"
+if [ -d "$OIDC_DIR/node_modules/oidc-provider" ] && [ -f "$OIDC_STAMP" ] \
+        && cmp -s "$OIDC_STAMP" "$OIDC_DIR/package-lock.json"; then
+    say "oidc-provider ok: $OIDC_DIR"
+else
+    say "npm ci in $OIDC_DIR"
+    (cd "$OIDC_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$OIDC_DIR/package-lock.json" "$OIDC_STAMP"
+    say "oidc-provider ready"
 fi
 say "done"

@@ -61,6 +61,13 @@ class ErrorCode(StrEnum):
     INVALID_SUBJECT = "invalid_subject"
     SUBJECT_EXEMPT = "subject_exempt"
     BAN_NOT_FOUND = "ban_not_found"
+    AUTH_FAILED = "auth_failed"
+    SOCIAL_LOGIN_DISABLED = "social_login_disabled"
+    SOCIAL_REGISTRATION_DISABLED = "social_registration_disabled"
+    EMAIL_DOMAIN_NOT_ALLOWED = "email_domain_not_allowed"
+    ROLE_REQUIRED = "role_required"
+    LINK_REQUIRED = "link_required"
+    IDENTITY_IN_USE = "identity_in_use"
     PASSKEYS_DISABLED = "passkeys_disabled"
     INVALID_PASSKEY = "invalid_passkey"
     INVALID_PASSKEY_REGISTRATION = "invalid_passkey_registration"
@@ -155,6 +162,13 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.STORE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.HTTP_ERROR: 400,
+    ErrorCode.AUTH_FAILED: 401,
+    ErrorCode.SOCIAL_LOGIN_DISABLED: 403,
+    ErrorCode.SOCIAL_REGISTRATION_DISABLED: 403,
+    ErrorCode.EMAIL_DOMAIN_NOT_ALLOWED: 403,
+    ErrorCode.ROLE_REQUIRED: 403,
+    ErrorCode.LINK_REQUIRED: 403,
+    ErrorCode.IDENTITY_IN_USE: 409,
     ErrorCode.PASSKEYS_DISABLED: 404,
     ErrorCode.INVALID_PASSKEY: 401,
     ErrorCode.INVALID_PASSKEY_REGISTRATION: 400,

@@ -172,6 +172,9 @@ class NewUser:
     password: str
     role: str = "USER"
     email_verified: bool = False
+    # How the address was proven: mail, operator, provider, or unverified (also for an account
+    # created verified only because no mail is configured: nothing proved that address).
+    verified_by: str = "unverified"
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,7 @@ class Accounts:
             "username": new.username,
             "email": new.email,
             "emailVerified": new.email_verified,
+            "emailVerifiedBy": new.verified_by if new.email_verified else "unverified",
             "password": hashed,
             "avatar": None,
             "provider": "local",
@@ -283,6 +287,55 @@ class Accounts:
             if new.username is not None:
                 await self._names.release(new.username, doc["_id"])
             raise (UsernameTaken if exc.field == "username" else EmailTaken) from None
+
+    async def create_from_provider(
+        self, *, email: str, name: str, username: str | None, verified: bool, link: Document, provider: str
+    ) -> Document:
+        """A user who signs in only through a provider: no password, the provider's link fields.
+
+        The username is kept when it is valid and free; otherwise the account has none (a
+        provider's name never takes over a local one). `EmailTaken` when the address exists.
+        """
+        try:
+            wanted = self.check_username(username)
+        except DomainError:
+            wanted = None
+        if wanted is not None and await self.username_exists(wanted):
+            wanted = None
+        if await self.find_by_email(email) is not None:
+            raise EmailTaken
+        now = dt.datetime.now(dt.UTC)
+        doc: Document = {
+            "name": name,
+            "email": email,
+            "emailVerified": verified,
+            "emailVerifiedBy": "provider" if verified else "unverified",
+            "avatar": None,
+            "provider": provider,
+            "role": "USER",
+            "createdAt": now,
+            "updatedAt": now,
+            **link,
+        }
+        if wanted is not None:
+            doc["_id"] = self._users.new_key()
+            if await self._names.claim(wanted, doc["_id"]):
+                doc["username"] = wanted
+        try:
+            return await self._users.insert(doc)
+        except DuplicateValue as exc:
+            if "username" in doc:
+                await self._names.release(wanted or "", doc["_id"])
+            raise EmailTaken from exc
+
+    async def find_by_link(self, field: str, subject: str, issuer: str | None = None) -> Document | None:
+        return await self._users.find_by_link(field, subject, issuer)
+
+    async def link(self, user: Document, field: str, fields: Document) -> bool:
+        return await self._users.link(user["_id"], field, fields)
+
+    async def unlink(self, user: Document, fields: list[str]) -> None:
+        await self._users.unlink(user["_id"], fields)
 
     async def authenticate(self, email: str, password: str) -> Document | None:
         """One argon2 (or bcrypt) operation whether or not the user exists."""
@@ -320,17 +373,19 @@ class Accounts:
     async def set_password(self, user: Document, normalized_password: str) -> None:
         await self._users.set_password(user["_id"], await self.hasher.hash(normalized_password))
 
-    async def set_role(self, user: Document, role: str) -> Document:
+    async def set_role(self, user: Document, role: str, source: str = "operator") -> Document:
+        """`source` (`roleSource`): `operator` for `authgate set-role`, `openid` for a provider claim."""
         if role not in ROLES:
             raise DomainError(ErrorCode.INVALID_INPUT, f"role must be one of {', '.join(ROLES)}")
-        updated = await self._users.set_role(user["_id"], role)
+        updated = await self._users.set_role(user["_id"], role, source)
         if updated is None:
             raise DomainError(ErrorCode.NOT_FOUND, "User not found.")
         return updated
 
-    async def mark_email_verified(self, user: Document) -> None:
-        await self._users.set_email_verified(user["_id"])
+    async def mark_email_verified(self, user: Document, by: str = "mail") -> None:
+        await self._users.set_email_verified(user["_id"], by)
         user["emailVerified"] = True
+        user["emailVerifiedBy"] = by
 
     async def delete(self, user: Document) -> None:
         """The user's state document stays as a small tombstone: its epochs must never go back,

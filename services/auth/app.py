@@ -15,10 +15,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.auth import metrics
 from services.auth.api import (
+    account_links,
     auth,
     cookies,
     health,
     introspect,
+    oauth,
     password,
     portal,
     portal_account,
@@ -44,6 +46,7 @@ from services.auth.portal.render import PortalPages
 from services.auth.protection import banned_error
 from services.auth.sessions import RevokedByBan
 from services.auth.settings import AuthSettings
+from services.auth.social.providers import SignInProvider, build_provider
 from services.auth.store import StoreFailure
 from shared.errors import EXCEPTION_HANDLERS, ErrorBoundary, StoreUnavailable, api_error_of, error_response
 from shared.http import RequestIdMiddleware
@@ -78,6 +81,7 @@ IP_BAN_EXEMPT = frozenset(
         "/openapi.json",
         "/.well-known/jwks.json",
         "/api/auth/logout",
+        "/oauth/openid/backchannel-logout",  # a provider's logout (signed token) is never blocked
         "/portal/static/portal.css",  # so the portal's banned page is styled
     }
 )
@@ -211,11 +215,51 @@ def routes() -> list[Route]:
         Route("/portal/account/2fa/confirm", portal_account.confirm_two_factor, methods=["POST"]),
         Route("/portal/account/2fa/disable", portal_account.disable_two_factor, methods=["POST"]),
         *PORTAL_PASSKEY_ROUTES,
+        Route("/oauth/openid", oauth.openid_start, methods=["GET"]),
+        Route("/oauth/openid/callback", oauth.openid_callback, methods=["GET"]),
+        Route("/oauth/openid/backchannel-logout", oauth.backchannel_logout, methods=["POST"]),
+        Route("/oauth/google", oauth.google_start, methods=["GET"]),
+        Route("/oauth/google/callback", oauth.google_callback, methods=["GET"]),
+        Route("/oauth/github", oauth.github_start, methods=["GET"]),
+        Route("/oauth/github/callback", oauth.github_callback, methods=["GET"]),
+        Route("/oauth/discord", oauth.discord_start, methods=["GET"]),
+        Route("/oauth/discord/callback", oauth.discord_callback, methods=["GET"]),
+        Route("/oauth/facebook", oauth.facebook_start, methods=["GET"]),
+        Route("/oauth/facebook/callback", oauth.facebook_callback, methods=["GET"]),
+        Route("/portal/account/links", account_links.links_page, methods=["GET"]),
+        Route("/portal/account/links", account_links.links_submit, methods=["POST"]),
+    ]
+
+
+def _providers(settings: AuthSettings) -> dict[str, SignInProvider]:
+    """A client per configured provider (OPENID_*, GOOGLE_*, GITHUB_*); OpenID metadata is
+    fetched on first use."""
+    server = settings.domain_server or ""
+    return {p.name: build_provider(p, server) for p in settings.social.providers}
+
+
+def _buttons(settings: AuthSettings) -> list[dict[str, str]]:
+    """The portal's sign-in buttons, in SOCIAL_LOGINS order."""
+    if not settings.allow_social_login:
+        return []
+    labels = {
+        "openid": settings.openid_button_label,
+        "google": "Continue with Google",
+        "github": "Continue with GitHub",
+        "discord": "Continue with Discord",
+        "facebook": "Continue with Facebook",
+    }
+    configured = set(settings.social.configured)
+    return [
+        {"provider": name, "label": labels[name]}
+        for name in settings.social.social_logins
+        if name in configured and name in labels
     ]
 
 
 def create_app(settings: AuthSettings) -> Starlette:
     context = build_context(settings)
+    providers = _providers(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -237,6 +281,8 @@ def create_app(settings: AuthSettings) -> Starlette:
             yield
         finally:
             await context.outbox.stop()
+            for provider in providers.values():
+                await provider.aclose()
             await client.aclose()
             await context.revocations.stop()
             context.accounts.hasher.close()
@@ -284,10 +330,12 @@ def create_app(settings: AuthSettings) -> Starlette:
     )
     app.state.ctx = context
     app.state.verify = verify
+    app.state.providers = providers
     app.state.portal_pages = PortalPages(
         settings.app_title,
         registration=settings.allow_registration,
         password_reset=settings.allow_password_reset,
+        social_buttons=_buttons(settings),
     )
     app.state.portal_csrf = CsrfTokens(settings.jwt_secret)
     return app

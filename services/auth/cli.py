@@ -128,6 +128,7 @@ async def create_user(context: AuthContext, args: argparse.Namespace) -> None:
                 password=password,
                 role=args.role,
                 email_verified=args.email_verified,
+                verified_by="operator",
             )
         )
     except EmailTaken:
@@ -201,7 +202,7 @@ async def reset_password(context: AuthContext, args: argparse.Namespace) -> None
 async def verify_email(context: AuthContext, args: argparse.Namespace) -> None:
     """Mark an address verified without a mail (an operator vouches for it)."""
     user = await require_user(context, args.email)
-    await context.accounts.mark_email_verified(user)
+    await context.accounts.mark_email_verified(user, by="operator")
     await context.audit.record("cli_verify_email", user_id=user_id_of(user), actor=ACTOR)
     out(f"{user['email']} is verified")
 

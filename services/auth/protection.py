@@ -109,6 +109,10 @@ class Protection:
         self._enforce(decision, "login")
         return gate
 
+    async def before_social_login(self, ip: str) -> None:
+        """A provider sign-in starts: moderation's `login` event (per address) before any provider call."""
+        self._enforce(await self.client.event("login", ip=ip), "login")
+
     async def after_login_failure(self, gate: LoginGate) -> None:
         await self.client.event(
             "login_failed", ip=gate.ip, account=gate.account, device_trusted=gate.device_trusted

@@ -21,6 +21,7 @@ from services.auth.accounts import (
 from services.auth.audit import AuditTrail
 from services.auth.counters import REGISTRATIONS
 from services.auth.email_verification import EmailVerification
+from services.auth.social.signin import domain_allowed
 from shared.errors import DomainError, ErrorCode
 
 
@@ -38,9 +39,18 @@ async def register_account(
     name: str,
     password: str,
     ip: str,
+    allowed_domains: tuple[str, ...] = (),
 ) -> None:
-    """Create the account (or, for a taken address, do the same work and notify its owner)."""
+    """Create the account (or, for a taken address, do the same work and notify its owner).
+
+    REGISTRATION_ALLOWED_DOMAINS (`allowed_domains`) applies here as to provider sign-ups."""
     email = check_email_syntax(email)
+    if not domain_allowed(email, allowed_domains):
+        raise DomainError(
+            ErrorCode.EMAIL_DOMAIN_NOT_ALLOWED,
+            "Registration from this email domain is not allowed.",
+            details={"field": "email"},
+        )
     username = Accounts.check_username(username)
     name = name.strip()
     checked = await accounts.checked_password(password, [email, username or "", name])

@@ -130,6 +130,21 @@ class MessageResponse(BaseModel):
     message: str
 
 
+class LogoutResponse(BaseModel):
+    """`redirect`: the OpenID provider's end-session URL (OPENID_USE_END_SESSION_ENDPOINT)."""
+
+    model_config = _OUT
+    message: str
+    redirect: str | None = None
+
+
+class BackchannelLogoutRequest(BaseModel):
+    """OIDC Back-Channel Logout 1.0: the provider's signed logout token, as a form field."""
+
+    model_config = ConfigDict(extra="allow")
+    logout_token: str
+
+
 class ErrorResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
     code: str

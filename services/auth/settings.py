@@ -16,6 +16,7 @@ from services.auth.mail.settings import MailSettings, load_mail_settings
 from services.auth.moderation_client import ModerationClientSettings, load_moderation_client_settings
 from services.auth.passkeys.settings import WebAuthnSettings, load_webauthn_settings
 from services.auth.redirects import InvalidRedirectDomain, RedirectPolicy, canonical_host
+from services.auth.social.settings import SocialSettings, load_social_settings
 from services.auth.store.uri import checked_mongo_uri
 from shared.config import (
     DEVELOPMENT,
@@ -105,6 +106,7 @@ class AuthSettings:
     auth_cookie_name: str = "authgate_session"
     auth_cookie_domain: str | None = None
     auth_cookie_refresh_ms: int = 1000 * 60 * 5
+    social: SocialSettings = field(default_factory=SocialSettings)
     webauthn: WebAuthnSettings = field(default_factory=WebAuthnSettings)
 
     @property
@@ -271,6 +273,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         auth_cookie_name=_cookie_name(env),
         auth_cookie_domain=_cookie_domain(env),
         auth_cookie_refresh_ms=env.duration_ms("AUTH_COOKIE_REFRESH", "1000 * 60 * 5"),
+        social=load_social_settings(env, env.string("DOMAIN_SERVER"), jwt_refresh_secret),
         webauthn=load_webauthn_settings(env, title, env.string("DOMAIN_SERVER"), development=development),
     )
 

@@ -92,10 +92,13 @@ async def test_config_has_every_field_librechat_login_page_reads(app_factory: Ca
     assert body["openidLabel"] == "Sign in with Acme"
     assert body["openidImageUrl"] == "https://example.com/acme.svg"
     assert body["socialLoginEnabled"] is True
-    # Providers authgate does not offer yet are off whatever their variables say: no dead buttons.
-    assert body["googleLoginEnabled"] is False and body["openidLoginEnabled"] is False
+    # Google's variables are complete: its button is on. Providers authgate does not offer yet
+    # (or whose variables are missing) are off whatever else is set: no dead buttons.
+    assert body["googleLoginEnabled"] is True and body["openidLoginEnabled"] is False
+    assert body["githubLoginEnabled"] is False and body["discordLoginEnabled"] is False
     assert body["passkeyLoginEnabled"] is False and body["emailEnabled"] is False
-    assert body["socialLogins"] == ["google", "facebook", "openid", "github", "discord", "saml"]
+    # SOCIAL_LOGINS unset: every configured provider.
+    assert body["socialLogins"] == ["google"]
 
 
 async def test_config_defaults(auth: AuthApp) -> None:

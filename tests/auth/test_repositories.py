@@ -90,13 +90,13 @@ async def test_users_password_swap_is_conditional_on_the_expected_hash(store: St
 async def test_users_role_delete_and_list_without_hashes(store: Store) -> None:
     first = await store.users.insert(_user("f@example.com"))
     second = await store.users.insert(_user("g@example.com"))
-    updated = await store.users.set_role(first["_id"], "ADMIN")
+    updated = await store.users.set_role(first["_id"], "ADMIN", "operator")
     assert updated is not None and updated["role"] == "ADMIN"
     listed = await store.users.list(limit=10)
     assert [doc["email"] for doc in listed] == ["f@example.com", "g@example.com"]
     assert all("password" not in doc for doc in listed)
     await store.users.delete(second["_id"])
-    assert await store.users.set_role(second["_id"], "ADMIN") is None
+    assert await store.users.set_role(second["_id"], "ADMIN", "operator") is None
     assert [doc["email"] for doc in await store.users.list(limit=10)] == ["f@example.com"]
 
 

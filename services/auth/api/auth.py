@@ -28,6 +28,7 @@ from services.auth.api.cookies import (
     refresh_cookie_values,
 )
 from services.auth.api.login_flow import check_password_login, invalid_credentials
+from services.auth.api.openid_state import end_session_redirect
 from services.auth.context import AuthContext
 from services.auth.counters import LOGINS, REFRESHES
 from services.auth.devices import DEVICE_COOKIE
@@ -65,6 +66,7 @@ async def register(request: Request) -> Response:
         name=body.name,
         password=body.password,
         ip=ip,
+        allowed_domains=context.settings.social.registration_allowed_domains,
     )
     return JSONResponse({"message": REGISTER_MESSAGE}, headers=NO_STORE)
 
@@ -296,6 +298,10 @@ async def logout(request: Request) -> Response:
         raise _refused(refusal, in_body or not tokens)
     await context.sessions.revoke(user_id=user_id, session_ids=[session_id], reason="logout", actor=user_id)
     await context.audit.record("logout", user_id=user_id, ip=client_ip(request), session_id=session_id)
-    response = JSONResponse({"message": "Logged out."}, headers=NO_STORE)
+    answer: dict[str, str] = {"message": "Logged out."}
+    end_session = await end_session_redirect(request, user_id)
+    if end_session is not None:  # OPENID_USE_END_SESSION_ENDPOINT: LibreChat's client goes there
+        answer["redirect"] = end_session
+    response = JSONResponse(answer, headers=NO_STORE)
     clear_session_cookies(context, response)
     return response

@@ -18,6 +18,122 @@ BEARER = ["bearer"]
 # logout answers it itself unless the caller presents an access token that verifies.
 
 _CHANGE = {400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 503: E}
+_RD = {"name": "rd", "in": "query", "required": False, "schema": {"type": "string"}}
+OPENID = [
+    Operation(
+        "/oauth/openid",
+        "GET",
+        "Start OpenID Connect sign-in: 302 to the provider with state, nonce and PKCE S256; the flow "
+        "is sealed in a 10-minute HttpOnly cookie. `rd` (checked against AUTH_REDIRECT_DOMAINS) is "
+        "where the browser goes after the sign-in; `portal=1` also sets the portal's session cookie. "
+        "Refusals (social_login_disabled, banned, rate_limited) redirect to "
+        "DOMAIN_CLIENT/login?redirect=false&error=<code>, or answer JSON for Accept: application/json",
+        {302: None, 403: E, 404: E, 429: E, 503: E},
+        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+    Operation(
+        "/oauth/openid/callback",
+        "GET",
+        "The provider's redirect back: the flow cookie must match `state`, be under 10 minutes old and "
+        "unused; the code is exchanged and the ID token verified (issuer, audience, signature through "
+        "the JWKS, nonce, expiry). Success: the refresh cookie (and the portal's session cookie for a "
+        "portal flow) and 302 to `rd` or DOMAIN_CLIENT, or to /portal/2fa when a second factor is "
+        "enrolled. Failure: 302 to DOMAIN_CLIENT/login?redirect=false&error=<code> (auth_failed, "
+        "social_registration_disabled, email_domain_not_allowed, role_required, link_required, banned)",
+        {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
+        parameters=[
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("code", "state", "iss", "error")
+        ],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+    Operation(
+        "/oauth/openid/backchannel-logout",
+        "POST",
+        "OIDC Back-Channel Logout: the provider's logout token (verified like an ID token, with the "
+        "back-channel logout event) revokes the sessions it names by `sid`, or every session of `sub`",
+        {200: None, 400: E, 404: E, 413: E, 415: E},
+        form=s.BackchannelLogoutRequest,
+    ),
+    Operation(
+        "/oauth/google",
+        "GET",
+        "Start Google sign-in (LibreChat's preset, as OpenID Connect; GOOGLE_ISSUER overrides the "
+        "issuer): as /oauth/openid",
+        {302: None, 403: E, 404: E, 429: E, 503: E},
+        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+    Operation(
+        "/oauth/google/callback",
+        "GET",
+        "Google's redirect back: as /oauth/openid/callback (the link is `googleId`)",
+        {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
+        parameters=[
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("code", "state", "iss", "error")
+        ],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+    Operation(
+        "/oauth/github",
+        "GET",
+        "Start GitHub sign-in (LibreChat's preset, OAuth2 with state and PKCE S256): as /oauth/openid",
+        {302: None, 403: E, 404: E, 429: E, 503: E},
+        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+    Operation(
+        "/oauth/github/callback",
+        "GET",
+        "GitHub's redirect back: the code is exchanged, the identity read from its /user (the numeric "
+        "id, `githubId`) and /user/emails (the verified primary address); refusals as /oauth/openid/callback",
+        {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
+        parameters=[
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("code", "state", "error")
+        ],
+        headers={302: ["Location", "Set-Cookie"]},
+    ),
+]
+OPENID += [
+    operation
+    for name, label, shape in (
+        ("discord", "Discord", "its /users/@me (the id, `discordId`; `verified` marks the address)"),
+        ("facebook", "Facebook", "its Graph /me (the id, `facebookId`; the address is never verified)"),
+    )
+    for operation in (
+        Operation(
+            f"/oauth/{name}",
+            "GET",
+            f"Start {label} sign-in (LibreChat's preset, OAuth2 with state and PKCE S256): as /oauth/openid",
+            {302: None, 403: E, 404: E, 429: E, 503: E},
+            parameters=[
+                _RD,
+                {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            headers={302: ["Location", "Set-Cookie"]},
+        ),
+        Operation(
+            f"/oauth/{name}/callback",
+            "GET",
+            f"{label}'s redirect back: the code is exchanged and the identity read from {shape}",
+            {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
+            parameters=[
+                {"name": param, "in": "query", "required": False, "schema": {"type": "string"}}
+                for param in ("code", "state", "error")
+            ],
+            headers={302: ["Location", "Set-Cookie"]},
+        ),
+    )
+]
+# A browser flow's refusals are a portal page when the flow began there (or DOMAIN_CLIENT is unset).
+BROWSER_FLOWS = tuple(
+    path
+    for name in ("openid", "google", "github", "discord", "facebook")
+    for path in (f"/oauth/{name}", f"/oauth/{name}/callback")
+)
 TWO_FACTOR = [
     Operation(
         "/api/auth/2fa/enable",
@@ -173,8 +289,9 @@ OPERATIONS = [
     Operation(
         "/api/auth/logout",
         "POST",
-        "Revoke the current session",
-        {200: s.MessageResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        "Revoke the current session; `redirect` is the OpenID provider's end-session URL for an "
+        "OpenID user when OPENID_USE_END_SESSION_ENDPOINT is true",
+        {200: s.LogoutResponse, 400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 429: E, 503: E},
         body=s.LogoutRequest,
         security=BEARER,
     ),
@@ -255,6 +372,7 @@ OPERATIONS = [
         form=s.IntrospectRequest,
         security=["service_key"],
     ),
+    *OPENID,
     Operation("/healthz", "GET", "Liveness", {200: s.HealthResponse}),
     Operation("/readyz", "GET", "Readiness", {200: s.HealthResponse, 503: s.HealthResponse}),
 ]
@@ -278,6 +396,10 @@ def document() -> dict[str, Any]:
         "items": {"$ref": "#/components/schemas/SessionOut"},
     }
     doc["components"]["schemas"]["SessionOut"] = s.SessionOut.model_json_schema()
+    for path in BROWSER_FLOWS:
+        for entry in doc["paths"][path]["get"]["responses"].values():
+            if "content" in entry:
+                entry["content"]["text/html"] = {"schema": {"type": "string"}}
     return doc
 
 

@@ -104,6 +104,7 @@ async def register_submit(request: Request) -> Response:
             name=form.name,
             password=form.password,
             ip=ip,
+            allowed_domains=context.settings.social.registration_allowed_domains,
         )
     except DomainError as exc:
         field = _field_of(exc)
@@ -144,6 +145,8 @@ def _field_of(error: DomainError) -> str | None:
         return "password"
     if error.code == ErrorCode.USERNAME_TAKEN:
         return "username"
+    if error.code == ErrorCode.EMAIL_DOMAIN_NOT_ALLOWED:
+        return "email"
     if error.code == ErrorCode.INVALID_INPUT:
         # `email: …` or `username: …`, as the domain checks phrase them.
         named = str(error.details.get("field") or error.message.split(":", 1)[0])

@@ -11,9 +11,6 @@ from services.auth.accounts import public_user
 from services.auth.api.common import NO_STORE, ctx, require_access, unauthorized
 from services.auth.settings import AuthSettings
 
-# LibreChat's `defaultSocialLogins`: the order its login page shows the providers in.
-DEFAULT_SOCIAL_LOGINS = ["google", "facebook", "openid", "github", "discord", "saml"]
-
 
 async def current_user(request: Request) -> Response:
     caller = await require_access(request)
@@ -27,20 +24,25 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
     """Every field of LibreChat's pre-login config, with values true to authgate's configuration.
 
     Sign-in providers authgate does not offer yet are reported off whatever their variables say,
-    so LibreChat's login page never shows a button that cannot work; `emailEnabled` is whether
-    mail is configured (verification mails are sent).
+    so LibreChat's login page never shows a button that cannot work; each provider is on
+    when their variables are complete and ALLOW_SOCIAL_LOGIN is true. `socialLogins` is SOCIAL_LOGINS (the
+    buttons' order; LibreChat reads it from its YAML), by default every configured provider.
+    `emailEnabled` is whether mail is configured (verification mails are sent).
     """
+    social = settings.social
+    openid = social.openid if settings.allow_social_login else None
+    enabled = set(social.configured) if settings.allow_social_login else set()
     payload: dict[str, Any] = {
         "appTitle": settings.app_title,
-        "discordLoginEnabled": False,
-        "facebookLoginEnabled": False,
-        "githubLoginEnabled": False,
-        "googleLoginEnabled": False,
+        "discordLoginEnabled": "discord" in enabled,
+        "facebookLoginEnabled": "facebook" in enabled,
+        "githubLoginEnabled": "github" in enabled,
+        "googleLoginEnabled": "google" in enabled,
         "appleLoginEnabled": False,
         "passkeyLoginEnabled": False,
-        "openidLoginEnabled": False,
+        "openidLoginEnabled": openid is not None,
         "openidLabel": settings.openid_button_label,
-        "openidAutoRedirect": False,
+        "openidAutoRedirect": openid is not None and openid.auto_redirect,
         "samlLoginEnabled": False,
         "serverDomain": settings.domain_server or "http://localhost:3080",
         "emailLoginEnabled": settings.allow_email_login,
@@ -50,7 +52,7 @@ def pre_login_payload(settings: AuthSettings) -> dict[str, Any]:
         "emailEnabled": settings.mail.configured,
         "passwordResetEnabled": settings.allow_password_reset,
         "minPasswordLength": settings.min_password_length,
-        "socialLogins": DEFAULT_SOCIAL_LOGINS,
+        "socialLogins": list(social.social_logins),
     }
     if settings.openid_image_url:
         payload["openidImageUrl"] = settings.openid_image_url

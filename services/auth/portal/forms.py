@@ -93,3 +93,8 @@ class PasskeyNameForm(Form):
 
 class PasskeyRemoveForm(Form):
     pass
+
+
+class LinksForm(Form):
+    provider: str = Field(default="", max_length=32)
+    action: str = Field(default="", max_length=16)

@@ -18,7 +18,14 @@ PASSKEYS_SCRIPT = Path(__file__).with_name("static") / "passkeys.js"
 
 
 class PortalPages:
-    def __init__(self, app_title: str, *, registration: bool = False, password_reset: bool = False) -> None:
+    def __init__(
+        self,
+        app_title: str,
+        *,
+        registration: bool = False,
+        password_reset: bool = False,
+        social_buttons: list[dict[str, str]] | None = None,
+    ) -> None:
         self._env = Environment(
             loader=FileSystemLoader(str(TEMPLATES)),
             autoescape=True,  # every value is text, never markup
@@ -27,6 +34,8 @@ class PortalPages:
         self._title = app_title
         # What the login page links to: shown only when the flows are on.
         self._env.globals.update(registration_open=registration, password_reset_open=password_reset)
+        # Sign-in providers shown under the login form: [{"provider": "openid", "label": ...}].
+        self._env.globals["social_buttons"] = list(social_buttons or [])
         self.stylesheet = STYLESHEET.read_bytes()
         self.passkeys_script = PASSKEYS_SCRIPT.read_bytes()
 

@@ -23,6 +23,7 @@ from services.auth.store.mongo_outbox import MongoOutbox
 from services.auth.store.mongo_passkeys import MongoPasskeys, MongoWebAuthnChallenges
 from services.auth.store.mongo_revocations import MongoRevocations
 from services.auth.store.mongo_sessions import MongoSessions
+from services.auth.store.mongo_social import MongoOAuthStates, MongoOidcSessions
 from services.auth.store.mongo_tokens import MongoOneTimeTokens
 from services.auth.store.mongo_two_factor import MongoTempTokens, MongoTwoFactor
 from services.auth.store.mongo_user_state import MongoUserState
@@ -71,6 +72,8 @@ class Store:
         self.tokens = MongoOneTimeTokens(journaled("auth_tokens"))
         self.two_factor = MongoTwoFactor(journaled("auth_two_factor"))
         self.temp_tokens = MongoTempTokens(journaled("auth_2fa_temp"))
+        self.oauth_states = MongoOAuthStates(journaled("auth_oauth_states"))
+        self.oidc_sessions = MongoOidcSessions(journaled("auth_oidc_sessions"))
         self.passkeys = MongoPasskeys(journaled("auth_passkeys"))
         self.webauthn_challenges = MongoWebAuthnChallenges(journaled("auth_webauthn_challenges"))
 

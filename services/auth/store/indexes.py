@@ -76,6 +76,10 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
         ("auth_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
         # Housekeeping only: a temp token's expiry is in its signed claims and in the query.
         ("auth_2fa_temp", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
+        ("auth_oauth_states", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
+        ("auth_oidc_sessions", [("issuer", ASCENDING), ("sid", ASCENDING)], {"name": "issuer_1_sid_1"}),
+        ("auth_oidc_sessions", [("issuer", ASCENDING), ("sub", ASCENDING)], {"name": "issuer_1_sub_1"}),
+        ("auth_oidc_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
         ("auth_passkeys", [("credential_id", ASCENDING)], {"name": "credential_id_1", "unique": True}),
         ("auth_passkeys", [("user_id", ASCENDING)], {"name": "user_id_1"}),
         # Housekeeping only: a challenge's expiry is checked in code when it is taken.

@@ -65,17 +65,42 @@ class MongoUsers:
         async with store_errors():
             await self._c.update_one(match, {"$set": {"password": new_hash, "updatedAt": _now()}})
 
-    async def set_role(self, key: object, role: str) -> Document | None:
+    async def set_role(self, key: object, role: str, source: str) -> Document | None:
         async with store_errors():
             return await self._c.find_one_and_update(
                 {"_id": key},
-                {"$set": {"role": role, "updatedAt": _now()}},
+                {"$set": {"role": role, "roleSource": source, "updatedAt": _now()}},
                 return_document=ReturnDocument.AFTER,
             )
 
-    async def set_email_verified(self, key: object) -> None:
+    async def set_email_verified(self, key: object, by: str) -> None:
+        fields = {"emailVerified": True, "emailVerifiedBy": by, "updatedAt": _now()}
         async with store_errors():
-            await self._c.update_one({"_id": key}, {"$set": {"emailVerified": True, "updatedAt": _now()}})
+            await self._c.update_one({"_id": key}, {"$set": fields})
+
+    async def find_by_link(self, field: str, subject: str, issuer: str | None) -> Document | None:
+        query: Document = {field: text_value(subject)}
+        if issuer is not None:
+            query["openidIssuer"] = text_value(issuer)
+        async with store_errors():
+            return await self._c.find_one(query)
+
+    async def link(self, key: object, field: str, fields: Document) -> bool:
+        """Set a provider id (and its issuer) unless the user already has one for that provider."""
+        async with store_errors():
+            try:
+                result = await self._c.update_one(
+                    {"_id": key, field: {"$exists": False}}, {"$set": {**fields, "updatedAt": _now()}}
+                )
+            except DuplicateKeyError:
+                return False  # that identity is linked to another user already
+        return result.modified_count == 1
+
+    async def unlink(self, key: object, fields: list[str]) -> None:
+        async with store_errors():
+            await self._c.update_one(
+                {"_id": key}, {"$unset": dict.fromkeys(fields, ""), "$set": {"updatedAt": _now()}}
+            )
 
     async def set_two_factor(self, key: object, enabled: bool) -> None:
         librechat = {"totpSecret": "", "backupCodes": "", "pendingTotpSecret": "", "pendingBackupCodes": ""}
