@@ -21,7 +21,9 @@ from services.auth.moderation_client import ModerationClient
 from tests.auth.test_moderation_client import settings_for
 from tests.moderation.conftest import Moderation, fresh_ip, launch
 
-Failure = int | str  # an HTTP status to answer, or "drop" (close the connection without an answer)
+# An HTTP status to answer (JSON, as moderation does), "nginx" (502 with nginx's HTML page), or
+# "drop" (close the connection without an answer).
+Failure = int | str
 
 
 @dataclass
@@ -56,6 +58,9 @@ class FlakyFront:
             if isinstance(failure, int):
                 payload = b'{"code":"store_unavailable","message":"x"}'
                 status = failure
+            elif failure == "nginx":
+                payload = b"<html><head><title>502 Bad Gateway</title></head></html>"
+                status = 502
             else:
                 forward = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
                 async with httpx.AsyncClient(base_url=self.upstream) as client:
@@ -102,7 +107,7 @@ async def client_through(front: FlakyFront, transport: str) -> AsyncIterator[Mod
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-@pytest.mark.parametrize("failure", [502, 503, 504, "drop"])
+@pytest.mark.parametrize("failure", [502, 503, 504, "nginx", "drop"])
 async def test_one_failed_call_is_retried_with_the_same_key(
     moderation: Moderation, failure: Failure, transport: str
 ) -> None:
@@ -128,7 +133,7 @@ async def test_the_retry_counts_once_when_the_first_call_was_counted(moderation:
         assert (await client.event("login", ip=ip)).remaining == 1
 
 
-@pytest.mark.parametrize("failure", [502, "drop"])
+@pytest.mark.parametrize("failure", [502, "nginx", "drop"])
 async def test_only_once(moderation: Moderation, failure: Failure) -> None:
     async with FlakyFront(moderation.url, [failure] * 5) as front, client_through(front, "aiohttp") as client:
         decision = await client.event("login", ip=fresh_ip())

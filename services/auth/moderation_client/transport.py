@@ -177,24 +177,28 @@ class ModerationTransport:
                     await response.aread()
                 finally:
                     await response.aclose()
-                body = response.json() if response.content else {}
         except (httpx.TransportError, TimeoutError, OSError) as exc:
             raise ModerationUnavailable(type(exc).__name__, retryable=True) from exc
-        except (httpx.HTTPError, ValueError) as exc:
+        except httpx.HTTPError as exc:
             raise ModerationUnavailable(type(exc).__name__) from exc
-        if response.status_code >= 500:
-            retryable = response.status_code in RETRY_STATUSES
-            raise ModerationUnavailable(
-                f"HTTP {response.status_code} {body.get('code', '')}", retryable=retryable
-            )
+        status = response.status_code
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = None  # e.g. a load balancer's HTML error page
+        if status in RETRY_STATUSES:
+            code = body.get("code", "") if isinstance(body, dict) else ""
+            raise ModerationUnavailable(f"HTTP {status} {code}", retryable=True)
+        if not isinstance(body, dict):
+            raise ModerationUnavailable(f"HTTP {status}, unexpected body")
+        if status >= 500:
+            raise ModerationUnavailable(f"HTTP {status} {body.get('code', '')}")
         if response.status_code in (401, 403):
             self._refused(path, response.status_code, body.get("code"))
             raise ModerationMisconfigured(str(body.get("code", response.status_code)))
         if response.status_code >= 400:
             log.error("moderation_rejected", path=path, status=response.status_code, code=body.get("code"))
             raise ModerationRejected(str(body.get("code", response.status_code)))
-        if not isinstance(body, dict):
-            raise ModerationUnavailable("unexpected body")
         return body
 
     async def call(
