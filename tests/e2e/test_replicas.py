@@ -515,6 +515,10 @@ async def test_kill_a_moderation_replica_and_auth_never_enters_its_fail_mode(rep
         stop_at = time.monotonic() + 4.0
         tasks = [asyncio.create_task(worker(edge, load, n, stop_at)) for n in range(LOAD_WORKERS)]
         await asyncio.sleep(1.5)
+        # Frozen first, so calls are surely in flight on it when it dies (a kill between two
+        # calls would only show nginx skipping a refused connection).
+        os.kill(replicas.moderations[0].proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(0.3)
         replicas.moderations[0].stop(sig_kill=True)
         await asyncio.gather(*tasks)
         ready = [await edge.get("/readyz") for _ in range(4)]
@@ -529,5 +533,6 @@ async def test_kill_a_moderation_replica_and_auth_never_enters_its_fail_mode(rep
     )
     assert load.failures == [], load.failures
     assert unavailable == 0
+    assert retried >= 1  # the calls in flight on the killed replica were answered by the other
     for response in ready:
         assert response.status_code == 200 and response.json()["checks"]["moderation"] == "ok", response.text
