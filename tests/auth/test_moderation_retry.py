@@ -152,3 +152,16 @@ async def test_each_call_has_its_own_key(moderation: Moderation) -> None:
         for _ in range(3):
             await client.event("refresh", ip=fresh_ip())
         assert len(set(front.keys)) == 3
+
+
+async def test_an_unanswered_login_failure_is_reported_later_with_the_same_key(
+    moderation: Moderation,
+) -> None:
+    """Both attempts may have counted before their answers were lost: the report counts at most once."""
+    async with FlakyFront(moderation.url, [502, 502]) as front, client_through(front, "aiohttp") as client:
+        account = "account:" + "ef" * 32
+        await client.event("login_failed", ip=fresh_ip(), account=account)
+        assert len(client.reports) == 1
+        client.breaker.success()  # breaker_failures=1 here: let the delivery through
+        await client.reports.drain()
+        assert len(front.keys) == 3 and len(set(front.keys)) == 1

@@ -33,12 +33,13 @@ class ReportBuffer:
     def __len__(self) -> int:
         return len(self.items)
 
-    def enqueue(self, path: str, body: dict[str, Any]) -> None:
+    def enqueue(self, path: str, body: dict[str, Any], key: str | None = None) -> None:
+        """Queue a report; `key`: the Idempotency-Key of a call it repeats (else a new one)."""
         if len(self.items) >= self.size:
             self.items.popleft()
             self.stats.dropped += 1
             log.warning("moderation_report_dropped", dropped=self.stats.dropped)
-        self.items.append((path, body, new_idempotency_key()))
+        self.items.append((path, body, key or new_idempotency_key()))
         self.stats.buffered = len(self.items)
         self._wake.set()
 
