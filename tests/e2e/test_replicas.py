@@ -61,7 +61,6 @@ NEW_PASSWORD = "a different long passphrase for the replica tests"
 REVOCATION_BOUND_S = 1.0  # VERIFY_MAX_STALENESS
 BAN_BOUND_S = 0.5  # the ban feed's poll, plus the feed's own latency
 LOAD_WORKERS = 6
-MODULE_STARTED = time.monotonic()
 
 
 @dataclass
@@ -121,6 +120,7 @@ def all_closed() -> str:
 @pytest.fixture(scope="module")
 def replicas(mongo: Server, redis_cluster: LocalCluster) -> Iterator[Replicas]:
     assert NGINX is not None
+    module_started = time.monotonic()
     # Not pytest's tmp_path: nginx's workers (as `nobody` when run by root) must traverse it.
     work = Path(tempfile.mkdtemp(prefix="authgate-replicas-"))
     os.chmod(work, 0o755)
@@ -197,7 +197,7 @@ def replicas(mongo: Server, redis_cluster: LocalCluster) -> Iterator[Replicas]:
         for server in reversed(started):
             server.stop()
         smtp.stop()
-        print(f"\n[replicas] module time {time.monotonic() - MODULE_STARTED:.1f} s (cluster shared)")
+        print(f"\n[replicas] module time {time.monotonic() - module_started:.1f} s (cluster shared)")
 
 
 # Clients ---------------------------------------------------------------------------------------
