@@ -406,7 +406,7 @@ async def reset_link(smtp: SmtpServer, email: str, seen: int) -> str:
                     text = payload.decode() if isinstance(payload, bytes) else str(payload)
                     found = re.search(r"/reset-password\?(\S+)", text)  # not the verification mail's link
                     if found:
-                        return parse_qs(found.group(1))["token"][0]
+                        return str(parse_qs(found.group(1))["token"][0])
         await asyncio.sleep(0.01)
     raise AssertionError(f"no reset mail to {email}")
 
