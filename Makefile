@@ -18,7 +18,7 @@ install: $(STAMP)
 run: install
 	AUTHGATE_ENV=development $(BIN)/python scripts/devrun.py
 
-## Tools the tests need outside the venv (redis-server, nginx, kubectl, checkov venv).
+## Tools the tests need outside the venv (redis-server, nginx, caddy, chromium, kubectl, checkov venv).
 tools:
 	@bash scripts/install_tools.sh
 
@@ -65,4 +65,4 @@ sbom: install
 	@echo "wrote dist/sbom.cdx.json"
 
 clean:
-	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache .coverage-data
+	rm -rf $(VENV) .tools-venv .mypy_cache .ruff_cache .pytest_cache .coverage-data artifacts

@@ -38,7 +38,7 @@ IDENTITY = (
 
 
 async def raw(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI ceiling: one header read, the same answer headers as /verify's 200."""
+    """The ASGI ceiling: the credential header read, the same answer headers as /verify's 200."""
     if scope["type"] != "http":  # lifespan: nothing to set up
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -46,7 +46,8 @@ async def raw(scope: Scope, receive: Receive, send: Send) -> None:
             await receive()
             await send({"type": "lifespan.shutdown.complete"})
         return
-    authorization = dict(scope["headers"]).get(b"authorization", b"")
+    sent = dict(scope["headers"])
+    credential = sent.get(b"authorization") or sent.get(b"cookie")  # a bearer token or the session cookie
     request_id = f"{_PREFIX}{next(_COUNTER):08x}".encode()
     headers = [
         *IDENTITY,
@@ -54,13 +55,14 @@ async def raw(scope: Scope, receive: Receive, send: Send) -> None:
         (b"cache-control", b"no-store"),
         (b"content-length", b"0"),
     ]
-    status = 200 if authorization or scope["path"] == "/" else 401
+    status = 200 if credential or scope["path"] == "/" else 401
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 
 
 async def _ok(request: Request) -> Response:
-    status = 200 if request.headers.get("authorization") or request.url.path == "/" else 401
+    credential = request.headers.get("authorization") or request.headers.get("cookie")
+    status = 200 if credential or request.url.path == "/" else 401
     headers = {name.decode(): value.decode() for name, value in IDENTITY}
     return Response(status_code=status, headers={**headers, "cache-control": "no-store"})
 

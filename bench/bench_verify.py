@@ -8,6 +8,8 @@ Cases, each alternated with both baselines (median of `rounds` runs, wrk at full
 - cache hit: auth A, one token again and again (the verified-token cache answers);
 - cache off: auth C with VERIFY_CACHE_SIZE=0, so every request verifies the signature
   and every claim (a size-0 cache stores nothing: one token or many makes no difference);
+- session cookie, cache hit and cache off: the same two, with the portal's session cookie
+  (signed in through /portal/login) instead of a bearer token; target: the bearer ratios;
 - 1,000 bans: auth A again once 1,000 bans (999 IPs and one user) sit in its ban cache,
   so every request also resolves the client address and looks both up.
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import charts, profile_verify
-from bench.client import bearer, new_credentials, new_session, register
+from bench.client import bearer, new_credentials, new_session, portal_sign_in, register, session_cookie
 from bench.config import BenchConfig, say
 from bench.load import WRK_PERCENTILES, FullLoad
 from bench.procs import (
@@ -73,13 +75,18 @@ class Case:
     target: Target
     at_least_raw: float | None
     results: dict[str, list[LoadResult]]
+    headers: dict[str, str]
 
 
 async def measure_case(
-    config: BenchConfig, full_load: FullLoad, raw: Target, routed: Target, case: Target, token: str
+    config: BenchConfig,
+    full_load: FullLoad,
+    raw: Target,
+    routed: Target,
+    case: Target,
+    headers: dict[str, str],
 ) -> dict[str, list[LoadResult]]:
     """The case alternated with both baselines; the same header is sent to all three."""
-    headers = bearer(token)
     runs: dict[str, Callable[[], Awaitable[LoadResult]]] = {
         "raw": lambda: full_load.run(raw.url, headers, raw.pid),
         "routed": lambda: full_load.run(routed.url, headers, routed.pid),
@@ -161,7 +168,10 @@ def build(
         "raw ASGI: a bare ASGI callable answering with /verify's 200 headers (five identity headers,"
         " request id, cache-control, content-length): the server's ceiling; routed: the same answer"
         " through Starlette's router and the service's request-id middleware; all three get the same"
-        " Authorization header and run under identical uvicorn flags",
+        " Authorization header (or, in the cookie cases, the same Cookie header) and run under"
+        " identical uvicorn flags",
+        "cookie cases: the portal's session cookie of a /portal/login sign-in (its own typ and key,"
+        " bound to a session), sent alone; the targets are the bearer cases' ratios",
         "cache off: VERIFY_CACHE_SIZE=0 stores nothing, so every request decodes and checks the"
         " signature, exp, nbf, iss, aud, typ and the alg allow-list, then revocation and epoch",
         f"{BANS} bans: {BANS - 1} IP bans plus one user ban, made through moderation's admin API and"
@@ -252,13 +262,19 @@ async def measure(
     async with new_session() as session:
         email, password = new_credentials("verify")
         await register(session, endpoints.a, email, password)
-        token = (await logged_in(session, endpoints, email, password))["token"]
-        cases = [Case("cache hit", a, HIT_VS_RAW, {}), Case("cache off", c, OFF_VS_RAW, {})]
+        token = bearer((await logged_in(session, endpoints, email, password))["token"])
+        cookie = session_cookie(await portal_sign_in(session, endpoints.a, email, password))
+        cases = [
+            Case("cache hit", a, HIT_VS_RAW, {}, token),
+            Case("cache off", c, OFF_VS_RAW, {}, token),
+            Case("cookie, cache hit", a, HIT_VS_RAW, {}, cookie),
+            Case("cookie, cache off", c, OFF_VS_RAW, {}, cookie),
+        ]
         for case in cases:
             say(f"verify bench: {case.name}")
-            case.results = await measure_case(config, full_load, raw, routed, case.target, token)
+            case.results = await measure_case(config, full_load, raw, routed, case.target, case.headers)
         bans_reached = await fill_bans(session, endpoints, endpoints.a)
-        with_bans = Case(f"{BANS:,} bans", a, None, {})
+        with_bans = Case(f"{BANS:,} bans", a, None, {}, token)
         say(f"verify bench: {with_bans.name}")
         with_bans.results = await measure_case(config, full_load, raw, routed, a, token)
         cases.append(with_bans)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -57,3 +58,33 @@ async def login(session: aiohttp.ClientSession, base: str, email: str, password:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+PORTAL_ORIGIN = "http://portal.bench.test"  # DOMAIN_SERVER of the bench's auth processes
+SESSION_COOKIE = "authgate_session"  # development: no __Host- prefix over http
+_CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def portal_sign_in(session: aiohttp.ClientSession, base: str, email: str, password: str) -> str:
+    """A browser's sign-in through /portal/login: the session cookie's value.
+
+    Cookies are carried by hand (aiohttp's jar ignores cookies of IP-address hosts).
+    """
+    async with session.get(f"{base}/portal/login") as page:
+        html = await page.text()
+        csrf_cookie = page.cookies["authgate_csrf"].value
+    found = _CSRF_FIELD.search(html)
+    if found is None:
+        raise RuntimeError("the portal's login page carries no CSRF token")
+    form = {"csrf": found.group(1), "email": email, "password": password, "rd": ""}
+    headers = {"Origin": PORTAL_ORIGIN, "Cookie": f"authgate_csrf={csrf_cookie}"}
+    async with session.post(
+        f"{base}/portal/login", data=form, headers=headers, allow_redirects=False
+    ) as answer:
+        if SESSION_COOKIE not in answer.cookies:
+            raise RuntimeError(f"portal sign-in answered {answer.status} without a session cookie")
+        return answer.cookies[SESSION_COOKIE].value
+
+
+def session_cookie(value: str) -> dict[str, str]:
+    return {"Cookie": f"{SESSION_COOKIE}={value}"}

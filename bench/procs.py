@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.client import PORTAL_ORIGIN
 from bench.config import HOST, LIMITS_OFF, ROOT, UVICORN_FLAGS, VENV_BIN, say
 from harness import Server, free_port, start_redis, wait_port
 
@@ -198,6 +199,7 @@ def auth_base_env(store_port: int) -> dict[str, str]:
         "TOTP_ENCRYPTION_KEY": secrets.token_hex(32),
         "MONGO_URI": store_uri(store_port),
         "ALLOW_REGISTRATION": "true",
+        "DOMAIN_SERVER": PORTAL_ORIGIN,  # the portal's origin, for the session-cookie cases
         "AUTH_MANAGEMENT_PORT": "0",  # no metrics listener (its default port is shared)
         **LIMITS_OFF,
     }

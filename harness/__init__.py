@@ -29,7 +29,7 @@ from harness.processes import (
     stopping,
     wait_port,
 )
-from harness.proxies import find_nginx, start_nginx
+from harness.proxies import find_caddy, find_nginx, render_template, start_caddy, start_nginx
 from harness.redis_cluster import LocalCluster, start_redis_cluster
 from harness.waiting import eventually, eventually_sync
 
@@ -45,10 +45,12 @@ __all__ = [
     "clean_env",
     "eventually",
     "eventually_sync",
+    "find_caddy",
     "find_nginx",
     "free_port",
     "mongo_uri",
     "registration",
+    "render_template",
     "restart_moderation",
     "run_authgate",
     "run_to_exit",
@@ -56,6 +58,7 @@ __all__ = [
     "shared_moderation",
     "spawn_auth",
     "start_auth",
+    "start_caddy",
     "start_moderation",
     "start_mongo",
     "start_nginx",

@@ -8,6 +8,9 @@
 #   kubectl        for `kubectl kustomize` (renders deploy/k8s).
 #   nginx          /usr/sbin/nginx for `nginx -t` and the nginx end-to-end tests.
 #   faketime       libfaketime, to run a writer with a shifted clock (revocation feed tests).
+#   chromium       Debian's Chromium, driven by Playwright in tests/browser (Playwright's own
+#                  browser download is never used: the tests launch /usr/bin/chromium).
+#   caddy          Debian's caddy, the second real proxy of the browser tests (forward_auth).
 #
 # Idempotent and fast when everything is present (no network, no pip run).
 # Never fails the whole run because something is already installed; fails only
@@ -146,6 +149,32 @@ else
         say "libfaketime ok: $(faketime_lib)"
     else
         say "ERROR: libfaketime is missing and could not be installed"
+        exit 1
+    fi
+fi
+# --- 6. chromium (the browser tests drive it with Playwright) ----------------------
+if [ -x /usr/bin/chromium ]; then
+    say "chromium ok: /usr/bin/chromium"
+else
+    apt_install chromium || true
+    if [ -x /usr/bin/chromium ]; then
+        say "chromium ok: /usr/bin/chromium"
+    else
+        say "ERROR: chromium is missing and could not be installed"
+        exit 1
+    fi
+fi
+# --- 7. caddy (the browser tests run it in front of the apps, beside nginx) --------
+if command -v caddy >/dev/null 2>&1; then
+    say "caddy ok: $(command -v caddy)"
+else
+    # Debian's postinst starts caddy.service on port 80 where systemd runs; the
+    # policy-rc.d of apt_install forbids that, as for nginx.
+    apt_install caddy || true
+    if command -v caddy >/dev/null 2>&1; then
+        say "caddy ok: $(command -v caddy)"
+    else
+        say "ERROR: caddy is missing and could not be installed"
         exit 1
     fi
 fi

@@ -61,6 +61,11 @@ class ErrorCode(StrEnum):
     INVALID_SUBJECT = "invalid_subject"
     SUBJECT_EXEMPT = "subject_exempt"
     BAN_NOT_FOUND = "ban_not_found"
+    PASSKEYS_DISABLED = "passkeys_disabled"
+    INVALID_PASSKEY = "invalid_passkey"
+    INVALID_PASSKEY_REGISTRATION = "invalid_passkey_registration"
+    PASSKEY_CHALLENGE_INVALID = "passkey_challenge_invalid"
+    LAST_SIGN_IN_METHOD = "last_sign_in_method"
 
 
 class ApiError(Exception):
@@ -150,6 +155,11 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.STORE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.HTTP_ERROR: 400,
+    ErrorCode.PASSKEYS_DISABLED: 404,
+    ErrorCode.INVALID_PASSKEY: 401,
+    ErrorCode.INVALID_PASSKEY_REGISTRATION: 400,
+    ErrorCode.PASSKEY_CHALLENGE_INVALID: 400,
+    ErrorCode.LAST_SIGN_IN_METHOD: 409,
 }
 
 

@@ -38,7 +38,7 @@ def redis_cluster(work_dir: Path) -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-_SCENARIO_DIRS = ("e2e", "faults")
+_SCENARIO_DIRS = ("e2e", "faults", "browser")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

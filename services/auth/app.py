@@ -21,11 +21,17 @@ from services.auth.api import (
     introspect,
     password,
     portal,
+    portal_account,
+    portal_passkeys,
+    portal_recovery,
+    portal_register,
+    portal_step_up,
     refusals,
     sessions,
     two_factor,
     user,
     verification,
+    webauthn,
     wellknown,
 )
 from services.auth.api.forward_auth import ForwardAuthEndpoint
@@ -78,6 +84,7 @@ IP_BAN_EXEMPT = frozenset(
 
 
 PORTAL_PREFIX = "/portal/"
+PORTAL_PASSKEYS = "/portal/passkeys/"
 
 
 class IpBanMiddleware:
@@ -92,7 +99,8 @@ class IpBanMiddleware:
         if scope["type"] == "http" and protection.client.has_bans and scope["path"] not in IP_BAN_EXEMPT:
             request = Request(scope)
             ban = protection.ip_ban(self.context.settings.client_ip.from_request(request))
-            if ban is not None and scope["path"].startswith(PORTAL_PREFIX):
+            page = scope["path"].startswith(PORTAL_PREFIX) and not scope["path"].startswith(PORTAL_PASSKEYS)
+            if ban is not None and page:  # the passkeys script's JSON endpoints answer JSON
                 await portal.banned_page(request, banned_error(ban))(scope, receive, send)
                 return
             if ban is not None:
@@ -127,6 +135,30 @@ class VerifyFastPath:
             await self.app(scope, receive, send)
 
 
+WEBAUTHN = "/api/auth/webauthn"
+WEBAUTHN_ROUTES = [
+    Route(f"{WEBAUTHN}/register/options", webauthn.register_options, methods=["POST"]),
+    Route(f"{WEBAUTHN}/register/verify", webauthn.register_verify, methods=["POST"]),
+    Route(f"{WEBAUTHN}/login/options", webauthn.login_options, methods=["POST"]),
+    Route(f"{WEBAUTHN}/login/verify", webauthn.login_verify, methods=["POST"]),
+    Route(f"{WEBAUTHN}/credentials", webauthn.list_credentials, methods=["GET"]),
+    Route(f"{WEBAUTHN}/credentials/{{passkey_id}}", webauthn.rename_credential, methods=["PATCH"]),
+    Route(f"{WEBAUTHN}/credentials/{{passkey_id}}", webauthn.delete_credential, methods=["DELETE"]),
+]
+
+
+PORTAL_PASSKEY_ROUTES = [
+    Route(f"{PORTAL_PASSKEYS}login/options", portal_passkeys.login_options, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}login/verify", portal_passkeys.login_verify, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}register/options", portal_passkeys.register_options, methods=["POST"]),
+    Route(f"{PORTAL_PASSKEYS}register/verify", portal_passkeys.register_verify, methods=["POST"]),
+    Route("/portal/account/passkeys", portal_passkeys.account_page, methods=["GET"]),
+    Route("/portal/account/passkeys/{passkey_id}/rename", portal_passkeys.rename_submit, methods=["POST"]),
+    Route("/portal/account/passkeys/{passkey_id}/remove", portal_passkeys.remove_submit, methods=["POST"]),
+    Route("/portal/static/passkeys.js", portal_passkeys.script, methods=["GET"]),
+]
+
+
 def routes() -> list[Route]:
     return [
         Route("/api/auth/register", auth.register, methods=["POST"]),
@@ -142,6 +174,7 @@ def routes() -> list[Route]:
         Route("/api/auth/2fa/disable", two_factor.disable, methods=["POST"]),
         Route("/api/auth/2fa/backup/regenerate", two_factor.regenerate_backup_codes, methods=["POST"]),
         Route("/api/auth/2fa/verify-temp", two_factor.verify_temp, methods=["POST"]),
+        *WEBAUTHN_ROUTES,
         Route("/api/auth/sessions", sessions.list_sessions, methods=["GET"]),
         Route("/api/auth/sessions", sessions.revoke_other_sessions, methods=["DELETE"]),
         Route("/api/auth/sessions/{session_id}", sessions.revoke_session, methods=["DELETE"]),
@@ -158,9 +191,26 @@ def routes() -> list[Route]:
         Route("/portal/login", portal.login_submit, methods=["POST"]),
         Route("/portal/2fa", portal.two_factor_page, methods=["GET"]),
         Route("/portal/2fa", portal.two_factor_submit, methods=["POST"]),
+        Route("/portal/step-up", portal_step_up.step_up_page, methods=["GET"]),
+        Route("/portal/step-up", portal_step_up.step_up_submit, methods=["POST"]),
         Route("/portal/logout", portal.logout_page, methods=["GET"]),
         Route("/portal/logout", portal.logout_submit, methods=["POST"]),
         Route("/portal/static/portal.css", portal.stylesheet, methods=["GET"]),
+        Route("/portal/register", portal_register.register_page, methods=["GET"]),
+        Route("/portal/register", portal_register.register_submit, methods=["POST"]),
+        Route("/portal/forgot", portal_recovery.forgot_page, methods=["GET"]),
+        Route("/portal/forgot", portal_recovery.forgot_submit, methods=["POST"]),
+        Route("/portal/reset-password", portal_recovery.reset_page, methods=["GET"]),
+        Route("/portal/reset-password", portal_recovery.reset_submit, methods=["POST"]),
+        Route("/portal/verify-email", portal_recovery.verify_page, methods=["GET"]),
+        Route("/portal/verify-email", portal_recovery.verify_submit, methods=["POST"]),
+        Route("/portal/account", portal_account.account_page, methods=["GET"]),
+        Route("/portal/account/sessions/end", portal_account.end_session, methods=["POST"]),
+        Route("/portal/account/password", portal_account.change_password, methods=["POST"]),
+        Route("/portal/account/2fa/start", portal_account.start_two_factor, methods=["POST"]),
+        Route("/portal/account/2fa/confirm", portal_account.confirm_two_factor, methods=["POST"]),
+        Route("/portal/account/2fa/disable", portal_account.disable_two_factor, methods=["POST"]),
+        *PORTAL_PASSKEY_ROUTES,
     ]
 
 
@@ -221,7 +271,7 @@ def create_app(settings: AuthSettings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=[settings.domain_client],
                 allow_credentials=True,
-                allow_methods=["GET", "POST", "DELETE"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
             )
         )
@@ -234,6 +284,10 @@ def create_app(settings: AuthSettings) -> Starlette:
     )
     app.state.ctx = context
     app.state.verify = verify
-    app.state.portal_pages = PortalPages(settings.app_title)
+    app.state.portal_pages = PortalPages(
+        settings.app_title,
+        registration=settings.allow_registration,
+        password_reset=settings.allow_password_reset,
+    )
     app.state.portal_csrf = CsrfTokens(settings.jwt_secret)
     return app

@@ -147,6 +147,7 @@ async def delete_user(context: AuthContext, args: argparse.Namespace) -> None:
     user_id = user_id_of(user)
     await context.sessions.revoke(user_id=user_id, reason="user_deleted", actor=ACTOR)
     await context.accounts.delete(user)
+    await context.passkeys.forget(user_id)
     # Again once the account is gone: a login that checked the password between the first
     # revocation and the deletion may have created a session since.
     await context.sessions.revoke(user_id=user_id, reason="user_deleted", actor=ACTOR)

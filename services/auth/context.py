@@ -17,9 +17,10 @@ from services.auth.keys import load_key_ring
 from services.auth.mail.budget import AccountLimit, MailBudget
 from services.auth.mail.outbox import Outbox
 from services.auth.mail.sealing import BodySealer
-from services.auth.mail.templates import MailTemplates
+from services.auth.mail.templates import MailLinks, MailTemplates
 from services.auth.moderation_client import ModerationClient
 from services.auth.one_time_tokens import OneTimeTokens
+from services.auth.passkeys.manager import Passkeys
 from services.auth.password_change import PasswordChange
 from services.auth.password_reset import PasswordReset, ResetSettings
 from services.auth.passwords import Hasher, PasswordPolicy
@@ -53,6 +54,7 @@ class AuthContext:
     password_change: PasswordChange
     two_factor: TwoFactor
     session_cookies: SessionCookieTokens
+    passkeys: Passkeys
 
 
 def build_context(settings: AuthSettings) -> AuthContext:
@@ -100,6 +102,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
     budget = MailBudget(store.outbox, tokens)
     limits = settings.moderation.limits
     templates = MailTemplates(settings.mail.templates_dir)
+    links = MailLinks(settings.domain_client, settings.domain_server)
     verification = EmailVerification(
         accounts,
         tokens,
@@ -109,7 +112,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         audit,
         VerificationSettings(
             settings.app_title,
-            settings.domain_client or "",
+            links,
             dt.timedelta(milliseconds=settings.email_verification_expiry_ms),
             _per_account(limits.verify_email),
         ),
@@ -125,7 +128,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         audit,
         ResetSettings(
             settings.app_title,
-            settings.domain_client or "",
+            links,
             dt.timedelta(milliseconds=settings.password_reset_expiry_ms),
             _per_account(limits.reset_password),
         ),
@@ -157,6 +160,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         session_cookies=SessionCookieTokens(
             settings.jwt_secret, settings.jwt_issuer, settings.auth_cookie_refresh_ms // 1000
         ),
+        passkeys=Passkeys(store.passkeys, store.webauthn_challenges, audit, settings.webauthn),
     )
 
 

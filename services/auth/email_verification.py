@@ -16,7 +16,7 @@ from services.auth.accounts import Accounts, user_id_of
 from services.auth.audit import AuditTrail
 from services.auth.mail.budget import AccountLimit, MailBudget
 from services.auth.mail.outbox import Outbox, OutgoingMail
-from services.auth.mail.templates import MailTemplates, verification_link
+from services.auth.mail.templates import MailLinks, MailTemplates
 from services.auth.one_time_tokens import VERIFY_EMAIL, OneTimeTokens
 from services.auth.store import Document
 from shared.errors import DomainError, ErrorCode
@@ -36,7 +36,7 @@ def spelled(lifetime: dt.timedelta) -> str:
 @dataclass(frozen=True)
 class VerificationSettings:
     app_title: str
-    domain_client: str
+    links: MailLinks
     lifetime: dt.timedelta
     per_account: AccountLimit
 
@@ -77,7 +77,7 @@ class EmailVerification:
             app_title=self.settings.app_title,
             name=name or email,
             email=email,
-            link=verification_link(self.settings.domain_client, issued.token, email),
+            link=self.settings.links.verification(issued.token, email),
             valid_for=spelled(self.settings.lifetime),
         )
         await self._outbox.enqueue(

@@ -18,7 +18,7 @@ from services.auth.devices import DeviceCookies
 from services.auth.email_verification import NOTICE_LIFETIME, nobody, spelled
 from services.auth.mail.budget import AccountLimit, MailBudget
 from services.auth.mail.outbox import Outbox, OutgoingMail
-from services.auth.mail.templates import MailTemplates, reset_link
+from services.auth.mail.templates import MailLinks, MailTemplates
 from services.auth.one_time_tokens import PASSWORD_RESET, OneTimeTokens
 from services.auth.sessions import SessionService
 from services.auth.store import Document
@@ -28,7 +28,7 @@ from shared.errors import DomainError, ErrorCode
 @dataclass(frozen=True)
 class ResetSettings:
     app_title: str
-    domain_client: str
+    links: MailLinks
     lifetime: dt.timedelta
     per_account: AccountLimit
 
@@ -72,7 +72,7 @@ class PasswordReset:
             app_title=self.settings.app_title,
             name=str((user or {}).get("name") or address),
             email=address,
-            link=reset_link(self.settings.domain_client, issued.token, owner),
+            link=self.settings.links.reset(issued.token, owner),
             valid_for=spelled(self.settings.lifetime),
         )
         await self._outbox.enqueue(

@@ -126,6 +126,17 @@ class Protection:
         if login_email:
             await self.client.event("login_failed", ip=ip, account=self.account(login_email))
 
+    async def before_passkey_options(self, ip: str) -> None:
+        """A passkey sign-in starts: a `login` per address (no account is named yet), before any work."""
+        self._enforce(await self.client.event("login", ip=ip), "login")
+
+    async def before_passkey_assertion(self, ip: str) -> None:
+        """Its answer: the login's second-step limit per address, before the assertion is looked at.
+
+        Every answer counts here, right or wrong, so no `login_failed` follows a failure: that
+        event names an account, and a failed assertion proves nothing about whose it was."""
+        self._enforce(await self.client.event("login", ip=ip, second_factor=True), "two_factor_temp")
+
     async def before_register(self, ip: str) -> None:
         self._enforce(await self.client.event("register", ip=ip), "register")
 

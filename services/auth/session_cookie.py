@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from services.auth.tokens import LEEWAY_SECONDS, MAX_TOKEN_BYTES, AccessClaims, InvalidToken
+from services.auth.tokens import JWT_CODEC, LEEWAY_SECONDS, MAX_TOKEN_BYTES, AccessClaims, InvalidToken
 from shared.crypto import derive_key
 
 SESSION_COOKIE_TYPE = "authgate-session+jwt"
@@ -25,6 +25,9 @@ _AUDIENCE_SUFFIX = ":session-cookie"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "sid", "jti", "amr", "sexp"]
 AMR_PASSWORD = "pwd"
 AMR_OTP = "otp"
+AMR_HARDWARE_KEY = "hwk"  # a passkey with user verification: possession and PIN or biometrics
+# Methods that satisfy `?mfa=required`: a second factor, or a passkey (two factors in one).
+MULTI_FACTOR_AMR = frozenset({AMR_OTP, AMR_HARDWARE_KEY})
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class SessionCookieTokens:
             "iss": self._issuer,
             "aud": self._audience,
         }
-        return jwt.encode(payload, self._key, algorithm="HS256", headers={"typ": SESSION_COOKIE_TYPE})
+        return JWT_CODEC.encode(payload, self._key, algorithm="HS256", headers={"typ": SESSION_COOKIE_TYPE})
 
     def verify(self, token: str, *, expired_ok: bool = False) -> CookieClaims:
         """The claims of a cookie token; `expired_ok` lets the portal renew one past its interval
@@ -81,7 +84,7 @@ class SessionCookieTokens:
         if not token or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
             raise InvalidToken("malformed")
         try:
-            decoded = jwt.decode_complete(
+            decoded = JWT_CODEC.decode_complete(
                 token,
                 self._key,
                 algorithms=["HS256"],

@@ -282,6 +282,16 @@ class SessionService:
         await self._sessions.touch(session_id, now)
         return replace(Session.from_doc(doc), last_used_at=now)
 
+    async def step_up(self, session_id: str, method: str) -> Session | None:
+        """The live session with one more sign-in method (a second factor proved later); None if it ended."""
+        now = self._clock()
+        doc = await self._sessions.get(session_id)
+        if doc is None or not self.is_live(doc, now):
+            return None
+        await self._sessions.add_amr(session_id, method, now)
+        found = await self._sessions.get(session_id)
+        return Session.from_doc(found) if found is not None and self.is_live(found, now) else None
+
     async def find_by_token(self, token: str) -> Session | None:
         if not text_value(token) or len(token) > 128:
             return None

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from services.auth.mail.settings import MailSettings, load_mail_settings
 from services.auth.moderation_client import ModerationClientSettings, load_moderation_client_settings
+from services.auth.passkeys.settings import WebAuthnSettings, load_webauthn_settings
 from services.auth.redirects import InvalidRedirectDomain, RedirectPolicy, canonical_host
 from services.auth.store.uri import checked_mongo_uri
 from shared.config import (
@@ -104,6 +105,7 @@ class AuthSettings:
     auth_cookie_name: str = "authgate_session"
     auth_cookie_domain: str | None = None
     auth_cookie_refresh_ms: int = 1000 * 60 * 5
+    webauthn: WebAuthnSettings = field(default_factory=WebAuthnSettings)
 
     @property
     def development(self) -> bool:
@@ -269,6 +271,7 @@ def load_settings(env: Env | None = None, root: Path | None = None) -> AuthSetti
         auth_cookie_name=_cookie_name(env),
         auth_cookie_domain=_cookie_domain(env),
         auth_cookie_refresh_ms=env.duration_ms("AUTH_COOKIE_REFRESH", "1000 * 60 * 5"),
+        webauthn=load_webauthn_settings(env, title, env.string("DOMAIN_SERVER"), development=development),
     )
 
 

@@ -105,6 +105,9 @@ class _FastSegmentsJWT(jwt.PyJWT):
 
 
 _JWT = _FastSegmentsJWT()
+# The same codec for the service's other HS256 tokens (the portal's session cookie): /verify's
+# cache-off path costs the same whichever credential it checks.
+JWT_CODEC: jwt.PyJWT = _JWT
 
 
 def unverified_header(token: str) -> dict[str, Any]:

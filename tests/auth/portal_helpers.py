@@ -23,6 +23,15 @@ PAGE_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
 }
+# Pages that offer passkeys load /portal/static/passkeys.js: scripts from the portal only.
+SCRIPT_PAGE_HEADERS = {
+    **PAGE_HEADERS,
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+_SCRIPT_TAG = re.compile(r"<script\b[^>]*>")
 _CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -58,3 +67,11 @@ async def sign_in(
 def session_cookie(client: httpx.AsyncClient) -> str | None:
     value: str | None = client.cookies.get(SESSION)
     return value
+
+
+def only_script_files(page: httpx.Response) -> list[str]:
+    """Every <script> of a page loads a file of the portal's (none is inline): their tags."""
+    tags = _SCRIPT_TAG.findall(page.text)
+    assert all(tag == '<script src="/portal/static/passkeys.js" defer>' for tag in tags), tags
+    assert page.text.count("</script>") == len(tags)
+    return tags

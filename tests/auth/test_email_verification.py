@@ -19,11 +19,14 @@ from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
 
 CLIENT = MAIL_CLIENT
+# LibreChat on its own origin: mail links lead to its /verify page (the portal case is in
+# tests/auth/test_portal_recovery.py).
+SERVER = "https://auth.example.com"
 
 
 @pytest.fixture
 async def auth(app_factory: Callable[..., Any], smtp: SmtpServer) -> AsyncIterator[AuthApp]:
-    async with app_factory(**mail_env(smtp)) as running:
+    async with app_factory(**mail_env(smtp, DOMAIN_SERVER=SERVER)) as running:
         yield running
 
 
@@ -149,7 +152,7 @@ async def test_without_mail_accounts_start_verified(app_factory: Callable[..., A
 async def test_the_operator_can_verify_an_address(
     app_factory: Callable[..., Any], smtp: SmtpServer, mongo: Server, tmp_path: Path
 ) -> None:
-    async with app_factory(**mail_env(smtp)) as auth:
+    async with app_factory(**mail_env(smtp, DOMAIN_SERVER=SERVER)) as auth:
         address = email()
         assert (await auth.register(address)).status_code == 200
         assert (await auth.login(address)).status_code == 422

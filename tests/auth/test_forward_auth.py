@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import email
 from tests.auth.conftest import CLIENT_IP
 from tests.auth.portal_helpers import SESSION, portal_app, session_cookie, sign_in
@@ -101,3 +103,49 @@ async def test_roles_and_mfa_are_the_proxys_configuration(app_factory: Callable[
         refused = await auth.client.get("/forward-auth?mfa=required", headers=cookie)
         assert refused.status_code == 403 and refused.json()["code"] == "mfa_required"
         assert (await auth.client.get("/forward-auth?rolez=USER", headers=cookie)).status_code == 400
+
+
+async def test_a_banned_browser_is_sent_to_the_portal_and_an_api_client_gets_403(
+    app_factory: Callable[..., Any],
+) -> None:
+    """The portal shows the ban page (until when); an API client keeps /verify's JSON 403."""
+    async with portal_app(app_factory, **TRUSTED) as auth:
+        address = email()
+        await auth.register(address)
+        await sign_in(auth.client, address)
+        token = session_cookie(auth.client)
+        user = await auth.find_user(address)
+        assert user is not None and token
+        ends = int(time.time() * 1000) + 600_000
+        await auth.ctx.protection.client.bans.learn(BanInfo(f"user:{user['_id']}", "abuse", ends))
+        cookie = {"Cookie": f"{SESSION}={token}"}
+        checker = auth.new_client()
+        browser = await checker.get("/forward-auth", headers={**BROWSER, **cookie})
+        assert browser.status_code == 302
+        assert browser.headers["location"] == f"https://auth.test/portal/login?rd={quote(ORIGINAL, safe='')}"
+        api = await checker.get(
+            "/forward-auth", headers={"Accept": "application/json", **FORWARDED, **cookie}
+        )
+        assert api.status_code == 403 and api.json()["code"] == "banned"
+
+
+@pytest.mark.parametrize(
+    ("others", "kept"),
+    [("", None), ("theme=dark; ", "theme=dark"), ("a=1; {session}; b=2", "a=1; b=2")],
+    ids=["alone", "with-another", "between-two"],
+)
+async def test_an_allowed_answer_carries_the_cookies_without_the_session_cookie(
+    app_factory: Callable[..., Any], others: str, kept: str | None
+) -> None:
+    """What Traefik's `authResponseHeaders: [Cookie]` puts on the request to the app."""
+    async with portal_app(app_factory, **TRUSTED) as auth:
+        address = email()
+        await auth.register(address)
+        await sign_in(auth.client, address)
+        token = session_cookie(auth.client)
+        session = f"{SESSION}={token}"
+        header = others.format(session=session) if "{session}" in others else others + session
+        response = await auth.new_client().get("/forward-auth", headers={**BROWSER, "Cookie": header})
+        assert response.status_code == 200, response.text
+        assert response.headers.get("cookie") == kept
+        assert SESSION not in str(response.headers.raw)

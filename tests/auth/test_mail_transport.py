@@ -44,6 +44,12 @@ def test_well_known_services_map_to_host_port_and_encryption() -> None:
     assert (settings.host, settings.port, settings.encryption) == ("smtp.office365.com", 587, "starttls")
 
 
+def test_domain_server_alone_is_enough_for_mail() -> None:
+    """The links then lead to the portal's own pages on DOMAIN_SERVER."""
+    settings = load(EMAIL_HOST="h", EMAIL_FROM="a@example.com", DOMAIN_SERVER="https://auth.example.com")
+    assert settings.configured
+
+
 @pytest.mark.parametrize(
     ("name", "variables"),
     [
@@ -53,7 +59,11 @@ def test_well_known_services_map_to_host_port_and_encryption() -> None:
         ("EMAIL_USERNAME", {"EMAIL_HOST": "h", "EMAIL_ENCRYPTION": "tls", "EMAIL_PASSWORD": "p"}),
         ("EMAIL_ENCRYPTION", {"EMAIL_HOST": "h", "EMAIL_USERNAME": "u", "EMAIL_PASSWORD": "p"}),
         ("MAILGUN_API_KEY", {"MAILGUN_API_KEY": "key"}),
-        ("DOMAIN_CLIENT", {"EMAIL_HOST": "h", "EMAIL_FROM": "a@example.com"}),
+        ("DOMAIN_SERVER", {"EMAIL_HOST": "h", "EMAIL_FROM": "a@example.com"}),
+        (
+            "DOMAIN_SERVER",
+            {"EMAIL_HOST": "h", "EMAIL_FROM": "a@example.com", "DOMAIN_CLIENT": "https://c.example"},
+        ),
         ("EMAIL_TEMPLATES_DIR", {"EMAIL_TEMPLATES_DIR": "/nonexistent/templates"}),
     ],
 )

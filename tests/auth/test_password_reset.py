@@ -23,8 +23,14 @@ NEW_PASSWORD = "another long and memorable passphrase"
 
 
 def mail_env(smtp: SmtpServer) -> dict[str, str]:
-    """Mail on, password reset on, unverified logins allowed (the reset tests log in at once)."""
-    return smtp_env(smtp, ALLOW_PASSWORD_RESET="true", ALLOW_UNVERIFIED_EMAIL_LOGIN="true")
+    """Mail on, password reset on, unverified logins allowed (the reset tests log in at once);
+    LibreChat on its own origin, so links lead to its /reset-password page."""
+    return smtp_env(
+        smtp,
+        ALLOW_PASSWORD_RESET="true",
+        ALLOW_UNVERIFIED_EMAIL_LOGIN="true",
+        DOMAIN_SERVER="https://auth.example.com",
+    )
 
 
 @pytest.fixture

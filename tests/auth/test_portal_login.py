@@ -12,12 +12,15 @@ import pytest
 
 from harness import STRONG_PASSWORD
 from services.auth.moderation_client import BanInfo
+from services.auth.sessions import RevokedByBan
 from tests.auth.api_helpers import email
 from tests.auth.portal_helpers import (
     CSRF,
     PAGE_HEADERS,
+    SCRIPT_PAGE_HEADERS,
     SESSION,
     csrf_of,
+    only_script_files,
     portal_app,
     post_form,
     session_cookie,
@@ -30,9 +33,11 @@ async def test_pages_render_with_their_headers_and_labels(app_factory: Callable[
     async with portal_app(app_factory) as auth:
         response = await auth.client.get(path)
         assert response.status_code == 200
-        for name, value in PAGE_HEADERS.items():
+        # The sign-in page offers passkeys (DOMAIN_SERVER makes a relying party): its script, no other.
+        expected = SCRIPT_PAGE_HEADERS if path == "/portal/login" else PAGE_HEADERS
+        for name, value in expected.items():
             assert response.headers[name] == value
-        assert "<script" not in response.text
+        assert len(only_script_files(response)) == (1 if path == "/portal/login" else 0)
         assert "<title>Sign " in response.text
         assert CSRF in response.headers["set-cookie"] and "HttpOnly" in response.headers["set-cookie"]
         if path == "/portal/login":
@@ -115,6 +120,67 @@ async def test_csrf_refusals_change_nothing(app_factory: Callable[..., Any], cas
         assert "Request refused" in response.text
         assert await auth.collection("auth_sessions").count_documents({}) == before
         assert session_cookie(auth.client) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, 303),
+        ({"Sec-Fetch-Site": "same-origin"}, 403),
+        ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "null", "Sec-Fetch-Site": "same-site"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "null", "Referer": "https://evil.example/x", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"}, 403),
+    ],
+    ids=[
+        "null-same-origin",
+        "no-origin-same-origin",
+        "null-cross-site",
+        "null-same-site",
+        "null-alone",
+        "null-foreign-referer",
+        "foreign-origin-wins",
+    ],
+)
+async def test_a_browser_under_no_referrer_is_told_apart_by_sec_fetch_site(
+    app_factory: Callable[..., Any], headers: dict[str, str], status: int
+) -> None:
+    """`Referrer-Policy: no-referrer` makes a browser post `Origin: null` without a Referer (as
+    Chromium does in the browser tests); then its `Sec-Fetch-Site` decides."""
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        page = await auth.client.get("/portal/login")
+        form = {"csrf": csrf_of(page), "email": address, "password": STRONG_PASSWORD}
+        response = await auth.client.post("/portal/login", data=form, headers=headers)
+        assert response.status_code == status, response.text
+        assert (session_cookie(auth.client) is not None) == (status == 303)
+
+
+@pytest.mark.parametrize(
+    ("rd", "form_action"),
+    [
+        ("https://app.example.com/reports?x=1", "form-action 'self' https://app.example.com;"),
+        ("https://app.example.com:8443/", "form-action 'self' https://app.example.com:8443;"),
+        ("https://evil.example/", "form-action 'self';"),
+        ("https://app.example.com/;script-src:data:", "form-action 'self' https://app.example.com;"),
+    ],
+    ids=["allowed", "allowed-port", "refused", "no-injection"],
+)
+async def test_a_form_with_rd_may_be_redirected_to_that_origin_only(
+    app_factory: Callable[..., Any], rd: str, form_action: str
+) -> None:
+    """Browsers apply `form-action` to the redirect after a form's POST: the sign-in page allows
+    the checked `rd`'s origin, and nothing else."""
+    async with portal_app(app_factory) as auth:
+        page = await auth.client.get("/portal/login", params={"rd": rd})
+        assert page.status_code == 200
+        policy = page.headers["content-security-policy"]
+        assert form_action in policy, policy
+        # Nothing else changes (the page's own policy, with or without the passkey script).
+        bases = {h["content-security-policy"] for h in (PAGE_HEADERS, SCRIPT_PAGE_HEADERS)}
+        assert policy.replace(form_action, "form-action 'self';") in bases
 
 
 async def test_another_browsers_token_is_refused(app_factory: Callable[..., Any]) -> None:
@@ -216,6 +282,30 @@ async def test_a_banned_user_is_told_instead_of_renewed(app_factory: Callable[..
         assert response.status_code == 403 and "Access banned" in response.text
 
 
+async def test_a_session_ended_by_a_ban_shows_the_ban_before_the_ban_feed_does(
+    app_factory: Callable[..., Any],
+) -> None:
+    """The ban's revocation can reach this process before the ban itself (the CLI writes both):
+    the portal then says banned, as /verify does, instead of a sign-in form."""
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        await sign_in(auth.client, address)
+        user = await auth.find_user(address)
+        assert user is not None
+        ends = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+        user_id = str(user["_id"])
+        revoked = await auth.ctx.sessions.revoke(
+            user_id=user_id, reason="user_banned", actor="cli", ban=RevokedByBan("abuse", ends)
+        )
+        assert revoked == 1 and auth.ctx.protection.user_ban(user_id) is None
+        await auth.ctx.revocations.refresh_once()  # as the poll learns a revocation another process wrote
+        response = await auth.client.get("/portal/login", params={"rd": "https://app.example.com/"})
+        assert response.status_code == 403 and "Access banned" in response.text, response.text
+        assert ends.strftime("%Y-%m-%dT%H:%M") in response.text
+        assert session_cookie(auth.client) is not None  # kept: the page says why, every time
+
+
 async def test_development_over_http_drops_the_prefixes_and_secure(app_factory: Callable[..., Any]) -> None:
     async with portal_app(app_factory, AUTHGATE_ENV="development", DOMAIN_SERVER="http://auth.test") as auth:
         address = email()
@@ -228,3 +318,23 @@ async def test_development_over_http_drops_the_prefixes_and_secure(app_factory: 
         assert response.status_code == 303, response.text
         (cookie,) = [h for h in response.headers.get_list("set-cookie") if h.startswith("authgate_session=")]
         assert "secure" not in [part.strip().lower() for part in cookie.split(";")]
+
+
+@pytest.mark.parametrize(
+    ("fetch_site", "accepted"),
+    [("same-origin", True), ("same-site", False), ("cross-site", False), (None, False)],
+)
+async def test_a_null_origin_passes_only_with_sec_fetch_site_same_origin(
+    app_factory: Callable[..., Any], fetch_site: str | None, accepted: bool
+) -> None:
+    """Under `Referrer-Policy: no-referrer` Chromium posts the portal's own forms with `Origin: null`
+    and `Sec-Fetch-Site: same-origin` (a header no page can set): that pair is the portal's own."""
+    async with portal_app(app_factory) as auth:
+        address = email()
+        await auth.register(address)
+        page = await auth.client.get("/portal/login")
+        form = {"csrf": csrf_of(page), "email": address, "password": STRONG_PASSWORD}
+        headers = {"Origin": "null", **({"Sec-Fetch-Site": fetch_site} if fetch_site else {})}
+        response = await auth.client.post("/portal/login", data=form, headers=headers)
+        assert response.status_code == (303 if accepted else 403), response.text
+        assert (session_cookie(auth.client) is not None) is accepted

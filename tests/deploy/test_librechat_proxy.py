@@ -257,6 +257,8 @@ def test_routing_in_the_nginx_file() -> None:
     assert "proxy_pass http://authgate_auth;" in blocks["/api/auth/"]
     assert "proxy_pass http://authgate_auth;" in blocks["= /api/user"]
     assert "proxy_pass http://authgate_auth;" in blocks["/oauth/"]
+    # The browser portal is authgate's; mail links stay LibreChat's pages.
+    assert "proxy_pass http://authgate_auth;" in blocks["/portal/"]
     assert "auth_request /_authgate_verify;" in blocks["/api/"]
     assert "proxy_pass http://librechat;" in blocks["/api/"]
     for public in ("= /api/config", "= /api/banner", "/"):

@@ -134,8 +134,9 @@ def test_an_anonymous_api_client_gets_401(stack: PortalStack) -> None:
         ("theme=dark; {session}", "theme=dark"),
         ("{session}; theme=dark", "theme=dark"),
         ("a=1; {session}; b=2", "a=1; b=2"),
+        ("my_authgate_session=x; {session}", "my_authgate_session=x"),
     ],
-    ids=["alone", "last", "first", "middle"],
+    ids=["alone", "last", "first", "middle", "look-alike-kept"],
 )
 def test_a_signed_in_cookie_reaches_upstream_without_the_session_cookie(
     stack: PortalStack, cookie_header: str, kept: str

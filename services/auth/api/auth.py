@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.auth.accounts import (
     REGISTER_MESSAGE,
-    Accounts,
-    EmailTaken,
-    NewUser,
-    UsernameTaken,
     canonical_username,
-    check_email_syntax,
     normalize_email,
     public_user,
     user_id_of,
@@ -36,10 +29,11 @@ from services.auth.api.cookies import (
 )
 from services.auth.api.login_flow import check_password_login, invalid_credentials
 from services.auth.context import AuthContext
-from services.auth.counters import LOGINS, REFRESHES, REGISTRATIONS
+from services.auth.counters import LOGINS, REFRESHES
 from services.auth.devices import DEVICE_COOKIE
 from services.auth.passwords import within_size_cap
 from services.auth.protection import banned_error
+from services.auth.registration import register_account
 from services.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
 from services.auth.session_cookie import AMR_PASSWORD
 from services.auth.sessions import InvalidRefreshToken, RevokedByBan, Session, StaleCredentials
@@ -62,31 +56,16 @@ async def register(request: Request) -> Response:
     await context.protection.before_register(ip)  # before any hashing: a flood costs no argon2 work
     if body.password != body.confirm_password:
         raise ApiError(422, ErrorCode.INVALID_INPUT, "confirm_password: passwords do not match")
-    email = check_email_syntax(body.email)
-    username = Accounts.check_username(body.username)
-    name = body.name.strip()
-    password = await context.accounts.checked_password(body.password, [email, username or "", name])
-    if username is not None and await context.accounts.username_exists(username):
-        raise ApiError(409, ErrorCode.USERNAME_TAKEN, "That username is taken.")
-    verification = context.verification
-    try:
-        # Without mail nobody can prove an address: accounts start verified, as in LibreChat.
-        new = NewUser(email=email, name=name, username=username, password=password)
-        user = await context.accounts.create(replace(new, email_verified=not verification.enabled))
-    except UsernameTaken:
-        raise ApiError(409, ErrorCode.USERNAME_TAKEN, "That username is taken.") from None
-    except EmailTaken:
-        # Same answer as a new registration: an existing address is never revealed; its owner
-        # is told by mail instead.
-        REGISTRATIONS.labels("existing_email").inc()
-        await context.audit.record("register_existing_email", ip=ip, outcome="ignored")
-        if verification.enabled:
-            await verification.notify_existing(email)
-    else:
-        REGISTRATIONS.labels("created").inc()
-        await context.audit.record("register", user_id=user_id_of(user), ip=ip)
-        if verification.enabled:
-            await verification.send(user)
+    await register_account(
+        context.accounts,
+        context.verification,
+        context.audit,
+        email=body.email,
+        username=body.username,
+        name=body.name,
+        password=body.password,
+        ip=ip,
+    )
     return JSONResponse({"message": REGISTER_MESSAGE}, headers=NO_STORE)
 
 

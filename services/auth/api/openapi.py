@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.auth import schemas as s
+from services.auth.passkeys import schemas as w
 from shared.openapi import Operation, build_openapi
 
 E = s.ErrorResponse
@@ -82,6 +83,71 @@ TWO_FACTOR = [
     ),
 ]
 
+# 404 `passkeys_disabled` on every passkey route when no relying party is configured.
+_PASSKEY_ID = [{"name": "passkey_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+WEBAUTHN = [
+    Operation(
+        "/api/auth/webauthn/register/options",
+        "POST",
+        "Creation options for a new passkey of the caller (discoverable, user verification "
+        "required, existing passkeys excluded); the challenge is single use and expires in 5 minutes",
+        {200: w.CreationOptions, 400: E, 401: E, 403: E, 404: E, 413: E, 415: E, 422: E, 503: E},
+        body=w.EmptyRequest,
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/webauthn/register/verify",
+        "POST",
+        "Verify navigator.credentials.create()'s answer to those options and store the passkey",
+        {201: w.PasskeyRegistered, 400: E, 401: E, 403: E, 404: E, 413: E, 415: E, 422: E, 503: E},
+        body=w.RegisterVerifyRequest,
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/webauthn/login/options",
+        "POST",
+        "Request options for a passkey sign-in (empty allowCredentials, user verification required); "
+        "counts as a login attempt for moderation",
+        {200: w.RequestOptions, 400: E, 403: E, 404: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        body=w.EmptyRequest,
+        headers={429: ["Retry-After"]},
+    ),
+    Operation(
+        "/api/auth/webauthn/login/verify",
+        "POST",
+        "Verify navigator.credentials.get()'s answer: a session as after /api/auth/login (amr hwk), "
+        "no password and no second factor",
+        {200: s.TokenResponse, 400: E, 401: E, 403: E, 404: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        body=w.LoginVerifyRequest,
+        headers={429: ["Retry-After"]},
+    ),
+    Operation(
+        "/api/auth/webauthn/credentials",
+        "GET",
+        "The caller's passkeys",
+        {200: w.PasskeyList, 400: E, 401: E, 403: E, 404: E, 503: E},
+        security=BEARER,
+    ),
+    Operation(
+        "/api/auth/webauthn/credentials/{passkey_id}",
+        "PATCH",
+        "Rename one of the caller's passkeys",
+        {200: s.MessageResponse, 400: E, 401: E, 403: E, 404: E, 413: E, 415: E, 422: E, 503: E},
+        body=w.RenameRequest,
+        security=BEARER,
+        parameters=_PASSKEY_ID,
+    ),
+    Operation(
+        "/api/auth/webauthn/credentials/{passkey_id}",
+        "DELETE",
+        "Remove one of the caller's passkeys; 409 `last_sign_in_method` when the account would be "
+        "left without a password or another passkey",
+        {200: s.MessageResponse, 400: E, 401: E, 403: E, 404: E, 409: E, 503: E},
+        security=BEARER,
+        parameters=_PASSKEY_ID,
+    ),
+]
+
 OPERATIONS = [
     Operation(
         "/api/auth/register",
@@ -127,6 +193,7 @@ OPERATIONS = [
         body=s.ResetPasswordRequest,
     ),
     *TWO_FACTOR,
+    *WEBAUTHN,
     Operation(
         "/api/auth/password",
         "POST",

@@ -35,8 +35,10 @@ from services.auth.api.portal_support import (
     set_temp_cookie,
     temp_cookie_name,
 )
+from services.auth.context import AuthContext
 from services.auth.counters import LOGINS
 from services.auth.devices import DEVICE_COOKIE
+from services.auth.moderation_client import BanInfo
 from services.auth.passwords import within_size_cap
 from services.auth.portal.forms import LoginForm, LogoutForm, TwoFactorForm
 from services.auth.protection import Banned, LoginGate, RateLimited
@@ -53,6 +55,11 @@ LOGIN_PATH = "/portal/login"
 def _rd(request: Request, raw: str | None) -> str:
     """`rd` when the allow-list accepts it, normalized; otherwise nothing (never a fallback URL)."""
     return ctx(request).settings.redirects.checked(raw) or ""
+
+
+def _passkeys(request: Request) -> bool:
+    """The sign-in form offers a passkey button (and loads its script) when passkeys are on."""
+    return ctx(request).passkeys.enabled
 
 
 def _after_sign_in(rd: str) -> str:
@@ -72,7 +79,16 @@ def banned_page(request: Request, error: DomainError) -> Response:
     )
 
 
-def _domain_refusal(request: Request, error: DomainError) -> Response:
+def _ban_of_session(context: AuthContext, user_id: str, session_id: str) -> BanInfo | None:
+    """The ban that revoked this session, as /verify reports it, while it lasts."""
+    found = context.revocations.ban_of(session_id)
+    if found is None:
+        return None
+    reason, ends = found
+    return BanInfo(subject=f"user:{user_id}", reason=reason, expires_at_ms=int(ends * 1000))
+
+
+def domain_refusal(request: Request, error: DomainError) -> Response:
     if isinstance(error, Banned) or error.code == ErrorCode.BANNED:
         return banned_page(request, error)
     if isinstance(error, RateLimited) or error.code == ErrorCode.RATE_LIMITED:
@@ -96,13 +112,24 @@ async def login_page(request: Request) -> Response:
         session = None if stale else await context.sessions.touch_live(session_id)
         user = await context.accounts.find_by_id(user_id) if session is not None else None
         ban = context.protection.user_ban(user_id)
+        if ban is None:  # the session's revocation can carry the ban before the ban feed does
+            ban = _ban_of_session(context, user_id, session_id)
         if ban is not None:  # /verify refuses the cookie anyway; say why instead of renewing it
             return banned_page(request, Banned(ban))
         if session is not None and user is not None and session.user_id == user_id:
             response = redirect(rd, 302) if rd else page(request, "login", signed_in=str(user.get("email")))
             set_session_cookie(context, response, user, session)
             return response
-    response = page(request, "login", rd=rd, email="", error=None, notice=None, signed_in=None)
+    response = page(
+        request,
+        "login",
+        rd=rd,
+        email="",
+        error=None,
+        notice=None,
+        signed_in=None,
+        scripted=_passkeys(request),
+    )
     if claims is not None:  # a session that ended: the browser stops sending its cookie
         clear_session_cookie(context, response)
     return response
@@ -117,7 +144,15 @@ async def login_submit(request: Request) -> Response:
 
     def again(status: int, error: str) -> Response:
         return page(
-            request, "login", status, rd=rd, email=form.email, error=error, notice=None, signed_in=None
+            request,
+            "login",
+            status,
+            rd=rd,
+            email=form.email,
+            error=error,
+            notice=None,
+            signed_in=None,
+            scripted=_passkeys(request),
         )
 
     if not context.settings.allow_email_login:
@@ -137,7 +172,7 @@ async def login_submit(request: Request) -> Response:
             return again(422, exc.message)
         raise
     except DomainError as exc:
-        return _domain_refusal(request, exc)
+        return domain_refusal(request, exc)
     if checked.temp_token is not None:
         response = redirect("/portal/2fa" + (f"?rd={quote(rd, safe='')}" if rd else ""))
         set_temp_cookie(context, response, checked.temp_token)
@@ -156,7 +191,17 @@ async def _signed_in(
         session, _ = await start_session(context, user, ip, user_agent(request), epoch=epoch, amr=amr)
     except StaleCredentials:
         LOGINS.labels("stale").inc()
-        return page(request, "login", 401, rd=rd, email="", error=INVALID, notice=None, signed_in=None)
+        return page(
+            request,
+            "login",
+            401,
+            rd=rd,
+            email="",
+            error=INVALID,
+            notice=None,
+            signed_in=None,
+            scripted=_passkeys(request),
+        )
     LOGINS.labels("success").inc()
     response = redirect(_after_sign_in(rd))
     set_session_cookie(context, response, user, session)
@@ -212,10 +257,10 @@ async def two_factor_submit(request: Request) -> Response:
         return response
     try:
         await context.protection.before_two_factor(ip, claims.login_email)
-        user = await two_factor.finish_login(claims, _proof(form.code))
+        user = await two_factor.finish_login(claims, proof_of(form.code))
     except DomainError as exc:
         if exc.code not in (ErrorCode.INVALID_2FA_CODE, ErrorCode.INVALID_2FA_TOKEN):
-            return _domain_refusal(request, exc)
+            return domain_refusal(request, exc)
         LOGINS.labels("2fa_failure").inc()
         await context.protection.after_two_factor_failure(ip, claims.login_email)
         await context.audit.record("login_2fa_failed", user_id=claims.user_id, ip=ip, outcome=exc.code.value)
@@ -237,7 +282,7 @@ async def two_factor_submit(request: Request) -> Response:
     return response
 
 
-def _proof(code: str) -> Proof:
+def proof_of(code: str) -> Proof:
     """Six digits are a TOTP code; anything else is tried as a backup code."""
     code = code.strip().replace(" ", "")
     return Proof(token=code) if code.isdigit() and len(code) == 6 else Proof(backup_code=code or None)

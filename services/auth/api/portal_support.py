@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -33,6 +34,13 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
+}
+# Pages that load the passkeys script (never an inline one): that file, and fetch() to the portal.
+SCRIPT_PAGE_HEADERS = {
+    **PAGE_HEADERS,
+    "Content-Security-Policy": PAGE_HEADERS["Content-Security-Policy"].replace(
+        "default-src 'none';", "default-src 'none'; script-src 'self'; connect-src 'self';"
+    ),
 }
 F = TypeVar("F", bound=Form)
 TEMP_COOKIE_MAX_AGE = 300  # the temp token's own lifetime bounds the 2FA step anyway
@@ -60,19 +68,41 @@ def csrf(request: Request) -> CsrfTokens:
     return found
 
 
-def page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
-    """A rendered page with the portal's headers; a CSRF cookie is set when the browser has none."""
+def page(
+    request: Request, name: str, status: int = 200, *, scripted: bool = False, **values: Any
+) -> Response:
+    """A rendered page with the portal's headers; a CSRF cookie is set when the browser has none.
+
+    `scripted`: the page loads /portal/static/passkeys.js, so its CSP allows scripts from the portal."""
     context = ctx(request)
     cookie = request.cookies.get(csrf_cookie_name(context))
     fresh = cookie is None or not 0 < len(cookie) <= 128
     if fresh:
         cookie = CsrfTokens.new_cookie()
     assert cookie is not None
-    html = pages(request).render(name, csrf=csrf(request).form_token(cookie), **values)
-    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    html = pages(request).render(name, csrf=csrf(request).form_token(cookie), scripted=scripted, **values)
+    headers = _headers_for(SCRIPT_PAGE_HEADERS if scripted else PAGE_HEADERS, values.get("rd"))
+    response = HTMLResponse(html, status_code=status, headers=headers)
     if fresh:
         _set_cookie(context, response, csrf_cookie_name(context), cookie, None, samesite="strict")
     return response
+
+
+def _headers_for(base: dict[str, str], rd: object) -> dict[str, str]:
+    """The page headers; a form that sends the browser on to `rd` allows that one origin too.
+
+    Browsers apply `form-action` to the redirects that follow a form's submission, so the
+    sign-in's 303 to an app on another host is blocked under `form-action 'self'` alone. `rd`
+    reaches a page only after the AUTH_REDIRECT_DOMAINS check (a strict host, a numeric port).
+    """
+    if not isinstance(rd, str) or not rd:
+        return base
+    parts = urlsplit(rd)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return base
+    target = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    policy = base["Content-Security-Policy"].replace("form-action 'self'", f"form-action 'self' {target}")
+    return {**base, "Content-Security-Policy": policy}
 
 
 def message(request: Request, status: int, heading: str, text: str, **headers: str) -> Response:
@@ -102,7 +132,10 @@ async def read_form(request: Request, model: type[F]) -> F | Response:
     except (FormTooLarge, ValueError):
         return message(request, 400, "Invalid form", "The form could not be read.")
     origin_ok = same_origin(
-        request.headers.get("origin"), request.headers.get("referer"), context.settings.domain_server
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        context.settings.domain_server,
+        request.headers.get("sec-fetch-site"),
     )
     if not origin_ok or not csrf(request).valid(request.cookies.get(csrf_cookie_name(context)), form.csrf):
         return csrf_refused(request)

@@ -59,10 +59,16 @@ async def _change(
     body: TwoFactorChangeRequest | TwoFactorConfirmRequest,
     change: Callable[[], Awaitable[T]],
 ) -> T:
+    return await password_limited(request, user, _password(body), change)
+
+
+async def password_limited(
+    request: Request, user: Document, password: str | None, change: Callable[[], Awaitable[T]]
+) -> T:
     """Run a change that checks the current password under the login's throttles: a stolen access
-    token is not a way to guess the password without limit."""
+    token (or session cookie) is not a way to guess the password without limit."""
     context = ctx(request)
-    if not _password(body):
+    if not password:
         return await change()
     email = normalize_email(str(user.get("email", "")))
     gate = await context.protection.before_login(

@@ -29,7 +29,7 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from services.auth.revocations import RevocationCache
-from services.auth.session_cookie import AMR_OTP, SessionCookieTokens
+from services.auth.session_cookie import MULTI_FACTOR_AMR, SessionCookieTokens
 from services.auth.tokens import LEEWAY_SECONDS, AccessClaims, AccessTokens, InvalidToken
 from shared.errors import ErrorCode
 from shared.http import ClientIPResolver, valid_request_id
@@ -267,7 +267,7 @@ class VerifyEndpoint:
         if required and claims.role not in required:
             self.counters.forbidden += 1
             return 403, [], _body(ErrorCode.FORBIDDEN, "Your role may not access this resource.")
-        if mfa_required and AMR_OTP not in verified.amr:
+        if mfa_required and MULTI_FACTOR_AMR.isdisjoint(verified.amr):
             self.counters.forbidden += 1
             return 403, [], _body(ErrorCode.MFA_REQUIRED, "Sign in with a second factor to access this.")
         self.counters.allowed += 1

@@ -96,9 +96,11 @@ def load_mail_settings(
         sender_name=env.string("EMAIL_FROM_NAME") or app_title,
         templates_dir=_templates_dir(env.string("EMAIL_TEMPLATES_DIR")),
     )
-    if settings.configured and not (domain_client and domain_server):
+    if settings.configured and not domain_server:
         raise ConfigError(
-            "DOMAIN_CLIENT", "and DOMAIN_SERVER are required when mail is configured (links in mails)"
+            "DOMAIN_SERVER",
+            "is required when mail is configured (mail links lead to the portal there, "
+            "or to LibreChat's pages on DOMAIN_CLIENT when that is another origin)",
         )
     return settings
 

@@ -48,10 +48,20 @@ def origin_of(url: str | None) -> str | None:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
-def same_origin(origin: str | None, referer: str | None, portal: str | None) -> bool:
-    """`Origin` decides when sent; otherwise `Referer`; with neither, or no portal URL, refuse."""
+def same_origin(
+    origin: str | None, referer: str | None, portal: str | None, fetch_site: str | None = None
+) -> bool:
+    """`Origin` decides when sent; otherwise `Referer`; with neither, or no portal URL, refuse.
+
+    The portal's pages send `Referrer-Policy: no-referrer`, under which browsers write
+    `Origin: null` even on a same-origin POST (Fetch's origin serialization). Such a request is
+    accepted only when the browser also says `Sec-Fetch-Site: same-origin`, a header no page
+    can set; a browser that sends neither is refused (fail closed).
+    """
     own = origin_of(portal)
     if own is None:
         return False
+    if origin == "null":
+        return fetch_site == "same-origin"
     presented = origin_of(origin) if origin is not None else origin_of(referer)
     return presented is not None and hmac.compare_digest(presented, own)

@@ -41,3 +41,55 @@ def fields(body: bytes) -> dict[str, str]:
     for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
         found.setdefault(name, value)
     return found
+
+
+class RegisterForm(Form):
+    name: str = Field(default="", max_length=256)
+    username: str = Field(default="", max_length=128)
+    email: str = Field(default="", max_length=320)
+    password: str = Field(default="", max_length=1024)
+    confirm_password: str = Field(default="", max_length=1024)
+
+
+class ForgotForm(Form):
+    email: str = Field(default="", max_length=320)
+
+
+class ResetPasswordForm(Form):
+    token: str = Field(default="", max_length=256)
+    userId: str = Field(default="", max_length=64)  # the mail link's query name
+    password: str = Field(default="", max_length=1024)
+    confirm_password: str = Field(default="", max_length=1024)
+
+
+class VerifyEmailForm(Form):
+    token: str = Field(default="", max_length=256)
+    email: str = Field(default="", max_length=320)
+
+
+class ChangePasswordForm(Form):
+    current_password: str = Field(default="", max_length=1024)
+    new_password: str = Field(default="", max_length=1024)
+    confirm_password: str = Field(default="", max_length=1024)
+
+
+class EndSessionForm(Form):
+    session_id: str = Field(default="", max_length=128)
+
+
+class ConfirmTwoFactorForm(Form):
+    code: str = Field(default="", max_length=64)
+    password: str = Field(default="", max_length=1024)
+
+
+class DisableTwoFactorForm(Form):
+    code: str = Field(default="", max_length=64)
+    password: str = Field(default="", max_length=1024)
+
+
+class PasskeyNameForm(Form):
+    name: str = Field(default="", max_length=256)
+
+
+class PasskeyRemoveForm(Form):
+    pass

@@ -7,6 +7,7 @@ from services.auth.store.interfaces import (
     Document,
     OneTimeTokenRepository,
     OutboxRepository,
+    PasskeyRepository,
     RevocationRepository,
     SessionAdded,
     SessionRepository,
@@ -16,6 +17,7 @@ from services.auth.store.interfaces import (
     UserRepository,
     UserState,
     UserStateRepository,
+    WebAuthnChallengeRepository,
 )
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "DuplicateValue",
     "OneTimeTokenRepository",
     "OutboxRepository",
+    "PasskeyRepository",
     "RevocationRepository",
     "SessionAdded",
     "SessionRepository",
@@ -35,6 +38,7 @@ __all__ = [
     "UserState",
     "UserStateRepository",
     "UsernameClaimRepository",
+    "WebAuthnChallengeRepository",
     "store_errors",
     "text_value",
 ]

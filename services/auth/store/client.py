@@ -20,6 +20,7 @@ from services.auth.store.indexes import ensure_indexes
 from services.auth.store.interfaces import Document
 from services.auth.store.mongo_audit import MongoAudit
 from services.auth.store.mongo_outbox import MongoOutbox
+from services.auth.store.mongo_passkeys import MongoPasskeys, MongoWebAuthnChallenges
 from services.auth.store.mongo_revocations import MongoRevocations
 from services.auth.store.mongo_sessions import MongoSessions
 from services.auth.store.mongo_tokens import MongoOneTimeTokens
@@ -70,6 +71,8 @@ class Store:
         self.tokens = MongoOneTimeTokens(journaled("auth_tokens"))
         self.two_factor = MongoTwoFactor(journaled("auth_two_factor"))
         self.temp_tokens = MongoTempTokens(journaled("auth_2fa_temp"))
+        self.passkeys = MongoPasskeys(journaled("auth_passkeys"))
+        self.webauthn_challenges = MongoWebAuthnChallenges(journaled("auth_webauthn_challenges"))
 
     async def close(self) -> None:
         await self._client.close()

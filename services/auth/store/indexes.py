@@ -76,6 +76,14 @@ def index_specs(audit_retention_days: int) -> list[IndexSpec]:
         ("auth_sessions", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
         # Housekeeping only: a temp token's expiry is in its signed claims and in the query.
         ("auth_2fa_temp", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),
+        ("auth_passkeys", [("credential_id", ASCENDING)], {"name": "credential_id_1", "unique": True}),
+        ("auth_passkeys", [("user_id", ASCENDING)], {"name": "user_id_1"}),
+        # Housekeeping only: a challenge's expiry is checked in code when it is taken.
+        (
+            "auth_webauthn_challenges",
+            [("expires_at", ASCENDING)],
+            {"name": "expires_ttl", "expireAfterSeconds": 0},
+        ),
         ("auth_revocations", [("at", ASCENDING)], {"name": "at_1"}),
         ("auth_revocations", [("pos", ASCENDING)], {"name": "pos_1"}),
         ("auth_revocations", [("expires_at", ASCENDING)], {"name": "expires_ttl", "expireAfterSeconds": 0}),

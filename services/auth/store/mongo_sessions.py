@@ -56,6 +56,14 @@ class MongoSessions:
                 {"_id": {"$in": session_ids}}, {"$set": {"revoked_at": at, "revoked_reason": reason}}
             )
 
+    async def add_amr(self, session_id: str, method: str, at: dt.datetime) -> None:
+        """A second factor proved during the session (step-up): recorded on the live session."""
+        async with store_errors():
+            await self._c.update_one(
+                {"_id": text_value(session_id), "revoked_at": None},
+                {"$addToSet": {"amr": method}, "$set": {"last_used_at": at}},
+            )
+
     async def touch(self, session_id: str, at: dt.datetime) -> None:
         """The portal renewed the session cookie: the session was used (idle timeout)."""
         async with store_errors():

@@ -1,0 +1,1 @@
+"""Passkeys (WebAuthn): registering discoverable credentials and signing in with them."""
