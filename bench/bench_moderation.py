@@ -9,7 +9,10 @@
    a refusal a score window and a ban key). Target: ours >= 1.2x.
 3. Redis script calls per event, from the EVALSHA + EVAL call deltas of `INFO commandstats`
    (commands run inside a script are counted there too, so only calls are counted). Target: 1.
-4. The auth-to-moderation hop: a tiny Starlette app calling `services.auth.moderation_client.ModerationClient`
+4. The same `/v1/events` with moderation on a real Redis Cluster (3 masters + 3 replicas on this
+   machine, started as an operator does) against standalone Redis, alternated in the same run:
+   what cluster mode costs per event (redis-py's cluster pipeline instead of the standalone lane).
+5. The auth-to-moderation hop: a tiny Starlette app calling `services.auth.moderation_client.ModerationClient`
    against moderation alone. Target: >= 0.5x. The same hop over httpx's default transport is shown
    for comparison (why the client uses the httpx-aiohttp transport).
 
@@ -38,6 +41,7 @@ from bench.moderation_apps import BENCH_LIMITS, EVENTS_PATH, HOP_PATH
 from bench.procs import ProcessGroup, shown_uvicorn, start_redis, start_uvicorn
 from bench.stats import LoadResult, alternated, median_result
 from bench.tables import Row, Table, compare, info
+from harness import start_redis_cluster
 
 # Load -----------------------------------------------------------------------------------------------
 
@@ -191,12 +195,25 @@ async def run(config: BenchConfig) -> list[Table | str]:
             factory=True,
             ready_path="/healthz",
         )
+        say("starting a Redis Cluster (3 masters + 3 replicas) and moderation on it")
+        cluster = start_redis_cluster(workdir / "redis-cluster")
+        for node in cluster.servers.values():
+            group.add(node)
+        on_cluster = start_uvicorn(
+            group,
+            "moderation-cluster",
+            "bench.moderation_apps:moderation_app",
+            {**env, "USE_REDIS_CLUSTER": "true", "REDIS_URI": cluster.seeds_uri(2)},
+            workdir,
+            factory=True,
+            ready_path="/healthz",
+        )
         load = Load(config, workdir, auth_key)
 
         say("warming up")
         warm = dataclasses.replace(config, load_s=max(1.0, config.warmup_s))
         warm_load = Load(warm, workdir, auth_key)
-        for server in (ours, bare, limits):
+        for server in (ours, bare, limits, on_cluster):
             await warm_load.run(server.url + EVENTS_PATH)
 
         # Measured before the hop apps start: their ban-feed polls are script calls too.
@@ -234,6 +251,7 @@ async def run(config: BenchConfig) -> list[Table | str]:
             "moderation": lambda: load.run(ours.url + EVENTS_PATH),
             "limits": lambda: load.run(limits.url + EVENTS_PATH),
             "hop": lambda: load.run(hop.url + HOP_PATH),
+            "cluster": lambda: load.run(on_cluster.url + EVENTS_PATH),
         }
         results = {name: median_result(rs) for name, rs in (await alternated(runs, config.rounds)).items()}
         say("one run of the hop over httpx's default transport")
@@ -242,7 +260,9 @@ async def run(config: BenchConfig) -> list[Table | str]:
     per_event = (after[0] - before[0]) / served if served else math.nan
     commands = (after[1] - before[1] - 1) / served if served else math.nan  # less the INFO call
     per_account = (account_after[0] - after[0]) / served_account if served_account else math.nan
-    ours_r, bare_r, limits_r, hop_r = (results[n] for n in ("moderation", "bare", "limits", "hop"))
+    ours_r, bare_r, limits_r, hop_r, cluster_r = (
+        results[n] for n in ("moderation", "bare", "limits", "hop", "cluster")
+    )
     table = Table("moderation: POST /v1/events")
     table.rows = [
         compare("/v1/events req/s vs bare Starlette POST", ours_r.rps, bare_r.rps, "bare", "req/s"),
@@ -267,6 +287,13 @@ async def run(config: BenchConfig) -> list[Table | str]:
             "script calls per login event with an account (2 subjects, 1 pipeline)", per_account, "calls", 3
         ),
         compare(
+            "moderation events/s on the Redis Cluster vs standalone Redis, same run",
+            cluster_r.rps,
+            ours_r.rps,
+            "standalone",
+            "events/s",
+        ),
+        compare(
             "auth->moderation hop req/s vs moderation alone",
             hop_r.rps,
             ours_r.rps,
@@ -283,6 +310,7 @@ async def run(config: BenchConfig) -> list[Table | str]:
         ),
         info("/v1/events p50 latency", ours_r.p50_ms, "ms", 2),
         info("/v1/events p99 latency", ours_r.p99_ms, "ms", 2),
+        info("/v1/events p50 latency on the Redis Cluster", cluster_r.p50_ms, "ms", 2),
         info("limits p50 latency", limits_r.p50_ms, "ms", 2),
         info("hop p50 latency", hop_r.p50_ms, "ms", 2),
     ]
@@ -294,6 +322,8 @@ async def run(config: BenchConfig) -> list[Table | str]:
         "get_window_stats (3 round trips; ours: 1 EVALSHA). On a refusal it also hits a score window and "
         "SETs a ban key, as ours scores and bans.",
         f"errors: {errors or 'none'}; hop over httpx default transport: {hop_plain.rps:,.0f} req/s",
+        "cluster: 6 redis-server processes (cluster-node-timeout 1000 ms) on the same two cores as"
+        " everything else; each event's scripts go out as one redis-py cluster pipeline",
         "hop: auth's moderation client built by auth's own settings loader, so MODERATION_TIMEOUT is"
         " the shipped default; a call that times out is answered by the fallback (503 here: an error)",
     ]
@@ -310,6 +340,7 @@ async def run(config: BenchConfig) -> list[Table | str]:
             "bare Starlette POST": bare_r.rps,
             "moderation /v1/events": ours_r.rps,
             "limits moving window": limits_r.rps,
+            "moderation on the Redis Cluster": cluster_r.rps,
             "auth -> moderation hop": hop_r.rps,
         },
         "req/s",

@@ -37,6 +37,7 @@ def clean_env(env: Mapping[str, str]) -> dict[str, str]:
     """
     result = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     result.update({name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")})
+    result["PYTHONPATH"] = str(ROOT)  # this checkout's code, whichever one the venv installed
     result.update(env)
     return result
 
@@ -164,6 +165,7 @@ def start_redis(work_dir: Path, port: int | None = None) -> Server:
 def start_service(module: str, port: int, env: Mapping[str, str], log_path: Path) -> Server:
     """Run `python -m <module>` (an authgate service) with the given environment."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH", "MODERATION", "JWT_"))}
+    full_env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whichever one the venv installed
     full_env.update(env)
     # Each process gets its own management port, so two services never collide on 9080/9081.
     full_env.setdefault("AUTH_MANAGEMENT_PORT", str(free_port()))

@@ -15,10 +15,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from harness.processes import Server, free_port, start_process
+from harness.tls import TlsFiles
 
 NODE_TIMEOUT_MS = 1000
 MASTERS = 3
@@ -31,14 +33,19 @@ def _redis_server() -> str:
     return exe
 
 
-def _client(port: int) -> redis.Redis:
-    return redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
+def _client(port: int, tls: TlsFiles | None = None) -> redis.Redis:
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options = {"ssl": True, "ssl_ca_certs": str(tls.ca)}
+    return redis.Redis(
+        port=port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True, **options
+    )
 
 
-def cluster_info(port: int) -> dict[str, str]:
+def cluster_info(port: int, tls: TlsFiles | None = None) -> dict[str, str]:
     """`CLUSTER INFO` of one node; empty when the node does not answer."""
     try:
-        with _client(port) as client:
+        with _client(port, tls) as client:
             info = client.execute_command("CLUSTER INFO")
     except redis.RedisError:
         return {}
@@ -55,9 +62,9 @@ class Node:
     slots: tuple[tuple[int, int], ...]
 
 
-def cluster_nodes(port: int) -> list[Node]:
+def cluster_nodes(port: int, tls: TlsFiles | None = None) -> list[Node]:
     """`CLUSTER NODES` as one node sees them (redis-py parses the text into a dict)."""
-    with _client(port) as client:
+    with _client(port, tls) as client:
         parsed = dict(client.execute_command("CLUSTER NODES"))
     nodes = []
     for address, entry in parsed.items():
@@ -75,9 +82,9 @@ def cluster_nodes(port: int) -> list[Node]:
     return nodes
 
 
-def replica_in_sync(port: int) -> bool:
+def replica_in_sync(port: int, tls: TlsFiles | None = None) -> bool:
     try:
-        with _client(port) as client:
+        with _client(port, tls) as client:
             return bool(client.info("replication").get("master_link_status") == "up")
     except redis.RedisError:
         return False
@@ -85,9 +92,14 @@ def replica_in_sync(port: int) -> bool:
 
 @dataclass
 class LocalCluster:
-    """Six `redis-server` processes forming one cluster; `stop()` ends every one of them."""
+    """Six `redis-server` processes forming one cluster; `stop()` ends every one of them.
+
+    With `tls`, every node serves TLS only (client port, cluster bus and replication), with a
+    certificate signed by the test CA; clients connect with `rediss://` and the CA file.
+    """
 
     work_dir: Path
+    tls: TlsFiles | None = None
     servers: dict[int, Server] = field(default_factory=dict)
     bus_ports: dict[int, int] = field(default_factory=dict)
 
@@ -97,7 +109,8 @@ class LocalCluster:
 
     def seeds_uri(self, count: int = 2) -> str:
         """`REDIS_URI` as LibreChat spells a cluster: a few seed nodes, comma-separated."""
-        return ",".join(f"redis://127.0.0.1:{port}" for port in self.running()[:count])
+        scheme = "rediss" if self.tls is not None else "redis"
+        return ",".join(f"{scheme}://127.0.0.1:{port}" for port in self.running()[:count])
 
     def start_node(self, port: int, bus_port: int | None = None) -> Server:
         """Start (or restart, with its nodes file and bus port) the node on `port`."""
@@ -105,7 +118,13 @@ class LocalCluster:
         self.bus_ports[port] = bus_port
         node_dir = self.work_dir / str(port)
         node_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir)]
+        cmd = [_redis_server(), "--bind", "127.0.0.1", "--dir", str(node_dir)]
+        if self.tls is None:
+            cmd += ["--port", str(port)]
+        else:
+            cmd += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.tls.cert)]
+            cmd += ["--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca)]
+            cmd += ["--tls-cluster", "yes", "--tls-replication", "yes", "--tls-auth-clients", "no"]
         cmd += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
         cmd += ["--cluster-port", str(bus_port)]  # a free one: port + 10000 may be taken or too high
         cmd += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--appendonly", "no", "--save", ""]
@@ -115,8 +134,18 @@ class LocalCluster:
 
     def create(self) -> None:
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls is not None else []
         done = subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            [
+                "redis-cli",
+                *tls,
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -131,11 +160,11 @@ class LocalCluster:
     def healthy(self) -> bool:
         """Every running node says ok, and each of the 3 masters has a replica in sync."""
         running = self.running()
-        if not all(cluster_info(p).get("cluster_state") == "ok" for p in running):
+        if not all(cluster_info(p, self.tls).get("cluster_state") == "ok" for p in running):
             return False
-        nodes = [n for n in cluster_nodes(running[0]) if not n.failed and n.port in running]
+        nodes = [n for n in cluster_nodes(running[0], self.tls) if not n.failed and n.port in running]
         masters = {n.node_id for n in nodes if n.master and n.slots}
-        synced = {n.master_id for n in nodes if not n.master and replica_in_sync(n.port)}
+        synced = {n.master_id for n in nodes if not n.master and replica_in_sync(n.port, self.tls)}
         return len(masters) == MASTERS and masters <= synced
 
     def wait_healthy(self, timeout: float = 30) -> float:
@@ -149,14 +178,14 @@ class LocalCluster:
 
     def describe(self) -> str:
         running = self.running()
-        return repr(cluster_nodes(running[0])) if running else "no node running"
+        return repr(cluster_nodes(running[0], self.tls)) if running else "no node running"
 
     def master_of(self, key: str) -> int:
         """The port of the master that serves `key` now."""
         running = self.running()
-        with _client(running[0]) as client:
+        with _client(running[0], self.tls) as client:
             slot = int(client.execute_command("CLUSTER KEYSLOT", key))
-        for node in cluster_nodes(running[0]):
+        for node in cluster_nodes(running[0], self.tls):
             if node.master and not node.failed and any(lo <= slot <= hi for lo, hi in node.slots):
                 return node.port
         raise LookupError(f"no master serves slot {slot}")
@@ -172,9 +201,9 @@ class LocalCluster:
             server.stop()
 
 
-def start_redis_cluster(work_dir: Path) -> LocalCluster:
+def start_redis_cluster(work_dir: Path, tls: TlsFiles | None = None) -> LocalCluster:
     """Six nodes on free ports, joined into 3 masters + 3 replicas, healthy when returned."""
-    cluster = LocalCluster(work_dir)
+    cluster = LocalCluster(work_dir, tls)
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
         for _ in range(2 * MASTERS):

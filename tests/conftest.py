@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Server, start_mongo
+from harness import LocalCluster, Server, start_mongo, start_redis_cluster
 
 # Tests never read the developer's .env files or generated secrets.
 os.environ.pop("MONGO_URI", None)
@@ -26,6 +26,16 @@ def mongo(work_dir: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(work_dir: Path) -> Iterator[LocalCluster]:
+    """One real Redis Cluster (3 masters, 3 replicas) for the whole session; tests use own prefixes."""
+    cluster = start_redis_cluster(work_dir / "redis-cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 _SCENARIO_DIRS = ("e2e", "faults", "browser")

@@ -37,17 +37,30 @@ local BAN_FIELDS = {'expires_at', 'created_at', 'reason', 'by', 'automatic', 'vi
 # Returns one JSON string (one reply to parse): {now, status (0 ok, 1 already banned, 2 banned
 # now), score, threshold, ban = [expires, created, reason, by, automatic, violation], windows =
 # [exceeded, count, retry ms, ...]}; timestamps travel as strings, never as Lua floats.
+# With a `once` marker (one more key after the windows, its TTL ms as the last argument) the
+# answer is kept under the marker, and a later call with the same marker counts nothing and
+# returns 'R' followed by the kept answer: a retried event counts once, atomically, in its slot.
 _SUBJECT = """
 local now = clock(ARGV[1])
+local nwin = tonumber(ARGV[8])
+local once = KEYS[4 + nwin]
+if once then
+  local prior = redis.call('GET', once)
+  if prior then return 'R' .. prior end
+end
+local function finish(out)
+  if once then redis.call('SET', once, out, 'NX', 'PX', ARGV[9 + nwin * 3]) end
+  return out
+end
 if ARGV[2] == '1' then
   local b = redis.call('HMGET', KEYS[1], unpack(BAN_FIELDS))
   if b[1] and tonumber(b[1]) > now then
-    return cjson.encode({fmt(now), 1, 0, 0, {b[1], b[2], b[3], b[4], b[5], b[6] or ''}, {}})
+    return finish(cjson.encode({fmt(now), 1, 0, 0, {b[1], b[2], b[3], b[4], b[5], b[6] or ''}, {}}))
   end
 end
 local windows = {}
 local scoring = false
-for i = 1, tonumber(ARGV[8]) do
+for i = 1, nwin do
   local at = 8 + (i - 1) * 3
   local mode, max, w = ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
   local key = KEYS[3 + i]
@@ -116,7 +129,7 @@ if add > 0 then
     end
   end
 end
-return cjson.encode({fmt(now), status, score, threshold, ban, windows})
+return finish(cjson.encode({fmt(now), status, score, threshold, ban, windows}))
 """
 
 

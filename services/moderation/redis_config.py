@@ -92,7 +92,8 @@ def _cluster(uris: list[str]) -> tuple[tuple[tuple[str, int], ...], str | None, 
 
 def _credentials(env: Env, in_uri: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
     """REDIS_USERNAME/REDIS_PASSWORD, unless the URI already names other ones (a conflict)."""
-    username, password = env.string("REDIS_USERNAME"), env.secret("REDIS_PASSWORD")
+    # Both may come from files (`REDIS_USERNAME_FILE`, `REDIS_PASSWORD_FILE`: a Kubernetes Secret).
+    username, password = env.secret("REDIS_USERNAME"), env.secret("REDIS_PASSWORD")
     if username is not None and password is None and in_uri[1] is None:
         raise ConfigError("REDIS_PASSWORD", "is unset while REDIS_USERNAME is set; give both")
     for name, given, carried in (

@@ -28,6 +28,7 @@ from services.moderation.lua import SCRIPTS, Script, subject_script
 from shared.errors import StoreUnavailable
 from shared.moderation.policy import BanPolicy
 from shared.moderation.store import (
+    ONCE_TTL_MS,
     BanPage,
     BanState,
     Change,
@@ -237,17 +238,23 @@ class RedisStore:
         ]
         for window in op.windows:
             args += [window.mode, window.max, window.window_ms]
+        if op.once:
+            keys.append(self.key(op.subject, f"once:{op.once}"))
+            args.append(ONCE_TTL_MS)
         return keys, args
 
     @staticmethod
     def _subject_result(op: SubjectOp, reply: str) -> SubjectResult:
-        now, status, score, threshold, ban_fields, raw = json.loads(reply)
+        replayed = reply.startswith("R")
+        now, status, score, threshold, ban_fields, raw = json.loads(reply[1:] if replayed else reply)
         ban = ban_from(op.subject, ban_fields) if status in (1, 2) else None
         raw = raw if isinstance(raw, list) else []  # Lua's empty table encodes as {}
         windows = tuple(
             WindowResult(raw[i] == 1, int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)
         )
-        return SubjectResult(op.subject, int(now), ban, status == 2, windows, int(score), threshold == 1)
+        return SubjectResult(
+            op.subject, int(now), ban, status == 2, windows, int(score), threshold == 1, replayed
+        )
 
     async def apply(self, ops: Sequence[SubjectOp], now_ms: int | None = None) -> list[SubjectResult]:
         if not ops:

@@ -10,6 +10,7 @@ only on the subject whose own limit refused it).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import structlog
@@ -205,18 +206,31 @@ class Engine:
 
     # Events -------------------------------------------------------------------------------
 
-    async def event(self, event: Event, actor: str, now_ms: int | None = None) -> Decision:
+    async def event(self, event: Event, actor: str, now_ms: int | None = None, once: str = "") -> Decision:
+        """Count `event` and decide.
+
+        `once` (from the caller's idempotency key) marks every op of every round trip, so a
+        retried event counts nothing again and gets its first answer back from each subject's slot.
+        """
         plan = self._plan(event, actor)
+        if once:
+            plan.ops = _marked(plan.ops, once, "e")
         results = await self.store.apply(plan.ops, now_ms)
         if effective_kind(event) == "login":
             self.metrics.login()
-            results += await self._settle_login(plan, results, actor)
-        results += await self._cross_score(event, plan, results, actor, now_ms)
+            results += await self._settle_login(plan, results, actor, once)
+        results += await self._cross_score(event, plan, results, actor, now_ms, once)
         await self._announce(results)
         return self._decide(effective_kind(event), plan, results, now_ms)
 
     async def _cross_score(
-        self, event: Event, plan: _Plan, results: list[SubjectResult], actor: str, now_ms: int | None
+        self,
+        event: Event,
+        plan: _Plan,
+        results: list[SubjectResult],
+        actor: str,
+        now_ms: int | None,
+        once: str = "",
     ) -> list[SubjectResult]:
         """A logged-in user's violation scores the user and the IP, whichever window it exceeded.
 
@@ -241,10 +255,12 @@ class Engine:
         banned = {result.subject for result in results if result.ban is not None}
         others = [s for s in (plan.ip_subject, plan.user) if s is not None and s not in exceeded | banned]
         ops = [self._op(subject, actor, kind, score_always=score) for subject in others]
+        if once:
+            ops = _marked(ops, once, "c")
         return await self.store.apply(ops, now_ms) if ops else []
 
     async def _settle_login(
-        self, plan: _Plan, results: list[SubjectResult], actor: str
+        self, plan: _Plan, results: list[SubjectResult], actor: str, once: str = ""
     ) -> list[SubjectResult]:
         """A refused login counts nowhere, and scores the address only when its own limit refused it.
 
@@ -277,8 +293,9 @@ class Engine:
             now = results[0].now_ms
             undo.append((now, self._op(plan.ip_subject, actor, "login", score_always=plan.login_score)))
         settled: list[SubjectResult] = []
-        for at in sorted({at for at, _ in undo}):  # the undo names each entry by its timestamp
-            settled += await self.store.apply([op for when, op in undo if when == at], at)
+        for step, at in enumerate(sorted({at for at, _ in undo})):  # the undo names entries by time
+            ops = [op for when, op in undo if when == at]
+            settled += await self.store.apply(_marked(ops, once, f"s{step}") if once else ops, at)
         return settled
 
     def _decide(self, kind: str, plan: _Plan, results: list[SubjectResult], now_ms: int | None) -> Decision:
@@ -306,9 +323,13 @@ class Engine:
         return Decision(allowed, seconds_until(now + retry_ms, now), limit, remaining, score, None, now)
 
     async def _announce(self, results: list[SubjectResult]) -> None:
-        """New automatic bans go to the index, the change feed and the audit log."""
+        """New automatic bans go to the index, the change feed and the audit log.
+
+        A replayed result's ban was announced by the first call (the cluster's reconcile covers
+        a first call that died in between).
+        """
         for result in results:
-            if result.new_ban and result.ban is not None:
+            if result.new_ban and result.ban is not None and not result.replayed:
                 await self._record_ban(result.ban)
             elif result.threshold:
                 log.info("score_threshold_without_ban", subject=result.subject, score=result.score)
@@ -391,3 +412,8 @@ class Engine:
 
     async def audit_trail(self, subject: str | None, since_ms: int | None, limit: int) -> list[Change]:
         return await self.store.audit(subject, since_ms, limit)
+
+
+def _marked(ops: list[SubjectOp], once: str, round_trip: str) -> list[SubjectOp]:
+    """Each op's `once` marker: the event's key, the round trip and the op's place in it."""
+    return [dataclasses.replace(op, once=f"{once}.{round_trip}{i}") for i, op in enumerate(ops)]

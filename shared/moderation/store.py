@@ -16,6 +16,9 @@ from typing import Any, Literal, Protocol
 WindowMode = Literal["hit", "check", "record", "lease", "release", "uncount"]
 ChangeAction = Literal["ban", "unban"]
 MAX_BAN_HISTORY = 64  # escalation needs the count of recent bans, never more than this
+# How long an op's `once` marker keeps its first result: a caller's retry comes within seconds,
+# the contract promises at least a minute.
+ONCE_TTL_MS = 120_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class SubjectOp:
     violation: str = ""
     ban_reason: str = ""
     actor: str = ""
+    # A marker from the caller's idempotency key: an op on the same subject with the same marker
+    # within ONCE_TTL_MS counts nothing and answers the first op's result again (`replayed`).
+    once: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class SubjectResult:
     windows: tuple[WindowResult, ...]
     score: int  # the score reached (a ban then resets it to 0)
     threshold: bool  # the score reached BAN_INTERVAL (banned, or reset when bans are off)
+    replayed: bool = False  # the first result of an op with the same `once` marker, nothing counted
 
 
 @dataclass(frozen=True)

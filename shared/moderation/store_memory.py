@@ -9,6 +9,7 @@ is atomic in Redis. Idle subjects are swept so memory stays bounded.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import secrets
 import time
 from collections import deque
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from shared.moderation.policy import BanPolicy
 from shared.moderation.store import (
     MAX_BAN_HISTORY,
+    ONCE_TTL_MS,
     BanPage,
     BanState,
     Change,
@@ -109,6 +111,7 @@ class MemoryStore:
         self._index: dict[str, BanState] = {}
         self._ops = 0
         self._last_sweep = 0
+        self._once: dict[tuple[str, str], tuple[int, SubjectResult]] = {}  # (subject, marker)
 
     async def open(self) -> None:
         return None
@@ -137,6 +140,18 @@ class MemoryStore:
         return None
 
     def _apply_one(self, op: SubjectOp, now: int) -> SubjectResult:
+        """The op, or the first result of an op with the same `once` marker (as Redis's script)."""
+        if not op.once:
+            return self._apply_counted(op, now)
+        marker = (op.subject, op.once)
+        prior = self._once.get(marker)
+        if prior is not None and prior[0] > now:
+            return dataclasses.replace(prior[1], replayed=True)
+        result = self._apply_counted(op, now)
+        self._once[marker] = (now + ONCE_TTL_MS, result)
+        return result
+
+    def _apply_counted(self, op: SubjectOp, now: int) -> SubjectResult:
         state = self._state(op.subject)
         if op.check_ban:
             ban = self._active_ban(state, now)
@@ -214,6 +229,8 @@ class MemoryStore:
         self._last_sweep = now
         for subject in [s for s, state in self._subjects.items() if state.keep_until_ms <= now]:
             del self._subjects[subject]
+        for marker in [m for m, (until, _) in self._once.items() if until <= now]:
+            del self._once[marker]
 
     # Index, feed and audit ----------------------------------------------------------------
 

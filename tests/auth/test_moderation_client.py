@@ -254,7 +254,7 @@ async def test_report_buffer_is_bounded_and_drops_the_oldest() -> None:
         for score in range(5):
             moderation_client.report_violation("login", ip="192.0.2.1", score=score)
         assert moderation_client.stats.dropped == 2 and moderation_client.stats.buffered == 3
-        assert [body["score"] for _, body in moderation_client.reports.items] == [2, 3, 4]
+        assert [body["score"] for _, body, _ in moderation_client.reports.items] == [2, 3, 4]
     finally:
         await moderation_client.aclose(flush_timeout_s=0.1)
 

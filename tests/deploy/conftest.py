@@ -79,9 +79,19 @@ def dev(tools: Tools, rendered_dir: Path) -> Rendered:
 
 
 @pytest.fixture(scope="session")
-def checkov_runs(tools: Tools, base: Rendered, dev: Rendered, rendered_dir: Path) -> CheckovRuns:
+def redis_cluster_render(tools: Tools, rendered_dir: Path) -> Rendered:
+    """The base with components/redis-cluster, through the test overlay in fixtures/."""
+    return _render(
+        tools, rendered_dir, "redis-cluster", REPO / "tests" / "deploy" / "fixtures" / "redis-cluster"
+    )
+
+
+@pytest.fixture(scope="session")
+def checkov_runs(
+    tools: Tools, base: Rendered, dev: Rendered, redis_cluster_render: Rendered, rendered_dir: Path
+) -> CheckovRuns:
     """checkov is slow to start: two runs per session, in parallel, shared by the tests."""
-    files = ["-f", str(base.path), "-f", str(dev.path)]
+    files = ["-f", str(base.path), "-f", str(dev.path), "-f", str(redis_cluster_render.path)]
     # Offline and quiet: no update check against PyPI, no policy metadata download.
     env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE"}
 

@@ -23,7 +23,9 @@ SECRET_DIR = "/run/secrets/authgate"
 # ---- kubernetes-validate and checkov -----------------------------------------------
 
 
-def test_kubernetes_validate_strict(tools: Tools, base: Rendered, dev: Rendered) -> None:
+def test_kubernetes_validate_strict(
+    tools: Tools, base: Rendered, dev: Rendered, redis_cluster_render: Rendered
+) -> None:
     proc = subprocess.run(
         [
             tools.kubernetes_validate,
@@ -32,6 +34,7 @@ def test_kubernetes_validate_strict(tools: Tools, base: Rendered, dev: Rendered)
             K8S_SCHEMA_VERSION,
             str(base.path),
             str(dev.path),
+            str(redis_cluster_render.path),
         ],
         capture_output=True,
         text=True,
@@ -41,7 +44,7 @@ def test_kubernetes_validate_strict(tools: Tools, base: Rendered, dev: Rendered)
     assert proc.returncode == 0, output
     assert "ERROR" not in output
     validated = output.count("passed for resource")
-    assert validated == len(base.docs) + len(dev.docs), output
+    assert validated == len(base.docs) + len(dev.docs) + len(redis_cluster_render.docs), output
 
 
 def documented_skips() -> list[str]:

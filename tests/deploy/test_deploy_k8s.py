@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from services.moderation.redis_config import load_redis_config
+from services.moderation.settings import load_prefix
+from shared.config import Env
+
 from .support import (
     K8S,
     REPO,
@@ -250,6 +254,8 @@ def test_configmap(base: Rendered) -> None:
     assert data["MODERATION_REPLICAS_SHARED"] == "true"
     assert "ALLOW_REGISTRATION" in data
     assert data["MONGO_WRITE_CONCERN"] == "majority"
+    assert data["USE_REDIS_CLUSTER"] == "false"
+    assert data["REDIS_KEY_PREFIX"] == "mod"
     for key, value in data.items():
         assert not re.search(r"SECRET|PASSWORD|_KEYS?$", key), f"{key} belongs in the Secret"
         assert not re.search(r"://[^/@]*:[^/@]*@", value), f"{key} carries credentials"
@@ -379,3 +385,53 @@ def test_redis_password_component(tools: Tools) -> None:
     volume = next(v for v in pod_spec(moderation)["volumes"] if "secret" in v)
     assert {"key": "REDIS_URI", "path": "REDIS_URI"} in volume["secret"]["items"]
     assert "REDIS_URI_FILE" not in env_of(rendered.get("Deployment", "authgate-auth"))
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_replicas_spread_over_nodes_and_zones(base: Rendered, name: str) -> None:
+    constraints = pod_spec(base.get("Deployment", name))["topologySpreadConstraints"]
+    keys = {c["topologyKey"] for c in constraints}
+    assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in constraints:
+        assert constraint["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"  # never blocks a rollout
+        assert constraint["maxSkew"] == 1
+
+
+def test_redis_cluster_component(redis_cluster_render: Rendered, tmp_path: Path) -> None:
+    """Every cluster variable is there, secrets as files; moderation's loader accepts the result."""
+    rendered = redis_cluster_render
+    data = rendered.get("ConfigMap", "authgate-config")["data"]
+    assert data["USE_REDIS_CLUSTER"] == "true"
+    assert len(data["REDIS_URI"].split(",")) == 3
+    assert all(uri.startswith("rediss://") for uri in data["REDIS_URI"].split(","))
+    moderation = rendered.get("Deployment", "authgate-moderation")
+    env = env_of(moderation)
+    assert env["REDIS_USERNAME_FILE"] == f"{SECRET_DIR}/REDIS_USERNAME"
+    assert env["REDIS_PASSWORD_FILE"] == f"{SECRET_DIR}/REDIS_PASSWORD"
+    volumes = {v["name"]: v for v in pod_spec(moderation)["volumes"]}
+    items = volumes["secrets"]["secret"]["items"]
+    assert {"key": "REDIS_USERNAME", "path": "REDIS_USERNAME"} in items
+    assert {"key": "REDIS_PASSWORD", "path": "REDIS_PASSWORD"} in items
+    assert volumes["redis-ca"]["secret"]["secretName"] == "authgate-redis-ca"
+    mounts = {m["name"]: m for m in container(moderation)["volumeMounts"]}
+    assert mounts["redis-ca"]["readOnly"] is True
+    assert data["REDIS_CA"] == f"{mounts['redis-ca']['mountPath']}/ca.crt"
+    auth_env = env_of(rendered.get("Deployment", "authgate-auth"))
+    assert not {k for k in auth_env if k.startswith("REDIS")}, "auth never sees Redis"
+
+    # What moderation would read, with the mounted files stood in by local ones.
+    def local(path: str) -> str:
+        target = tmp_path / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text({"REDIS_USERNAME": "authgate", "REDIS_PASSWORD": "pw"}.get(target.name, "CA"))
+        return str(target)
+
+    variables = dict(data)
+    variables["REDIS_CA"] = local(data["REDIS_CA"])
+    variables.update({k: local(v) for k, v in env.items() if k.startswith("REDIS_") and k.endswith("_FILE")})
+    config = load_redis_config(Env([variables]))
+    assert config is not None and config.cluster and config.tls and len(config.seeds) == 3
+    assert (config.username, config.password) == ("authgate", "pw")
+    assert config.ca_file == variables["REDIS_CA"]
+    assert load_prefix(Env([variables])) == "mod"

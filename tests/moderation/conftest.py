@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness import LocalCluster, Server, free_port, start_redis, start_redis_cluster, start_service
+from harness import LocalCluster, Server, free_port, start_redis, start_service
 from services.moderation.store_redis import RedisStore
 from services.moderation.store_redis_cluster import RedisClusterStore
 from shared.moderation.policy import EVENT_TYPES, BanPolicy
@@ -89,16 +89,6 @@ def redis_server(work_dir: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(work_dir: Path) -> Iterator[LocalCluster]:
-    """One real Redis Cluster (3 masters, 3 replicas) for the whole session; tests use own prefixes."""
-    cluster = start_redis_cluster(work_dir / "moderation-redis-cluster")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @dataclass

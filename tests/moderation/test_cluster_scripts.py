@@ -49,7 +49,9 @@ def calls_of(store: RedisClusterStore) -> dict[str, list[Call]]:
     feed = [glob(part) for part in ("feed", "meta", "index", "bandata", "expiry")]
     record: list[str | int | float] = [NOW, "ban", SUBJECT, change.to_json(), ban.to_json(), NOW + 60_000, 1]
     return {
-        "subject": [(subject_keys, subject_args)] * 2,  # the second call crosses the ban threshold
+        # The second call crosses the ban threshold; the marked ones keep and replay an answer.
+        "subject": [(subject_keys, subject_args)] * 2
+        + [([*subject_keys, key(SUBJECT, "once:m")], [*subject_args, 60_000])] * 2,
         "set_ban": [(subject_keys[:3], [NOW, 60_000, "manual", "cli", 100_000])],
         "delete_ban": [(subject_keys[:2], [NOW])],
         "record_change": [(feed, [*record, "e1"]), (feed, [*record, "e1"])],  # max length 1: trims

@@ -63,7 +63,15 @@ class Decision:
 
 
 class ModerationUnavailable(Exception):
-    """No usable answer: timeout, connection error, 5xx, or an open circuit."""
+    """No usable answer: timeout, connection error, 5xx, or an open circuit.
+
+    `retryable`: another replica may well answer (no connection, a timeout, a 502/503/504 from
+    the balancer or a replica whose store is away), as opposed to a 500 or a malformed answer.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ModerationRejected(Exception):

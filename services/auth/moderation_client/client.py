@@ -36,7 +36,7 @@ from services.auth.moderation_client.fallback import LocalFallback
 from services.auth.moderation_client.metrics import ClientStats
 from services.auth.moderation_client.reports import ReportBuffer
 from services.auth.moderation_client.settings import ModerationClientSettings
-from services.auth.moderation_client.transport import ModerationTransport
+from services.auth.moderation_client.transport import ModerationTransport, new_idempotency_key
 
 log = structlog.get_logger("authgate.moderation_client")
 Health = Literal["ok", "unavailable", "misconfigured"]
@@ -125,13 +125,14 @@ class ModerationClient:
             body["submission"] = True
         if second_factor:
             body["second_factor"] = True
+        key = new_idempotency_key()  # the call's, and the buffered report's if it gets no answer
         try:
-            answer = await self.transport.call("/v1/events", body)
+            answer = await self.transport.call("/v1/events", body, key)
         except ModerationMisconfigured:  # logged once a minute by the transport, not per request
-            return await self._without_answer(body, event_type)
+            return await self._without_answer(body, event_type, key)
         except (ModerationUnavailable, ModerationRejected) as exc:
             log.warning("moderation_degraded", event_type=event_type, error=str(exc))
-            return await self._without_answer(body, event_type)
+            return await self._without_answer(body, event_type, key)
         ban = BanInfo.from_api(answer["ban"]) if answer.get("ban") else None
         if ban is not None:
             await self.bans.learn(ban)
@@ -144,9 +145,10 @@ class ModerationClient:
             ban=ban,
         )
 
-    async def _without_answer(self, body: dict[str, Any], event_type: str) -> Decision:
+    async def _without_answer(self, body: dict[str, Any], event_type: str, key: str) -> Decision:
         if event_type == "login_failed":
-            self.reports.enqueue("/v1/events", body)  # a fact moderation must still learn
+            # A fact moderation must still learn; the same key, in case a lost answer had counted it.
+            self.reports.enqueue("/v1/events", body, key)
         if self.settings.fail_mode(event_type) == "closed":
             raise ModerationUnavailableError(max(1, self.settings.breaker_reset_ms // 1000))
         self.stats.degraded_answers += 1

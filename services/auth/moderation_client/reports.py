@@ -16,7 +16,7 @@ import structlog
 
 from services.auth.moderation_client.answers import ModerationRejected, ModerationUnavailable
 from services.auth.moderation_client.metrics import ClientStats
-from services.auth.moderation_client.transport import ModerationTransport
+from services.auth.moderation_client.transport import ModerationTransport, new_idempotency_key
 
 log = structlog.get_logger("authgate.moderation_client")
 
@@ -26,27 +26,29 @@ class ReportBuffer:
         self._transport = transport
         self.size = size
         self.stats = stats
-        self.items: deque[tuple[str, dict[str, Any]]] = deque()
+        # (path, body, idempotency key): a redelivery after a lost answer counts once
+        self.items: deque[tuple[str, dict[str, Any], str]] = deque()
         self._wake = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def enqueue(self, path: str, body: dict[str, Any]) -> None:
+    def enqueue(self, path: str, body: dict[str, Any], key: str | None = None) -> None:
+        """Queue a report; `key`: the Idempotency-Key of a call it repeats (else a new one)."""
         if len(self.items) >= self.size:
             self.items.popleft()
             self.stats.dropped += 1
             log.warning("moderation_report_dropped", dropped=self.stats.dropped)
-        self.items.append((path, body))
+        self.items.append((path, body, key or new_idempotency_key()))
         self.stats.buffered = len(self.items)
         self._wake.set()
 
     async def drain(self) -> None:
         """Deliver in order; stops at the first unavailable answer (the report stays queued)."""
         while self.items:
-            path, body = self.items[0]
+            path, body, key = self.items[0]
             try:
-                await self._transport.call(path, body)
+                await self._transport.call(path, body, key)
             except ModerationRejected:
                 self.stats.rejected += 1
             else:

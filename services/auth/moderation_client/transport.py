@@ -1,5 +1,11 @@
 """The HTTP hop to moderation: one shared client, bounded calls, the breaker, and key refusals.
 
+A call that fails in a way another replica may not (no connection, a timeout, 502/503/504) is
+sent once more, through the same URL (the load balancer picks a replica), with the same
+`Idempotency-Key`: moderation counts an event once per key, so the retry cannot count twice.
+The key is the request id plus a nonce of the call: request ids may come from the client
+(`X-Request-Id`), and a key a client could repeat would let its flood count once.
+
 A 401/403 is not an outage: moderation answered, and refuses auth's key. It is counted
 on its own, shown by /readyz as `misconfigured`, and logged as one error line a minute.
 """
@@ -7,6 +13,7 @@ on its own, shown by /readyz as `misconfigured`, and logged as one error line a 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from json import dumps
@@ -31,6 +38,7 @@ MISCONFIGURED_LOG_EVERY_S = 60.0
 # How long one refusal keeps /readyz saying `misconfigured`: a missing scope shows only on
 # the events it covers, so a success elsewhere does not clear it.
 MISCONFIGURED_FOR_S = 300.0
+RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 class ModerationTransport:
@@ -128,6 +136,7 @@ class ModerationTransport:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         timeout_s: float,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """One call on the shared client's transport.
 
@@ -151,6 +160,8 @@ class ModerationTransport:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if request_id:  # one request id across auth and moderation logs
             raw_headers = [*raw_headers, (b"x-request-id", str(request_id).encode("latin-1", "replace"))]
+        if idempotency_key is not None:
+            raw_headers = [*raw_headers, (b"idempotency-key", idempotency_key.encode("ascii"))]
         request = httpx.Request(
             method,
             url,
@@ -166,29 +177,53 @@ class ModerationTransport:
                     await response.aread()
                 finally:
                     await response.aclose()
-                body = response.json() if response.content else {}
-        except (httpx.HTTPError, TimeoutError, OSError, ValueError) as exc:
+        except (httpx.TransportError, TimeoutError, OSError) as exc:
+            raise ModerationUnavailable(type(exc).__name__, retryable=True) from exc
+        except httpx.HTTPError as exc:
             raise ModerationUnavailable(type(exc).__name__) from exc
-        if response.status_code >= 500:
-            raise ModerationUnavailable(f"HTTP {response.status_code} {body.get('code', '')}")
+        status = response.status_code
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = None  # e.g. a load balancer's HTML error page
+        if status in RETRY_STATUSES:
+            code = body.get("code", "") if isinstance(body, dict) else ""
+            raise ModerationUnavailable(f"HTTP {status} {code}", retryable=True)
+        if not isinstance(body, dict):
+            raise ModerationUnavailable(f"HTTP {status}, unexpected body")
+        if status >= 500:
+            raise ModerationUnavailable(f"HTTP {status} {body.get('code', '')}")
         if response.status_code in (401, 403):
             self._refused(path, response.status_code, body.get("code"))
             raise ModerationMisconfigured(str(body.get("code", response.status_code)))
         if response.status_code >= 400:
             log.error("moderation_rejected", path=path, status=response.status_code, code=body.get("code"))
             raise ModerationRejected(str(body.get("code", response.status_code)))
-        if not isinstance(body, dict):
-            raise ModerationUnavailable("unexpected body")
         return body
 
-    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A request on the request path: bounded by MODERATION_TIMEOUT and guarded by the breaker."""
+    async def call(
+        self, path: str, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """A request on the request path, guarded by the breaker; retried once when retryable.
+
+        Each attempt is bounded by MODERATION_TIMEOUT, so a call takes at most twice that.
+        The breaker counts the call, not the attempts: a retry another replica answers is a success.
+        """
         if not self.breaker.allow():
             CALLS.labels("circuit_open").inc()
             raise ModerationUnavailable("circuit open")
+        key = idempotency_key or new_idempotency_key()
+        timeout_s = self.settings.timeout_ms / 1000
         started = time.perf_counter()
         try:
-            result = await self.request("POST", path, json=body, timeout_s=self.settings.timeout_ms / 1000)
+            try:
+                result = await self.request("POST", path, json=body, timeout_s=timeout_s, idempotency_key=key)
+            except ModerationUnavailable as first:
+                if not first.retryable:
+                    raise
+                CALLS.labels("retried").inc()
+                log.info("moderation_retry", path=path, error=str(first))
+                result = await self.request("POST", path, json=body, timeout_s=timeout_s, idempotency_key=key)
         except ModerationUnavailable:
             self.breaker.failure()
             CALLS.labels("unavailable").inc()
@@ -202,3 +237,11 @@ class ModerationTransport:
         self.breaker.success()
         CALLS.labels("ok").inc()
         return result
+
+
+def new_idempotency_key() -> str:
+    """The request id (for the logs) plus a nonce of this call (so no client can repeat it)."""
+    request_id = str(structlog.contextvars.get_contextvars().get("request_id") or "")
+    nonce = secrets.token_hex(8)
+    prefix = request_id[:100] if request_id else "call"
+    return f"{prefix}.{nonce}"

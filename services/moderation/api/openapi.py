@@ -38,6 +38,16 @@ SUBJECT_PARAMETER = {
     "description": "user:<id>, ip:<address>, net:<ipv6>/64 (URL-encode the slash or not).",
 }
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$"},
+    "description": "Makes a retry safe: the same caller sending the same event with the same key "
+    "within at least 60 s counts it once and gets the first answer again. Auth sends its request "
+    "id plus a per-call nonce and retries a failed call once with it.",
+}
+
 OPERATIONS = [
     Operation(
         "/v1/events",
@@ -46,6 +56,7 @@ OPERATIONS = [
         {200: s.EventOut, **BODY_ERRORS, **AUTH_ERRORS},
         body=s.EventIn,
         security=BEARER,
+        parameters=[IDEMPOTENCY_KEY],
     ),
     Operation(
         "/v1/violations",
