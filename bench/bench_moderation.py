@@ -208,12 +208,21 @@ async def run(config: BenchConfig) -> list[Table | str]:
             factory=True,
             ready_path="/healthz",
         )
+        on_pipeline = start_uvicorn(
+            group,
+            "moderation-pipeline",
+            "bench.moderation_apps:moderation_pipeline_app",
+            env,
+            workdir,
+            factory=True,
+            ready_path="/healthz",
+        )
         load = Load(config, workdir, auth_key)
 
         say("warming up")
         warm = dataclasses.replace(config, load_s=max(1.0, config.warmup_s))
         warm_load = Load(warm, workdir, auth_key)
-        for server in (ours, bare, limits, on_cluster):
+        for server in (ours, bare, limits, on_cluster, on_pipeline):
             await warm_load.run(server.url + EVENTS_PATH)
 
         # Measured before the hop apps start: their ban-feed polls are script calls too.
@@ -252,6 +261,7 @@ async def run(config: BenchConfig) -> list[Table | str]:
             "limits": lambda: load.run(limits.url + EVENTS_PATH),
             "hop": lambda: load.run(hop.url + HOP_PATH),
             "cluster": lambda: load.run(on_cluster.url + EVENTS_PATH),
+            "pipeline": lambda: load.run(on_pipeline.url + EVENTS_PATH),
         }
         results = {name: median_result(rs) for name, rs in (await alternated(runs, config.rounds)).items()}
         say("one run of the hop over httpx's default transport")
@@ -260,8 +270,8 @@ async def run(config: BenchConfig) -> list[Table | str]:
     per_event = (after[0] - before[0]) / served if served else math.nan
     commands = (after[1] - before[1] - 1) / served if served else math.nan  # less the INFO call
     per_account = (account_after[0] - after[0]) / served_account if served_account else math.nan
-    ours_r, bare_r, limits_r, hop_r, cluster_r = (
-        results[n] for n in ("moderation", "bare", "limits", "hop", "cluster")
+    ours_r, bare_r, limits_r, hop_r, cluster_r, pipeline_r = (
+        results[n] for n in ("moderation", "bare", "limits", "hop", "cluster", "pipeline")
     )
     table = Table("moderation: POST /v1/events")
     table.rows = [
@@ -285,6 +295,14 @@ async def run(config: BenchConfig) -> list[Table | str]:
         info("Redis commands per event (incl. inside scripts)", commands, "cmds", 2),
         info(
             "script calls per login event with an account (2 subjects, 1 pipeline)", per_account, "calls", 3
+        ),
+        compare(
+            "standalone: events/s with the hand-written lane vs redis-py's pipeline",
+            ours_r.rps,
+            pipeline_r.rps,
+            "redis-py pipeline",
+            "events/s",
+            at_least=1.0,
         ),
         compare(
             "moderation events/s on the Redis Cluster vs standalone Redis, same run",
@@ -322,6 +340,10 @@ async def run(config: BenchConfig) -> list[Table | str]:
         "get_window_stats (3 round trips; ours: 1 EVALSHA). On a refusal it also hits a score window and "
         "SETs a ban key, as ours scores and bans.",
         f"errors: {errors or 'none'}; hop over httpx default transport: {hop_plain.rps:,.0f} req/s",
+        "lane vs pipeline: the same service and Redis, the standalone store's hand-written lane"
+        " (pipelined EVALSHAs on pooled connections) replaced by redis-py's own non-transactional"
+        " pipeline in the second process (bench/moderation_apps.py:PipelineLane); the lane stays"
+        " only while this row shows it faster",
         "cluster: 6 redis-server processes (cluster-node-timeout 1000 ms) on the same two cores as"
         " everything else; each event's scripts go out as one redis-py cluster pipeline",
         "hop: auth's moderation client built by auth's own settings loader, so MODERATION_TIMEOUT is"
