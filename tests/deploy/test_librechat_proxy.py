@@ -203,9 +203,9 @@ def test_auth_routes_go_to_authgate(deployment: Deployment) -> None:
     # E-mail verification is authgate's too, and needs no token (the link comes from a mail).
     resend = deployment.client.post("/api/user/verify/resend", json={"email": "someone@example.com"})
     assert resend.status_code == 200 and resend.json()["status"] == "success", resend.text
-    # authgate has no social login yet: its own 404 (a JSON code), not LibreChat's.
-    oauth = deployment.client.get("/oauth/google")
-    assert oauth.status_code == 404 and oauth.json()["code"] == "not_found", oauth.text
+    # Social sign-in is authgate's: with ALLOW_SOCIAL_LOGIN off, its own refusal, not LibreChat's.
+    oauth = deployment.client.get("/oauth/google", headers={"Accept": "application/json"})
+    assert oauth.status_code == 403 and oauth.json()["code"] == "social_login_disabled", oauth.text
     paths = [r["path"] for r in deployment.seen()[before:]]
     mine = ("/api/auth/", "/oauth/", "/api/user/verify")
     assert not [p for p in paths if p.startswith(mine) or p == "/api/user"], paths
