@@ -314,6 +314,50 @@ async def test_backchannel_logout_ends_the_session(
         assert (await client.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})).status_code == 401
 
 
+async def test_a_replayed_logout_token_is_refused(
+    app_factory: Callable[..., Any], idp: OidcProvider, inbox: LogoutInbox
+) -> None:
+    """A logout token delivered twice ends sessions once: its `jti` is remembered until it expires,
+    so a captured token cannot end the sessions of a later sign-in (by `sub`) or be played again."""
+    async with openid_app(app_factory, idp, OPENID_USE_END_SESSION_ENDPOINT="true") as auth:
+        client = browser(auth)
+        await sign_in(client, "alice")
+        user = await auth.find_user("alice@idp.example.com")
+        assert user is not None
+        token = (await client.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})).json()["token"]
+        out = await client.post(
+            "/api/auth/logout", headers={"Authorization": f"Bearer {token}", "Origin": CLIENT_APP}
+        )
+        await sign_in(client, "alice")
+        before = len(inbox.tokens)
+        page = await client.get(out.json()["redirect"])
+        found = _FORM.search(page.text)
+        assert found, page.text
+        ended = await client.post(
+            found.group(1), data={**dict(_INPUT.findall(found.group(2))), "logout": "yes"}
+        )
+        assert ended.status_code in (302, 303), ended.text
+        await eventually(lambda: len(inbox.tokens) > before, "the back-channel logout token")
+        logout_token = inbox.tokens[-1]
+        first = await client.post("/oauth/openid/backchannel-logout", data={"logout_token": logout_token})
+        assert first.status_code == 200, first.text
+        assert await live_sessions(auth, user["_id"]) == 0
+        remembered = await auth.collection("auth_oauth_states").find_one({"_id": {"$regex": "^logout:"}})
+        assert remembered is not None and remembered["expires_at"] is not None
+
+        # a new sign-in (the provider's session is gone: its form again), then the old token replayed
+        await sign_in(client, "alice")
+        assert await live_sessions(auth, user["_id"]) == 1
+        replay = await client.post("/oauth/openid/backchannel-logout", data={"logout_token": logout_token})
+        assert replay.status_code == 400
+        assert replay.json()["code"] == "logout_token_replayed"
+        assert await live_sessions(auth, user["_id"]) == 1
+        refused = await auth.collection("auth_audit").find_one(
+            {"event": "backchannel_logout_refused", "outcome": "replayed"}
+        )
+        assert refused is not None
+
+
 async def test_the_links_page_needs_a_portal_session(
     app_factory: Callable[..., Any], idp: OidcProvider
 ) -> None:

@@ -307,13 +307,19 @@ async def backchannel_logout(request: Request) -> Response:
         raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, "The logout token is too large.") from None
     if not isinstance(token, str) or not token:
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "logout_token is required.")
+    ip = client_ip(request)
     try:
-        sub, sid = await provider.verify_logout_token(token)
+        logout = await provider.verify_logout_token(token)
     except ProviderRefused as exc:
         log.info("backchannel_logout_refused", reason=exc.reason)
-        await context.audit.record("backchannel_logout_refused", ip=client_ip(request), outcome=exc.reason)
+        await context.audit.record("backchannel_logout_refused", ip=ip, outcome=exc.reason)
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "The logout token is not valid.") from None
-    found = await context.store.oidc_sessions.find(provider.settings.issuer, sub=sub, sid=sid)
+    issuer = provider.settings.issuer
+    if not await context.store.oauth_states.use_logout_token(issuer, logout.jti, logout.remember_until):
+        log.info("backchannel_logout_refused", reason="replayed")
+        await context.audit.record("backchannel_logout_refused", ip=ip, outcome="replayed")
+        raise ApiError(400, ErrorCode.LOGOUT_TOKEN_REPLAYED, "This logout token was already used.")
+    found = await context.store.oidc_sessions.find(issuer, sub=logout.sub, sid=logout.sid)
     by_user: dict[str, list[str]] = {}
     for doc in found:
         by_user.setdefault(str(doc["user_id"]), []).append(str(doc["_id"]))
