@@ -17,6 +17,7 @@ error instead. A user with a second factor finishes at the portal's 2FA step.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from urllib.parse import urlencode
 
 import structlog
@@ -33,7 +34,16 @@ from services.auth.counters import LOGINS
 from services.auth.portal.forms import FormTooLarge, fields
 from services.auth.protection import banned_error
 from services.auth.sessions import StaleCredentials
-from services.auth.social.flow import FLOW_MAX_AGE_S, MODE_LINK, Flow, FlowRefused, FlowSealer, new_flow
+from services.auth.social.flow import (
+    FLOW_MAX_AGE_S,
+    MAX_OPEN_FLOWS,
+    MODE_LINK,
+    Flow,
+    FlowRefused,
+    FlowSealer,
+    cookie_suffix,
+    new_flow,
+)
 from services.auth.social.oidc import ProviderRefused
 from services.auth.social.signin import OpenIdSignIn, Rules
 from services.auth.store import Document
@@ -63,9 +73,14 @@ _MESSAGES = {
 }
 
 
-def flow_cookie_name(request: Request, provider: str) -> str:
-    name = f"authgate_oauth_{provider}"
+def _flow_cookie_prefix(request: Request, provider: str = "") -> str:
+    name = f"authgate_oauth_{provider + '_' if provider else ''}"
     return name if ctx(request).settings.development else "__Host-" + name
+
+
+def flow_cookie_name(request: Request, provider: str, state: str) -> str:
+    """One cookie per flow (two tabs, two sign-ins), named by a digest of its state."""
+    return _flow_cookie_prefix(request, provider) + cookie_suffix(state)
 
 
 def _sealer(request: Request) -> FlowSealer:
@@ -95,14 +110,14 @@ def failure(request: Request, error: DomainError, *, portal: bool, provider: str
     else:
         query = urlencode({"redirect": "false", "error": code.value})
         response = redirect(f"{context.settings.domain_client.rstrip('/')}/login?{query}", 302)
-    _clear_flow_cookie(request, response, provider)
+    _clear_flow_cookie(request, response, provider, request.query_params.get("state"))
     return response
 
 
-def _set_flow_cookie(request: Request, response: Response, provider: str, sealed: str) -> None:
+def _set_flow_cookie(request: Request, response: Response, flow: Flow) -> None:
     response.set_cookie(
-        flow_cookie_name(request, provider),
-        sealed,
+        flow_cookie_name(request, flow.provider, flow.state),
+        _sealer(request).seal(flow),
         max_age=FLOW_MAX_AGE_S,
         path="/",
         secure=not ctx(request).settings.development,
@@ -111,9 +126,16 @@ def _set_flow_cookie(request: Request, response: Response, provider: str, sealed
     )
 
 
-def _clear_flow_cookie(request: Request, response: Response, provider: str) -> None:
+def _clear_flow_cookie(request: Request, response: Response, provider: str, state: str | None) -> None:
+    """The flow cookie of `state` goes, when the browser sent it."""
+    name = flow_cookie_name(request, provider, state or "")
+    if state and name in request.cookies:
+        _delete_cookie(request, response, name)
+
+
+def _delete_cookie(request: Request, response: Response, name: str) -> None:
     response.delete_cookie(
-        flow_cookie_name(request, provider),
+        name,
         path="/",
         secure=not ctx(request).settings.development,
         httponly=True,
@@ -142,8 +164,26 @@ async def begin(request: Request, flow: Flow) -> Response:
     except DomainError as exc:
         return failure(request, exc, portal=flow.portal, provider=flow.provider)
     response = redirect(url, 302)
-    _set_flow_cookie(request, response, flow.provider, _sealer(request).seal(flow))
+    _prune_flow_cookies(request, response)
+    _set_flow_cookie(request, response, flow)
     return response
+
+
+def _prune_flow_cookies(request: Request, response: Response) -> None:
+    """Room for the new flow: stale or foreign flow cookies go, then the oldest beyond the cap."""
+    prefix, sealer, now = _flow_cookie_prefix(request), _sealer(request), time.time()
+    live: list[tuple[int, str]] = []
+    for name, value in request.cookies.items():
+        if not name.startswith(prefix):
+            continue
+        issued = sealer.issued_at(value)
+        if issued is None or now - issued > FLOW_MAX_AGE_S:
+            _delete_cookie(request, response, name)
+        else:
+            live.append((issued, name))
+    live.sort(reverse=True)
+    for _, name in live[MAX_OPEN_FLOWS - 1 :]:
+        _delete_cookie(request, response, name)
 
 
 async def openid_start(request: Request) -> Response:
@@ -199,7 +239,7 @@ async def provider_start(request: Request, name: str) -> Response:
 
 async def provider_callback(request: Request, name: str) -> Response:
     context = ctx(request)
-    cookie = request.cookies.get(flow_cookie_name(request, name))
+    cookie = _flow_cookie(request, name, request.query_params.get("state"))
     if not context.settings.allow_social_login:
         return await _disabled(request, name, portal=False)
     provider = provider_named(request, name)
@@ -235,11 +275,22 @@ async def provider_callback(request: Request, name: str) -> Response:
         return failure(request, exc, portal=portal, provider=name)
     if flow.mode == MODE_LINK:
         response = redirect(LINKS_PATH + "?linked=1", 302)
-        _clear_flow_cookie(request, response, name)
+        _clear_flow_cookie(request, response, name, flow.state)
         return response
     return await _signed_in(
         request, user, flow, identity.issuer, identity.subject, identity.id_claims.get("sid")
     )
+
+
+def _flow_cookie(request: Request, provider: str, state: str | None) -> str | None:
+    """The flow cookie of this callback's state. Without one, another flow's cookie of the same
+    provider stands in, so the refusal says `state_mismatch` rather than `missing_flow_cookie`:
+    it cannot open, since the state it carries differs."""
+    own = request.cookies.get(flow_cookie_name(request, provider, state or ""))
+    if own is not None:
+        return own
+    prefix = _flow_cookie_prefix(request, provider)
+    return next((value for name, value in request.cookies.items() if name.startswith(prefix)), None)
 
 
 def _rules(request: Request) -> Rules:
@@ -269,7 +320,7 @@ async def _signed_in(
         rd = flow.rd or context.settings.redirects.checked(context.settings.domain_client) or ""
         response = redirect("/portal/2fa" + (f"?{urlencode({'rd': rd})}" if rd else ""), 302)
         set_temp_cookie(context, response, temp)
-        _clear_flow_cookie(request, response, flow.provider)
+        _clear_flow_cookie(request, response, flow.provider, flow.state)
         return response
     try:
         session, refresh_token = await start_session(
@@ -288,7 +339,7 @@ async def _signed_in(
     set_session_cookies(context, response, refresh_token)
     if flow.portal:
         set_session_cookie(context, response, user, session)
-    _clear_flow_cookie(request, response, flow.provider)
+    _clear_flow_cookie(request, response, flow.provider, flow.state)
     return response
 
 
