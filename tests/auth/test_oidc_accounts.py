@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +13,15 @@ import httpx
 
 from harness import eventually
 from harness.oidc import LogoutInbox, OidcProvider
+from services.auth.social.pending import PendingSealer, PendingSignIn, temp_digest
 from services.auth.social.settings import RoleRule
 from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
 from tests.auth.oidc_helpers import (
     CLIENT_APP,
     PORTAL,
+    REFRESH_COOKIE,
+    SESSION_COOKIE,
     browser,
     callback_url,
     failure_code,
@@ -235,6 +239,82 @@ async def test_enrolled_second_factor_is_asked(app_factory: Callable[..., Any], 
         done = await post_form(client, "/portal/2fa", form)
         assert done.status_code == 303 and done.headers["location"] == "https://app.example.com/after"
         assert has_session_cookie(client)
+
+
+async def _second_factor_after_provider(
+    auth: AuthApp, idp: OidcProvider, **start_params: str
+) -> tuple[httpx.AsyncClient, httpx.Response, str]:
+    """An enrolled user linked to alice signs in at the provider and passes the portal's 2FA step."""
+    account = await enrolled(auth)
+    link = {"openidId": "sub-alice", "openidIssuer": idp.issuer}
+    await auth.collection("users").update_one({"email": account.address}, {"$set": link})
+    client = browser(auth)
+    response = await sign_in(client, "alice", **start_params)
+    assert response.status_code == 302 and response.headers["location"].startswith("/portal/2fa")
+    page = await client.get(response.headers["location"])
+    rd = query("https://x" + response.headers["location"]).get("rd", "")
+    done = await post_form(
+        client, "/portal/2fa", {"csrf": csrf_of(page), "code": code(account.secret), "rd": rd}
+    )
+    return client, done, account.address
+
+
+async def test_librechat_flow_with_a_second_factor_gets_librechat_session(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    """Begun at LibreChat's button (not the portal): after the portal's 2FA step the browser has
+    LibreChat's refresh cookie, as the callback gives a user without 2FA, and is back at
+    DOMAIN_CLIENT; the session is a provider one (`fed` + `otp`, its `sid` kept)."""
+    async with openid_app(app_factory, idp) as auth:
+        client, done, address = await _second_factor_after_provider(auth, idp)
+        assert done.status_code == 303 and done.headers["location"] == CLIENT_APP
+        cookies = done.headers.get_list("set-cookie")
+        assert any(c.startswith(f"{REFRESH_COOKIE}=") and "HttpOnly" in c for c in cookies), cookies
+        assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies)  # not a portal flow
+        assert not any(c.name.endswith("authgate_fed2fa") for c in client.cookies.jar)
+        refreshed = await client.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json()["user"]["email"] == address
+        recorded = await auth.collection("auth_oidc_sessions").find_one({})
+        assert recorded is not None and recorded["sub"] == "sub-alice" and recorded["sid"]
+        session = await auth.collection("auth_sessions").find_one({"_id": recorded["_id"]})
+        assert session is not None and set(session["amr"]) == {"fed", "otp"}
+        events = [doc["event"] async for doc in auth.collection("auth_audit").find({})]
+        assert "login_2fa_pending" in events and "social_login" in events
+
+
+async def test_portal_flow_with_a_second_factor_gets_both_cookies(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    async with openid_app(app_factory, idp) as auth:
+        _, done, _ = await _second_factor_after_provider(
+            auth, idp, portal="1", rd="https://app.example.com/after"
+        )
+        assert done.status_code == 303 and done.headers["location"] == "https://app.example.com/after"
+        cookies = done.headers.get_list("set-cookie")
+        assert any(c.startswith(f"{REFRESH_COOKIE}=") for c in cookies)
+        assert any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies)
+
+
+def test_a_pending_provider_sign_in_is_bound_to_its_temp_token() -> None:
+    sealer = PendingSealer(b"k" * 32)
+    pending = PendingSignIn(
+        "user-1",
+        "openid",
+        "https://idp",
+        "sub",
+        "",
+        False,
+        CLIENT_APP,
+        temp_digest("temp-a"),
+        int(time.time()),
+    )
+    sealed = sealer.seal(pending)
+    assert sealer.open(sealed, "temp-a", "user-1") == pending
+    assert sealer.open(sealed, "temp-b", "user-1") is None  # another sign-in's temp token
+    assert sealer.open(sealed, "temp-a", "user-2") is None
+    assert sealer.open(sealed[:-2] + "AA", "temp-a", "user-1") is None
+    assert sealer.open(sealed, "temp-a", "user-1", now=time.time() + 301) is None
 
 
 async def test_logout_returns_the_end_session_url(app_factory: Callable[..., Any], idp: OidcProvider) -> None:

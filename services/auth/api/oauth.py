@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import structlog
@@ -33,6 +34,7 @@ from services.auth.api.portal_support import message, redirect, set_session_cook
 from services.auth.counters import LOGINS
 from services.auth.portal.forms import FormTooLarge, fields
 from services.auth.protection import banned_error
+from services.auth.session_cookie import AMR_OTP
 from services.auth.sessions import StaleCredentials
 from services.auth.social.flow import (
     FLOW_MAX_AGE_S,
@@ -45,6 +47,7 @@ from services.auth.social.flow import (
     new_flow,
 )
 from services.auth.social.oidc import ProviderRefused
+from services.auth.social.pending import PENDING_MAX_AGE_S, PendingSealer, PendingSignIn, temp_digest
 from services.auth.social.signin import OpenIdSignIn, Rules
 from services.auth.store import Document
 from shared.errors import ApiError, DomainError, ErrorCode, api_error_of
@@ -320,27 +323,119 @@ async def _signed_in(
         rd = flow.rd or context.settings.redirects.checked(context.settings.domain_client) or ""
         response = redirect("/portal/2fa" + (f"?{urlencode({'rd': rd})}" if rd else ""), 302)
         set_temp_cookie(context, response, temp)
+        pending = PendingSignIn(
+            user_id=user_id,
+            provider=flow.provider,
+            issuer=issuer,
+            subject=subject,
+            sid=sid if isinstance(sid, str) else "",
+            portal=flow.portal,
+            after=after,
+            temp_digest=temp_digest(temp),
+            issued_at=int(time.time()),
+        )
+        _set_pending_cookie(request, response, PendingSealer(context.settings.social.flow_key).seal(pending))
         _clear_flow_cookie(request, response, flow.provider, flow.state)
         return response
+    signed_in = SignedIn(
+        flow.provider, issuer, subject, sid if isinstance(sid, str) else "", flow.portal, after
+    )
+    response = await _start_federated_session(request, user, state.session_epoch, signed_in, (AMR_FEDERATED,))
+    _clear_flow_cookie(request, response, flow.provider, flow.state)
+    return response
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who the provider said signed in, and where the browser goes next."""
+
+    provider: str
+    issuer: str
+    subject: str
+    sid: str
+    portal: bool
+    after: str
+
+
+async def _start_federated_session(
+    request: Request,
+    user: Document,
+    epoch: int,
+    signed_in: SignedIn,
+    amr: tuple[str, ...],
+    status: int = 302,
+) -> Response:
+    """The session a provider sign-in starts, at the callback or after the portal's 2FA step:
+    LibreChat's refresh cookie, the portal's session cookie for a portal flow, `sid`/`sub` kept."""
+    context = ctx(request)
+    ip = client_ip(request)
+    user_id = user_id_of(user)
     try:
         session, refresh_token = await start_session(
-            context, user, ip, user_agent(request), epoch=state.session_epoch, amr=(AMR_FEDERATED,)
+            context, user, ip, user_agent(request), epoch=epoch, amr=amr
         )
     except StaleCredentials:
-        return failure(request, ProviderRefused("stale"), portal=flow.portal, provider=flow.provider)
+        return failure(
+            request, ProviderRefused("stale"), portal=signed_in.portal, provider=signed_in.provider
+        )
     await context.store.oidc_sessions.record(
-        session.id, user_id, issuer, subject, sid if isinstance(sid, str) else None, session.expires_at
+        session.id, user_id, signed_in.issuer, signed_in.subject, signed_in.sid or None, session.expires_at
     )
     LOGINS.labels("success").inc()
     await context.audit.record(
-        "social_login", user_id=user_id, ip=ip, session_id=session.id, provider=flow.provider
+        "social_login", user_id=user_id, ip=ip, session_id=session.id, provider=signed_in.provider
     )
-    response = redirect(after, 302)
+    response = redirect(signed_in.after, status)
     set_session_cookies(context, response, refresh_token)
-    if flow.portal:
+    if signed_in.portal:
         set_session_cookie(context, response, user, session)
-    _clear_flow_cookie(request, response, flow.provider, flow.state)
     return response
+
+
+def pending_cookie_name(request: Request) -> str:
+    name = "authgate_fed2fa"  # not under the flow cookies' prefix: a new flow must not prune it
+    return name if ctx(request).settings.development else "__Host-" + name
+
+
+def _set_pending_cookie(request: Request, response: Response, sealed: str) -> None:
+    response.set_cookie(
+        pending_cookie_name(request),
+        sealed,
+        max_age=PENDING_MAX_AGE_S,
+        path="/",
+        secure=not ctx(request).settings.development,
+        httponly=True,
+        samesite="strict",  # read by the portal's own 2FA form, as the temp token's cookie
+    )
+
+
+def pending_sign_in(request: Request, temp_token: str, user_id: str) -> PendingSignIn | None:
+    """The provider sign-in behind this temp token, if it was one (see social/pending.py)."""
+    sealer = PendingSealer(ctx(request).settings.social.flow_key)
+    return sealer.open(request.cookies.get(pending_cookie_name(request)), temp_token, user_id)
+
+
+async def finish_after_two_factor(
+    request: Request, user: Document, epoch: int, pending: PendingSignIn
+) -> Response:
+    """The portal's 2FA step passed for a provider sign-in: its session, as the callback's."""
+    signed_in = SignedIn(
+        pending.provider, pending.issuer, pending.subject, pending.sid, pending.portal, pending.after
+    )
+    amr = (AMR_FEDERATED, AMR_OTP)
+    response = await _start_federated_session(request, user, epoch, signed_in, amr, status=303)
+    _delete_pending_cookie(request, response)
+    return response
+
+
+def _delete_pending_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        pending_cookie_name(request),
+        path="/",
+        secure=not ctx(request).settings.development,
+        httponly=True,
+        samesite="strict",
+    )
 
 
 async def backchannel_logout(request: Request) -> Response:

@@ -23,6 +23,7 @@ from services.auth.accounts import user_id_of
 from services.auth.api.auth import set_device_cookie, start_session
 from services.auth.api.common import client_ip, ctx, user_agent
 from services.auth.api.login_flow import PasswordChecked, check_password_login
+from services.auth.api.oauth import finish_after_two_factor, pending_sign_in
 from services.auth.api.portal_support import (
     clear_session_cookie,
     clear_temp_cookie,
@@ -272,6 +273,11 @@ async def two_factor_submit(request: Request) -> Response:
     ban = context.protection.user_ban(user_id_of(user))
     if ban is not None:
         return banned_page(request, Banned(ban))
+    pending = pending_sign_in(request, temp, claims.user_id)
+    if pending is not None:  # a provider sign-in: the session its callback would have started
+        response = await finish_after_two_factor(request, user, claims.epoch, pending)
+        clear_temp_cookie(context, response)
+        return response
     state = await context.sessions.state(claims.user_id)
     account = context.protection.account(claims.login_email) if claims.login_email else ""
     checked = PasswordChecked(
