@@ -296,6 +296,27 @@ async def test_portal_flow_with_a_second_factor_gets_both_cookies(
         assert any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies)
 
 
+async def test_a_provider_2fa_step_without_its_pending_cookie_starts_again(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    """Without the sealed provider context the code page cannot start an honest session (it would
+    claim a password): it asks to sign in again, and nothing is started."""
+    async with openid_app(app_factory, idp) as auth:
+        account = await enrolled(auth)
+        link = {"openidId": "sub-alice", "openidIssuer": idp.issuer}
+        await auth.collection("users").update_one({"email": account.address}, {"$set": link})
+        sessions = await auth.collection("auth_sessions").count_documents({})
+        client = browser(auth)
+        response = await sign_in(client, "alice")
+        page = await client.get(response.headers["location"])
+        for cookie in [c for c in client.cookies.jar if c.name.endswith("authgate_fed2fa")]:
+            client.cookies.delete(cookie.name, domain=cookie.domain, path=cookie.path)
+        done = await post_form(client, "/portal/2fa", {"csrf": csrf_of(page), "code": code(account.secret)})
+        assert done.status_code == 401 and "Sign in again" in done.text
+        assert not has_session_cookie(client)
+        assert await auth.collection("auth_sessions").count_documents({}) == sessions
+
+
 def test_a_pending_provider_sign_in_is_bound_to_its_temp_token() -> None:
     sealer = PendingSealer(b"k" * 32)
     pending = PendingSignIn(

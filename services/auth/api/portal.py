@@ -256,6 +256,13 @@ async def two_factor_submit(request: Request) -> Response:
         response = message(request, 401, "Sign-in expired", "The sign-in expired. Sign in again.")
         clear_temp_cookie(context, response)
         return response
+    pending = pending_sign_in(request, temp, claims.user_id)
+    if pending is None and not claims.login_email:
+        # A provider sign-in (no address typed) whose sealed context is gone: no session can be
+        # started honestly (it would claim a password), so it starts again.
+        response = message(request, 401, "Sign-in expired", "The sign-in expired. Sign in again.")
+        clear_temp_cookie(context, response)
+        return response
     try:
         await context.protection.before_two_factor(ip, claims.login_email)
         user = await two_factor.finish_login(claims, proof_of(form.code))
@@ -273,7 +280,6 @@ async def two_factor_submit(request: Request) -> Response:
     ban = context.protection.user_ban(user_id_of(user))
     if ban is not None:
         return banned_page(request, Banned(ban))
-    pending = pending_sign_in(request, temp, claims.user_id)
     if pending is not None:  # a provider sign-in: the session its callback would have started
         response = await finish_after_two_factor(request, user, claims.epoch, pending)
         clear_temp_cookie(context, response)
