@@ -39,7 +39,14 @@ from harness import (
     start_nginx,
 )
 from harness.browser import ChromiumSession, find_chromium, launch_chromium, save_screenshot
-from harness.oidc import CLIENT_ID, CLIENT_SECRET, OidcProvider, client_metadata, start_oidc_provider
+from harness.oidc import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    OidcProvider,
+    client_metadata,
+    provider_installed,
+    start_oidc_provider,
+)
 from harness.smtp import SmtpServer, start_smtp
 from tests.integration.support import AuthClient, EchoServer, auth_env, run_cli, start_echo
 
@@ -151,6 +158,7 @@ def _callback(port: int) -> str:
 @pytest.fixture(scope="session")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
     """panva's oidc-provider, started once per session, its client allowed back to both services."""
+    _required("oidc-provider", "node" if provider_installed() else None)
     auth_port, closed_port = free_port(), free_port()
     clients = client_metadata(_callback(auth_port))
     for client in clients:
