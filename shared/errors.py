@@ -68,6 +68,7 @@ class ErrorCode(StrEnum):
     ROLE_REQUIRED = "role_required"
     LINK_REQUIRED = "link_required"
     IDENTITY_IN_USE = "identity_in_use"
+    LOGOUT_TOKEN_REPLAYED = "logout_token_replayed"
     PASSKEYS_DISABLED = "passkeys_disabled"
     INVALID_PASSKEY = "invalid_passkey"
     INVALID_PASSKEY_REGISTRATION = "invalid_passkey_registration"
@@ -169,6 +170,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ROLE_REQUIRED: 403,
     ErrorCode.LINK_REQUIRED: 403,
     ErrorCode.IDENTITY_IN_USE: 409,
+    ErrorCode.LOGOUT_TOKEN_REPLAYED: 400,
     ErrorCode.PASSKEYS_DISABLED: 404,
     ErrorCode.INVALID_PASSKEY: 401,
     ErrorCode.INVALID_PASSKEY_REGISTRATION: 400,

@@ -24,12 +24,13 @@ from harness.oidc import (
     client_metadata,
     start_oidc_provider,
 )
+from services.auth.social.flow import cookie_suffix
 from tests.auth.conftest import AuthApp
 
 PORTAL = "https://auth.test"
 CLIENT_APP = "https://chat.example.com"
 CALLBACK = PORTAL + "/oauth/openid/callback"
-FLOW_COOKIE = "__Host-authgate_oauth_openid"
+FLOW_COOKIE_PREFIX = "__Host-authgate_oauth_openid_"
 REFRESH_COOKIE = "refreshToken"
 SESSION_COOKIE = "__Host-authgate_session"
 _ACTION = re.compile(r'action="([^"]+)"')
@@ -144,6 +145,15 @@ async def sign_in(client: httpx.AsyncClient, login: str, **params: str) -> httpx
     """The whole flow: start, the provider's form, the callback; the callback's answer."""
     authorize = await start(client, **params)
     return await client.get(await callback_url(client, login, authorize))
+
+
+def flow_cookie(state: str) -> str:
+    """The name of the flow cookie of `state` (one per flow)."""
+    return FLOW_COOKIE_PREFIX + cookie_suffix(state)
+
+
+def flow_cookies(client: httpx.AsyncClient) -> list[str]:
+    return [cookie.name for cookie in client.cookies.jar if cookie.name.startswith(FLOW_COOKIE_PREFIX)]
 
 
 def query(url: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +13,15 @@ import httpx
 
 from harness import eventually
 from harness.oidc import LogoutInbox, OidcProvider
+from services.auth.social.pending import PendingSealer, PendingSignIn, temp_digest
 from services.auth.social.settings import RoleRule
 from tests.auth.api_helpers import email
 from tests.auth.conftest import AuthApp
 from tests.auth.oidc_helpers import (
     CLIENT_APP,
     PORTAL,
+    REFRESH_COOKIE,
+    SESSION_COOKIE,
     browser,
     callback_url,
     failure_code,
@@ -237,6 +241,103 @@ async def test_enrolled_second_factor_is_asked(app_factory: Callable[..., Any], 
         assert has_session_cookie(client)
 
 
+async def _second_factor_after_provider(
+    auth: AuthApp, idp: OidcProvider, **start_params: str
+) -> tuple[httpx.AsyncClient, httpx.Response, str]:
+    """An enrolled user linked to alice signs in at the provider and passes the portal's 2FA step."""
+    account = await enrolled(auth)
+    link = {"openidId": "sub-alice", "openidIssuer": idp.issuer}
+    await auth.collection("users").update_one({"email": account.address}, {"$set": link})
+    client = browser(auth)
+    response = await sign_in(client, "alice", **start_params)
+    assert response.status_code == 302 and response.headers["location"].startswith("/portal/2fa")
+    page = await client.get(response.headers["location"])
+    rd = query("https://x" + response.headers["location"]).get("rd", "")
+    done = await post_form(
+        client, "/portal/2fa", {"csrf": csrf_of(page), "code": code(account.secret), "rd": rd}
+    )
+    return client, done, account.address
+
+
+async def test_librechat_flow_with_a_second_factor_gets_librechat_session(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    """Begun at LibreChat's button (not the portal): after the portal's 2FA step the browser has
+    LibreChat's refresh cookie, as the callback gives a user without 2FA, and is back at
+    DOMAIN_CLIENT; the session is a provider one (`fed` + `otp`, its `sid` kept)."""
+    async with openid_app(app_factory, idp) as auth:
+        client, done, address = await _second_factor_after_provider(auth, idp)
+        assert done.status_code == 303 and done.headers["location"] == CLIENT_APP
+        cookies = done.headers.get_list("set-cookie")
+        assert any(c.startswith(f"{REFRESH_COOKIE}=") and "HttpOnly" in c for c in cookies), cookies
+        assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies)  # not a portal flow
+        assert not any(c.name.endswith("authgate_fed2fa") for c in client.cookies.jar)
+        refreshed = await client.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json()["user"]["email"] == address
+        recorded = await auth.collection("auth_oidc_sessions").find_one({})
+        assert recorded is not None and recorded["sub"] == "sub-alice" and recorded["sid"]
+        session = await auth.collection("auth_sessions").find_one({"_id": recorded["_id"]})
+        assert session is not None and set(session["amr"]) == {"fed", "otp"}
+        events = [doc["event"] async for doc in auth.collection("auth_audit").find({})]
+        assert "login_2fa_pending" in events and "social_login" in events
+
+
+async def test_portal_flow_with_a_second_factor_gets_both_cookies(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    async with openid_app(app_factory, idp) as auth:
+        _, done, _ = await _second_factor_after_provider(
+            auth, idp, portal="1", rd="https://app.example.com/after"
+        )
+        assert done.status_code == 303 and done.headers["location"] == "https://app.example.com/after"
+        cookies = done.headers.get_list("set-cookie")
+        assert any(c.startswith(f"{REFRESH_COOKIE}=") for c in cookies)
+        assert any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies)
+
+
+async def test_a_provider_2fa_step_without_its_pending_cookie_starts_again(
+    app_factory: Callable[..., Any], idp: OidcProvider
+) -> None:
+    """Without the sealed provider context the code page cannot start an honest session (it would
+    claim a password): it asks to sign in again, and nothing is started."""
+    async with openid_app(app_factory, idp) as auth:
+        account = await enrolled(auth)
+        link = {"openidId": "sub-alice", "openidIssuer": idp.issuer}
+        await auth.collection("users").update_one({"email": account.address}, {"$set": link})
+        sessions = await auth.collection("auth_sessions").count_documents({})
+        client = browser(auth)
+        response = await sign_in(client, "alice")
+        page = await client.get(response.headers["location"])
+        for cookie in [c for c in client.cookies.jar if c.name.endswith("authgate_fed2fa")]:
+            client.cookies.delete(cookie.name, domain=cookie.domain, path=cookie.path)
+        done = await post_form(client, "/portal/2fa", {"csrf": csrf_of(page), "code": code(account.secret)})
+        assert done.status_code == 401 and "Sign in again" in done.text
+        assert not has_session_cookie(client)
+        assert await auth.collection("auth_sessions").count_documents({}) == sessions
+
+
+def test_a_pending_provider_sign_in_is_bound_to_its_temp_token() -> None:
+    sealer = PendingSealer(b"k" * 32)
+    pending = PendingSignIn(
+        "user-1",
+        "openid",
+        "https://idp",
+        "sub",
+        "",
+        False,
+        CLIENT_APP,
+        temp_digest("temp-a"),
+        int(time.time()),
+    )
+    sealed = sealer.seal(pending)
+    assert sealer.open(sealed, "temp-a", "user-1") == pending
+    assert sealer.open(sealed, "temp-b", "user-1") is None  # another sign-in's temp token
+    assert sealer.open(sealed, "temp-a", "user-2") is None
+    assert sealer.open(sealed[:-2] + "AA", "temp-a", "user-1") is None
+    assert sealer.open(sealed, "temp-a", "user-1", now=time.time() + 301) is None
+
+
 async def test_logout_returns_the_end_session_url(app_factory: Callable[..., Any], idp: OidcProvider) -> None:
     async with openid_app(
         app_factory,
@@ -312,6 +413,50 @@ async def test_backchannel_logout_ends_the_session(
         assert await live_sessions(auth, user["_id"]) == 0
         # the refresh cookie the browser still holds no longer works
         assert (await client.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})).status_code == 401
+
+
+async def test_a_replayed_logout_token_is_refused(
+    app_factory: Callable[..., Any], idp: OidcProvider, inbox: LogoutInbox
+) -> None:
+    """A logout token delivered twice ends sessions once: its `jti` is remembered until it expires,
+    so a captured token cannot end the sessions of a later sign-in (by `sub`) or be played again."""
+    async with openid_app(app_factory, idp, OPENID_USE_END_SESSION_ENDPOINT="true") as auth:
+        client = browser(auth)
+        await sign_in(client, "alice")
+        user = await auth.find_user("alice@idp.example.com")
+        assert user is not None
+        token = (await client.post("/api/auth/refresh", headers={"Origin": CLIENT_APP})).json()["token"]
+        out = await client.post(
+            "/api/auth/logout", headers={"Authorization": f"Bearer {token}", "Origin": CLIENT_APP}
+        )
+        await sign_in(client, "alice")
+        before = len(inbox.tokens)
+        page = await client.get(out.json()["redirect"])
+        found = _FORM.search(page.text)
+        assert found, page.text
+        ended = await client.post(
+            found.group(1), data={**dict(_INPUT.findall(found.group(2))), "logout": "yes"}
+        )
+        assert ended.status_code in (302, 303), ended.text
+        await eventually(lambda: len(inbox.tokens) > before, "the back-channel logout token")
+        logout_token = inbox.tokens[-1]
+        first = await client.post("/oauth/openid/backchannel-logout", data={"logout_token": logout_token})
+        assert first.status_code == 200, first.text
+        assert await live_sessions(auth, user["_id"]) == 0
+        remembered = await auth.collection("auth_oauth_states").find_one({"_id": {"$regex": "^logout:"}})
+        assert remembered is not None and remembered["expires_at"] is not None
+
+        # a new sign-in (the provider's session is gone: its form again), then the old token replayed
+        await sign_in(client, "alice")
+        assert await live_sessions(auth, user["_id"]) == 1
+        replay = await client.post("/oauth/openid/backchannel-logout", data={"logout_token": logout_token})
+        assert replay.status_code == 400
+        assert replay.json()["code"] == "logout_token_replayed"
+        assert await live_sessions(auth, user["_id"]) == 1
+        refused = await auth.collection("auth_audit").find_one(
+            {"event": "backchannel_logout_refused", "outcome": "replayed"}
+        )
+        assert refused is not None
 
 
 async def test_the_links_page_needs_a_portal_session(

@@ -30,10 +30,12 @@ from tests.auth.conftest import AuthApp
 from tests.auth.oidc_helpers import (
     CALLBACK,
     CLIENT_APP,
-    FLOW_COOKIE,
+    FLOW_COOKIE_PREFIX,
     browser,
     callback_url,
     failure_code,
+    flow_cookie,
+    flow_cookies,
     has_session_cookie,
     idp_fixture,
     inbox_fixture,
@@ -87,13 +89,14 @@ async def test_replayed_callback_is_refused(app_factory: Callable[..., Any], idp
     async with openid_app(app_factory, idp) as auth:
         client = browser(auth)
         callback = await callback_url(client, "alice", await start(client))
-        cookie = client.cookies.get(FLOW_COOKIE)
+        name = flow_cookie(query(callback)["state"])
+        cookie = client.cookies.get(name)
         assert cookie
         first = await client.get(callback)
         assert first.status_code == 302 and first.headers["location"] == CLIENT_APP
-        assert FLOW_COOKIE not in client.cookies  # cleared by the callback
+        assert flow_cookies(client) == []  # cleared by the callback
         replay = browser(auth)
-        replay.cookies.set(FLOW_COOKIE, cookie, domain="auth.test")
+        replay.cookies.set(name, cookie, domain="auth.test")
         response = await replay.get(callback)
         assert failure_code(response) == "auth_failed"
         assert not has_session_cookie(replay)
@@ -111,7 +114,7 @@ async def test_flow_older_than_ten_minutes_is_refused(
         old = dataclasses.replace(
             new_flow("openid", "", portal=False), state=state, issued_at=int(time.time()) - 601
         )
-        client.cookies.set(FLOW_COOKIE, sealer.seal(old), domain="auth.test")
+        client.cookies.set(flow_cookie(state), sealer.seal(old), domain="auth.test")
         await assert_refused(auth, client, await client.get(callback), "auth_failed", "expired_flow")
 
 
@@ -217,3 +220,44 @@ async def test_public_client_signs_in_with_pkce_only(
         assert response.status_code == 302 and response.headers["location"] == CLIENT_APP
         # the provider refuses the same code without the verifier: PKCE is what authenticates
         assert query(authorize)["code_challenge_method"] == "S256"
+
+
+@pytest.mark.parametrize("order", ["first_begun_first", "second_begun_first"])
+async def test_two_tabs_sign_in_without_clobbering_each_other(
+    app_factory: Callable[..., Any], idp: OidcProvider, order: str
+) -> None:
+    """Two sign-ins begun in two tabs of one browser each keep their own flow cookie, so both
+    callbacks succeed, in either order, each back to the `rd` it began with."""
+    async with openid_app(app_factory, idp) as auth:
+        client = browser(auth)
+        first = await start(client, rd=CLIENT_APP + "/tab-one")
+        second = await start(client, rd=CLIENT_APP + "/tab-two")
+        assert len(flow_cookies(client)) == 2
+        callbacks = {
+            "/tab-one": await callback_url(client, "alice", first),
+            "/tab-two": await callback_url(client, "alice", second),  # single sign-on at the provider
+        }
+        paths = ["/tab-one", "/tab-two"] if order == "first_begun_first" else ["/tab-two", "/tab-one"]
+        for path in paths:
+            response = await client.get(callbacks[path])
+            assert response.status_code == 302, response.text
+            assert response.headers["location"] == CLIENT_APP + path
+        assert flow_cookies(client) == []
+        assert await auth.collection("auth_sessions").count_documents({}) == 2
+
+
+async def test_open_flows_are_capped(app_factory: Callable[..., Any], idp: OidcProvider) -> None:
+    """At most three flows live at once in one browser: a fourth start drops the oldest."""
+    async with openid_app(app_factory, idp) as auth:
+        client = browser(auth)
+        states = [query(await start(client))["state"] for _ in range(3)]
+        assert sorted(flow_cookies(client)) == sorted(flow_cookie(state) for state in states)
+        sealer = FlowSealer(auth.settings.social.flow_key)
+        oldest = dataclasses.replace(new_flow("openid", "", portal=False), issued_at=int(time.time()) - 60)
+        client.cookies.set(flow_cookie(states[0]), sealer.seal(oldest), domain="auth.test")
+        client.cookies.set(FLOW_COOKIE_PREFIX + "0" * 16, "not-a-flow", domain="auth.test")
+        newest = query(await start(client))["state"]
+        kept = flow_cookies(client)
+        assert len(kept) == 3 and flow_cookie(newest) in kept
+        assert flow_cookie(states[0]) not in kept  # the oldest
+        assert FLOW_COOKIE_PREFIX + "0" * 16 not in kept  # not a flow of ours

@@ -10,7 +10,7 @@ from harness.oidc import OidcProvider
 from services.auth.moderation_client import BanInfo
 from tests.auth.oidc_helpers import (
     CLIENT_APP,
-    FLOW_COOKIE,
+    FLOW_COOKIE_PREFIX,
     REFRESH_COOKIE,
     SESSION_COOKIE,
     browser,
@@ -40,7 +40,7 @@ async def test_first_sign_in_creates_the_user_and_starts_a_session(
         assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
         assert len(params["state"]) >= 32 and len(params["nonce"]) >= 32
         assert params["scope"] == "openid profile email" and params["response_type"] == "code"
-        flow = [c for c in client.cookies.jar if c.name == FLOW_COOKIE]
+        flow = [c for c in client.cookies.jar if c.name.startswith(FLOW_COOKIE_PREFIX)]
         assert len(flow) == 1 and params["state"] not in str(flow[0].value)  # sealed, not readable
         response = await client.get(await callback_url(client, "alice", authorize))
         assert response.status_code == 302, response.text

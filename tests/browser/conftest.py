@@ -39,6 +39,14 @@ from harness import (
     start_nginx,
 )
 from harness.browser import ChromiumSession, find_chromium, launch_chromium, save_screenshot
+from harness.oidc import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    OidcProvider,
+    client_metadata,
+    provider_installed,
+    start_oidc_provider,
+)
 from harness.smtp import SmtpServer, start_smtp
 from tests.integration.support import AuthClient, EchoServer, auth_env, run_cli, start_echo
 
@@ -49,6 +57,9 @@ PROXIES = ("nginx", "caddy")
 # The revocation bound the service is given, and how long a test waits for it (generous).
 VERIFY_MAX_STALENESS_MS = 1000
 REVOCATION_DEADLINE_S = 5.0
+# The portal's OpenID button, and the role the provider's accounts need (harness/oidc.py's accounts).
+OPENID_LABEL = "Sign in with Test IdP"
+REQUIRED_ROLE = "chat-user"
 
 
 @dataclass
@@ -58,6 +69,16 @@ class Proxy:
 
     def url(self, host: str, path: str = "/") -> str:
         return f"http://{host}:{self.server.port}{path}"
+
+
+@dataclass
+class Idp:
+    """The session's real OpenID provider, with the ports of the two auth services it knows
+    (the stack's, and a second one's that refuses social registration)."""
+
+    provider: OidcProvider
+    auth_port: int
+    closed_auth_port: int
 
 
 @dataclass
@@ -130,13 +151,48 @@ def _start_caddy(work: Path, auth: Server, app: EchoServer) -> Server:
     return start_caddy(caddy, work / "caddy", ROOT / "deploy" / "caddy" / "Caddyfile", port, env)
 
 
+def _callback(port: int) -> str:
+    return f"http://{PORTAL_HOST}:{port}/oauth/openid/callback"
+
+
 @pytest.fixture(scope="session")
-def stack(mongo: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
+    """panva's oidc-provider, started once per session, its client allowed back to both services."""
+    _required("oidc-provider", "node" if provider_installed() else None)
+    auth_port, closed_port = free_port(), free_port()
+    clients = client_metadata(_callback(auth_port))
+    for client in clients:
+        client["redirect_uris"].append(_callback(closed_port))
+    provider = start_oidc_provider(clients, log_dir=tmp_path_factory.mktemp("oidc"))
+    try:
+        yield Idp(provider, auth_port, closed_port)
+    finally:
+        provider.stop()
+
+
+def openid_env(idp: Idp) -> dict[str, str]:
+    """OpenID sign-in at the portal (a confidential client with PKCE, a required role)."""
+    return {
+        "ALLOW_SOCIAL_LOGIN": "true",
+        "ALLOW_SOCIAL_REGISTRATION": "true",
+        "OPENID_CLIENT_ID": CLIENT_ID,
+        "OPENID_CLIENT_SECRET": CLIENT_SECRET,
+        "OPENID_ISSUER": idp.provider.issuer,
+        "OPENID_USE_PKCE": "true",
+        "OPENID_BUTTON_LABEL": OPENID_LABEL,
+        "OPENID_REQUIRED_ROLE": REQUIRED_ROLE,
+        "OPENID_REQUIRED_ROLE_PARAMETER_PATH": "roles",
+        "OPENID_REQUIRED_ROLE_TOKEN_KIND": "id",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(mongo: Server, idp: Idp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("browser")
     moderation = start_moderation(work)
     app = start_echo()
     smtp = start_smtp()
-    auth_port = free_port()
+    auth_port = idp.auth_port
     env = auth_env(
         mongo.port,
         moderation,
@@ -157,6 +213,7 @@ def stack(mongo: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         ALLOW_UNVERIFIED_EMAIL_LOGIN="true",
         # The service runs this checkout's code (a worktree beside an editable install too).
         PYTHONPATH=str(ROOT),
+        **openid_env(idp),
     )
     servers: list[Server] = [moderation.server]
     try:
@@ -195,3 +252,26 @@ async def page(context: BrowserContext, request: pytest.FixtureRequest) -> Async
     browser_page = await context.new_page()
     yield browser_page
     await save_screenshot(browser_page, request.node.name)
+
+
+@pytest.fixture(scope="session")
+def closed_portal(mongo: Server, stack: Stack, idp: Idp) -> Iterator[str]:
+    """A second auth service (no proxy) whose portal refuses social registration; its address.
+
+    Started only by the tests that need it; same provider, same moderation, its own database."""
+    port = idp.closed_auth_port
+    env = auth_env(
+        mongo.port,
+        stack.moderation,
+        AUTHGATE_ENV="development",
+        AUTH_PORT=str(port),
+        DOMAIN_SERVER=f"http://{PORTAL_HOST}:{port}",
+        TRUST_PROXY="0",
+        PYTHONPATH=str(ROOT),
+        **{**openid_env(idp), "ALLOW_SOCIAL_REGISTRATION": "false"},
+    )
+    server = start_auth(env, stack.work / "closed")
+    try:
+        yield f"http://{PORTAL_HOST}:{port}"
+    finally:
+        server.stop()

@@ -17,6 +17,8 @@ error instead. A user with a second factor finishes at the portal's 2FA step.
 from __future__ import annotations
 
 import datetime as dt
+import time
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import structlog
@@ -32,9 +34,20 @@ from services.auth.api.portal_support import message, redirect, set_session_cook
 from services.auth.counters import LOGINS
 from services.auth.portal.forms import FormTooLarge, fields
 from services.auth.protection import banned_error
+from services.auth.session_cookie import AMR_OTP
 from services.auth.sessions import StaleCredentials
-from services.auth.social.flow import FLOW_MAX_AGE_S, MODE_LINK, Flow, FlowRefused, FlowSealer, new_flow
+from services.auth.social.flow import (
+    FLOW_MAX_AGE_S,
+    MAX_OPEN_FLOWS,
+    MODE_LINK,
+    Flow,
+    FlowRefused,
+    FlowSealer,
+    cookie_suffix,
+    new_flow,
+)
 from services.auth.social.oidc import ProviderRefused
+from services.auth.social.pending import PENDING_MAX_AGE_S, PendingSealer, PendingSignIn, temp_digest
 from services.auth.social.signin import OpenIdSignIn, Rules
 from services.auth.store import Document
 from shared.errors import ApiError, DomainError, ErrorCode, api_error_of
@@ -63,9 +76,14 @@ _MESSAGES = {
 }
 
 
-def flow_cookie_name(request: Request, provider: str) -> str:
-    name = f"authgate_oauth_{provider}"
+def _flow_cookie_prefix(request: Request, provider: str = "") -> str:
+    name = f"authgate_oauth_{provider + '_' if provider else ''}"
     return name if ctx(request).settings.development else "__Host-" + name
+
+
+def flow_cookie_name(request: Request, provider: str, state: str) -> str:
+    """One cookie per flow (two tabs, two sign-ins), named by a digest of its state."""
+    return _flow_cookie_prefix(request, provider) + cookie_suffix(state)
 
 
 def _sealer(request: Request) -> FlowSealer:
@@ -95,14 +113,14 @@ def failure(request: Request, error: DomainError, *, portal: bool, provider: str
     else:
         query = urlencode({"redirect": "false", "error": code.value})
         response = redirect(f"{context.settings.domain_client.rstrip('/')}/login?{query}", 302)
-    _clear_flow_cookie(request, response, provider)
+    _clear_flow_cookie(request, response, provider, request.query_params.get("state"))
     return response
 
 
-def _set_flow_cookie(request: Request, response: Response, provider: str, sealed: str) -> None:
+def _set_flow_cookie(request: Request, response: Response, flow: Flow) -> None:
     response.set_cookie(
-        flow_cookie_name(request, provider),
-        sealed,
+        flow_cookie_name(request, flow.provider, flow.state),
+        _sealer(request).seal(flow),
         max_age=FLOW_MAX_AGE_S,
         path="/",
         secure=not ctx(request).settings.development,
@@ -111,9 +129,16 @@ def _set_flow_cookie(request: Request, response: Response, provider: str, sealed
     )
 
 
-def _clear_flow_cookie(request: Request, response: Response, provider: str) -> None:
+def _clear_flow_cookie(request: Request, response: Response, provider: str, state: str | None) -> None:
+    """The flow cookie of `state` goes, when the browser sent it."""
+    name = flow_cookie_name(request, provider, state or "")
+    if state and name in request.cookies:
+        _delete_cookie(request, response, name)
+
+
+def _delete_cookie(request: Request, response: Response, name: str) -> None:
     response.delete_cookie(
-        flow_cookie_name(request, provider),
+        name,
         path="/",
         secure=not ctx(request).settings.development,
         httponly=True,
@@ -142,8 +167,26 @@ async def begin(request: Request, flow: Flow) -> Response:
     except DomainError as exc:
         return failure(request, exc, portal=flow.portal, provider=flow.provider)
     response = redirect(url, 302)
-    _set_flow_cookie(request, response, flow.provider, _sealer(request).seal(flow))
+    _prune_flow_cookies(request, response)
+    _set_flow_cookie(request, response, flow)
     return response
+
+
+def _prune_flow_cookies(request: Request, response: Response) -> None:
+    """Room for the new flow: stale or foreign flow cookies go, then the oldest beyond the cap."""
+    prefix, sealer, now = _flow_cookie_prefix(request), _sealer(request), time.time()
+    live: list[tuple[int, str]] = []
+    for name, value in request.cookies.items():
+        if not name.startswith(prefix):
+            continue
+        issued = sealer.issued_at(value)
+        if issued is None or now - issued > FLOW_MAX_AGE_S:
+            _delete_cookie(request, response, name)
+        else:
+            live.append((issued, name))
+    live.sort(reverse=True)
+    for _, name in live[MAX_OPEN_FLOWS - 1 :]:
+        _delete_cookie(request, response, name)
 
 
 async def openid_start(request: Request) -> Response:
@@ -199,7 +242,7 @@ async def provider_start(request: Request, name: str) -> Response:
 
 async def provider_callback(request: Request, name: str) -> Response:
     context = ctx(request)
-    cookie = request.cookies.get(flow_cookie_name(request, name))
+    cookie = _flow_cookie(request, name, request.query_params.get("state"))
     if not context.settings.allow_social_login:
         return await _disabled(request, name, portal=False)
     provider = provider_named(request, name)
@@ -235,11 +278,22 @@ async def provider_callback(request: Request, name: str) -> Response:
         return failure(request, exc, portal=portal, provider=name)
     if flow.mode == MODE_LINK:
         response = redirect(LINKS_PATH + "?linked=1", 302)
-        _clear_flow_cookie(request, response, name)
+        _clear_flow_cookie(request, response, name, flow.state)
         return response
     return await _signed_in(
         request, user, flow, identity.issuer, identity.subject, identity.id_claims.get("sid")
     )
+
+
+def _flow_cookie(request: Request, provider: str, state: str | None) -> str | None:
+    """The flow cookie of this callback's state. Without one, another flow's cookie of the same
+    provider stands in, so the refusal says `state_mismatch` rather than `missing_flow_cookie`:
+    it cannot open, since the state it carries differs."""
+    own = request.cookies.get(flow_cookie_name(request, provider, state or ""))
+    if own is not None:
+        return own
+    prefix = _flow_cookie_prefix(request, provider)
+    return next((value for name, value in request.cookies.items() if name.startswith(prefix)), None)
 
 
 def _rules(request: Request) -> Rules:
@@ -269,27 +323,119 @@ async def _signed_in(
         rd = flow.rd or context.settings.redirects.checked(context.settings.domain_client) or ""
         response = redirect("/portal/2fa" + (f"?{urlencode({'rd': rd})}" if rd else ""), 302)
         set_temp_cookie(context, response, temp)
-        _clear_flow_cookie(request, response, flow.provider)
+        pending = PendingSignIn(
+            user_id=user_id,
+            provider=flow.provider,
+            issuer=issuer,
+            subject=subject,
+            sid=sid if isinstance(sid, str) else "",
+            portal=flow.portal,
+            after=after,
+            temp_digest=temp_digest(temp),
+            issued_at=int(time.time()),
+        )
+        _set_pending_cookie(request, response, PendingSealer(context.settings.social.flow_key).seal(pending))
+        _clear_flow_cookie(request, response, flow.provider, flow.state)
         return response
+    signed_in = SignedIn(
+        flow.provider, issuer, subject, sid if isinstance(sid, str) else "", flow.portal, after
+    )
+    response = await _start_federated_session(request, user, state.session_epoch, signed_in, (AMR_FEDERATED,))
+    _clear_flow_cookie(request, response, flow.provider, flow.state)
+    return response
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who the provider said signed in, and where the browser goes next."""
+
+    provider: str
+    issuer: str
+    subject: str
+    sid: str
+    portal: bool
+    after: str
+
+
+async def _start_federated_session(
+    request: Request,
+    user: Document,
+    epoch: int,
+    signed_in: SignedIn,
+    amr: tuple[str, ...],
+    status: int = 302,
+) -> Response:
+    """The session a provider sign-in starts, at the callback or after the portal's 2FA step:
+    LibreChat's refresh cookie, the portal's session cookie for a portal flow, `sid`/`sub` kept."""
+    context = ctx(request)
+    ip = client_ip(request)
+    user_id = user_id_of(user)
     try:
         session, refresh_token = await start_session(
-            context, user, ip, user_agent(request), epoch=state.session_epoch, amr=(AMR_FEDERATED,)
+            context, user, ip, user_agent(request), epoch=epoch, amr=amr
         )
     except StaleCredentials:
-        return failure(request, ProviderRefused("stale"), portal=flow.portal, provider=flow.provider)
+        return failure(
+            request, ProviderRefused("stale"), portal=signed_in.portal, provider=signed_in.provider
+        )
     await context.store.oidc_sessions.record(
-        session.id, user_id, issuer, subject, sid if isinstance(sid, str) else None, session.expires_at
+        session.id, user_id, signed_in.issuer, signed_in.subject, signed_in.sid or None, session.expires_at
     )
     LOGINS.labels("success").inc()
     await context.audit.record(
-        "social_login", user_id=user_id, ip=ip, session_id=session.id, provider=flow.provider
+        "social_login", user_id=user_id, ip=ip, session_id=session.id, provider=signed_in.provider
     )
-    response = redirect(after, 302)
+    response = redirect(signed_in.after, status)
     set_session_cookies(context, response, refresh_token)
-    if flow.portal:
+    if signed_in.portal:
         set_session_cookie(context, response, user, session)
-    _clear_flow_cookie(request, response, flow.provider)
     return response
+
+
+def pending_cookie_name(request: Request) -> str:
+    name = "authgate_fed2fa"  # not under the flow cookies' prefix: a new flow must not prune it
+    return name if ctx(request).settings.development else "__Host-" + name
+
+
+def _set_pending_cookie(request: Request, response: Response, sealed: str) -> None:
+    response.set_cookie(
+        pending_cookie_name(request),
+        sealed,
+        max_age=PENDING_MAX_AGE_S,
+        path="/",
+        secure=not ctx(request).settings.development,
+        httponly=True,
+        samesite="strict",  # read by the portal's own 2FA form, as the temp token's cookie
+    )
+
+
+def pending_sign_in(request: Request, temp_token: str, user_id: str) -> PendingSignIn | None:
+    """The provider sign-in behind this temp token, if it was one (see social/pending.py)."""
+    sealer = PendingSealer(ctx(request).settings.social.flow_key)
+    return sealer.open(request.cookies.get(pending_cookie_name(request)), temp_token, user_id)
+
+
+async def finish_after_two_factor(
+    request: Request, user: Document, epoch: int, pending: PendingSignIn
+) -> Response:
+    """The portal's 2FA step passed for a provider sign-in: its session, as the callback's."""
+    signed_in = SignedIn(
+        pending.provider, pending.issuer, pending.subject, pending.sid, pending.portal, pending.after
+    )
+    amr = (AMR_FEDERATED, AMR_OTP)
+    response = await _start_federated_session(request, user, epoch, signed_in, amr, status=303)
+    _delete_pending_cookie(request, response)
+    return response
+
+
+def _delete_pending_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        pending_cookie_name(request),
+        path="/",
+        secure=not ctx(request).settings.development,
+        httponly=True,
+        samesite="strict",
+    )
 
 
 async def backchannel_logout(request: Request) -> Response:
@@ -307,13 +453,19 @@ async def backchannel_logout(request: Request) -> Response:
         raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, "The logout token is too large.") from None
     if not isinstance(token, str) or not token:
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "logout_token is required.")
+    ip = client_ip(request)
     try:
-        sub, sid = await provider.verify_logout_token(token)
+        logout = await provider.verify_logout_token(token)
     except ProviderRefused as exc:
         log.info("backchannel_logout_refused", reason=exc.reason)
-        await context.audit.record("backchannel_logout_refused", ip=client_ip(request), outcome=exc.reason)
+        await context.audit.record("backchannel_logout_refused", ip=ip, outcome=exc.reason)
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "The logout token is not valid.") from None
-    found = await context.store.oidc_sessions.find(provider.settings.issuer, sub=sub, sid=sid)
+    issuer = provider.settings.issuer
+    if not await context.store.oauth_states.use_logout_token(issuer, logout.jti, logout.remember_until):
+        log.info("backchannel_logout_refused", reason="replayed")
+        await context.audit.record("backchannel_logout_refused", ip=ip, outcome="replayed")
+        raise ApiError(400, ErrorCode.LOGOUT_TOKEN_REPLAYED, "This logout token was already used.")
+    found = await context.store.oidc_sessions.find(issuer, sub=logout.sub, sid=logout.sid)
     by_user: dict[str, list[str]] = {}
     for doc in found:
         by_user.setdefault(str(doc["user_id"]), []).append(str(doc["_id"]))

@@ -24,7 +24,9 @@ OPENID = [
         "/oauth/openid",
         "GET",
         "Start OpenID Connect sign-in: 302 to the provider with state, nonce and PKCE S256; the flow "
-        "is sealed in a 10-minute HttpOnly cookie. `rd` (checked against AUTH_REDIRECT_DOMAINS) is "
+        "is sealed in a 10-minute HttpOnly cookie of its own (named by a digest of its state, so flows "
+        "begun in several tabs all finish; at most three live at once). `rd` (checked against "
+        "AUTH_REDIRECT_DOMAINS) is "
         "where the browser goes after the sign-in; `portal=1` also sets the portal's session cookie. "
         "Refusals (social_login_disabled, banned, rate_limited) redirect to "
         "DOMAIN_CLIENT/login?redirect=false&error=<code>, or answer JSON for Accept: application/json",
@@ -39,7 +41,9 @@ OPENID = [
         "unused; the code is exchanged and the ID token verified (issuer, audience, signature through "
         "the JWKS, nonce, expiry). Success: the refresh cookie (and the portal's session cookie for a "
         "portal flow) and 302 to `rd` or DOMAIN_CLIENT, or to /portal/2fa when a second factor is "
-        "enrolled. Failure: 302 to DOMAIN_CLIENT/login?redirect=false&error=<code> (auth_failed, "
+        "enrolled (passing it there starts this same session: LibreChat's refresh cookie and "
+        "DOMAIN_CLIENT for a flow begun at LibreChat's button). Failure: 302 to "
+        "DOMAIN_CLIENT/login?redirect=false&error=<code> (auth_failed, "
         "social_registration_disabled, email_domain_not_allowed, role_required, link_required, banned)",
         {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
         parameters=[
@@ -52,7 +56,9 @@ OPENID = [
         "/oauth/openid/backchannel-logout",
         "POST",
         "OIDC Back-Channel Logout: the provider's logout token (verified like an ID token, with the "
-        "back-channel logout event) revokes the sessions it names by `sid`, or every session of `sub`",
+        "back-channel logout event, `jti` and `exp`) revokes the sessions it names by `sid`, or every "
+        "session of `sub`; the same token again is 400 logout_token_replayed (its `jti` is remembered "
+        "until `exp` plus the clock tolerance)",
         {200: None, 400: E, 404: E, 413: E, 415: E},
         form=s.BackchannelLogoutRequest,
     ),

@@ -23,6 +23,7 @@ from services.auth.accounts import user_id_of
 from services.auth.api.auth import set_device_cookie, start_session
 from services.auth.api.common import client_ip, ctx, user_agent
 from services.auth.api.login_flow import PasswordChecked, check_password_login
+from services.auth.api.oauth import finish_after_two_factor, pending_sign_in
 from services.auth.api.portal_support import (
     clear_session_cookie,
     clear_temp_cookie,
@@ -255,6 +256,13 @@ async def two_factor_submit(request: Request) -> Response:
         response = message(request, 401, "Sign-in expired", "The sign-in expired. Sign in again.")
         clear_temp_cookie(context, response)
         return response
+    pending = pending_sign_in(request, temp, claims.user_id)
+    if pending is None and not claims.login_email:
+        # A provider sign-in (no address typed) whose sealed context is gone: no session can be
+        # started honestly (it would claim a password), so it starts again.
+        response = message(request, 401, "Sign-in expired", "The sign-in expired. Sign in again.")
+        clear_temp_cookie(context, response)
+        return response
     try:
         await context.protection.before_two_factor(ip, claims.login_email)
         user = await two_factor.finish_login(claims, proof_of(form.code))
@@ -272,6 +280,10 @@ async def two_factor_submit(request: Request) -> Response:
     ban = context.protection.user_ban(user_id_of(user))
     if ban is not None:
         return banned_page(request, Banned(ban))
+    if pending is not None:  # a provider sign-in: the session its callback would have started
+        response = await finish_after_two_factor(request, user, claims.epoch, pending)
+        clear_temp_cookie(context, response)
+        return response
     state = await context.sessions.state(claims.user_id)
     account = context.protection.account(claims.login_email) if claims.login_email else ""
     checked = PasswordChecked(

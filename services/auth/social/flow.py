@@ -5,6 +5,10 @@ PKCE verifier, where to go afterwards and why the flow runs (sign-in or linking)
 authenticated with AES-256-GCM under a key of its own (from OPENID_SESSION_SECRET, else HKDF of
 JWT_REFRESH_SECRET). The callback accepts it only with the same `state` in its query (so it is
 bound to this browser), within `FLOW_MAX_AGE_S`, and once: its `state` is then marked used.
+
+Each flow has a cookie of its own, named with a digest of its `state` (`cookie_suffix`), so two
+sign-ins begun in two tabs do not overwrite each other; at most `MAX_OPEN_FLOWS` live at once
+(the oldest go), which keeps the Cookie header well under the proxies' 8 KB line.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from shared.errors import DomainError, ErrorCode
 
 FLOW_MAX_AGE_S = 600
 MAX_COOKIE_CHARS = 4000
+MAX_OPEN_FLOWS = 3
+SUFFIX_CHARS = 16  # 64 bits of the state's digest: names the cookie, says nothing of the state
 _AAD = b"authgate-oauth-flow-v1"
 MODE_SIGN_IN = "signin"
 MODE_LINK = "link"
@@ -55,6 +61,11 @@ class Flow:
         return hashlib.sha256(self.state.encode()).hexdigest()
 
 
+def cookie_suffix(state: str) -> str:
+    """The part of a flow cookie's name that tells it from another tab's flow."""
+    return hashlib.sha256(state.encode()).hexdigest()[:SUFFIX_CHARS]
+
+
 def new_flow(
     provider: str, rd: str, *, portal: bool, mode: str = MODE_SIGN_IN, link_user_id: str = ""
 ) -> Flow:
@@ -79,6 +90,17 @@ class FlowSealer:
         nonce = os.urandom(12)
         data = json.dumps(asdict(flow), separators=(",", ":")).encode()
         return b64url_encode(nonce + self._aead.encrypt(nonce, data, _AAD))
+
+    def issued_at(self, sealed: str) -> int | None:
+        """When a sealed flow began (None when it is not one of ours): to drop the oldest."""
+        if len(sealed) > MAX_COOKIE_CHARS:
+            return None
+        try:
+            raw = b64url_decode(sealed)
+            issued = json.loads(self._aead.decrypt(raw[:12], raw[12:], _AAD)).get("issued_at")
+        except (InvalidTag, ValueError, TypeError, AttributeError):
+            return None
+        return issued if isinstance(issued, int) and not isinstance(issued, bool) else None
 
     def open(self, sealed: str | None, state: str | None, provider: str, now: float | None = None) -> Flow:
         """The flow, when the cookie is intact, fresh, for `provider`, and carries this `state`."""

@@ -12,6 +12,7 @@ any claim is read.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ METADATA_TTL_S = 3600
 JWKS_MIN_REFRESH_S = 60  # an unknown `kid` refetches the keys at most once a minute
 HTTP_TIMEOUT_S = 10.0
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+MAX_JTI_CHARS = 256
 
 
 class ProviderRefused(DomainError):
@@ -55,6 +57,23 @@ class ProviderRefused(DomainError):
     def __init__(self, reason: str) -> None:
         super().__init__(ErrorCode.AUTH_FAILED, "The sign-in could not be completed. Start again.")
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class LogoutToken:
+    """What a verified back-channel logout token names, and until when its `jti` is remembered
+    (its expiry plus the clock tolerance: later, the token itself is refused as expired)."""
+
+    sub: str | None
+    sid: str | None
+    jti: str
+    remember_until: dt.datetime
+
+
+def _remember_until(claims: dict[str, Any], tolerance_s: int) -> dt.datetime:
+    exp = claims.get("exp")
+    seconds = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else time.time()
+    return dt.datetime.fromtimestamp(seconds + tolerance_s + 1, dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -273,14 +292,24 @@ class OpenIdProvider:
             params["post_logout_redirect_uri"] = self.settings.post_logout_redirect_uri
         return str(httpx.URL(endpoint, params=params))
 
-    async def verify_logout_token(self, token: str) -> tuple[str | None, str | None]:
-        """(sub, sid) of a valid back-channel logout token (OIDC Back-Channel Logout §2.6)."""
+    async def verify_logout_token(self, token: str) -> LogoutToken:
+        """A valid back-channel logout token (OIDC Back-Channel Logout §2.6): what it names, and
+        its `jti` with how long it must be remembered to refuse a replay of it."""
         claims = await self._verified(token)
-        self._check_claims(claims, require_sub=False, aud=self.settings.client_id, jti=None)
+        # `exp` is required (Back-Channel Logout 1.0 final): a `jti` is remembered until then.
+        self._check_claims(claims, require_sub=False, aud=self.settings.client_id, jti=None, exp=None)
         events = claims.get("events")
         if not isinstance(events, dict) or LOGOUT_EVENT not in events or "nonce" in claims:
             raise ProviderRefused("logout_token_events")
         sub, sid = claims.get("sub") or None, claims.get("sid") or None
         if sub is None and sid is None:
             raise ProviderRefused("logout_token_subject")
-        return (str(sub) if sub else None), (str(sid) if sid else None)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
+            raise ProviderRefused("logout_token_jti")
+        return LogoutToken(
+            sub=str(sub) if sub else None,
+            sid=str(sid) if sid else None,
+            jti=jti,
+            remember_until=_remember_until(claims, self.settings.clock_tolerance_s),
+        )

@@ -1,13 +1,15 @@
 """`auth_oauth_states` and `auth_oidc_sessions`: what a provider sign-in leaves in the store.
 
 A flow's `state` is marked used when its callback arrives (a second callback with the same
-cookie is a replay), and a session started through OpenID keeps the provider's `sid` and `sub`
+cookie is a replay), as is each back-channel logout token's `jti` (a second delivery of the
+same token is refused), and a session started through OpenID keeps the provider's `sid` and `sub`
 so a back-channel logout can find it. Both expire on their own (TTL indexes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -28,6 +30,11 @@ class MongoOAuthStates:
             except DuplicateKeyError:
                 return False
         return True
+
+    async def use_logout_token(self, issuer: str, jti: str, expires_at: dt.datetime) -> bool:
+        """True the first time `issuer`'s logout token `jti` arrives; kept until `expires_at`."""
+        digest = hashlib.sha256(f"{issuer}\x00{jti}".encode()).hexdigest()
+        return await self.use(f"logout:{digest}", expires_at)
 
 
 class MongoOidcSessions:
