@@ -116,8 +116,12 @@ class IpBanMiddleware:
 
 
 async def _revoke_banned_user(context: AuthContext, user_id: str, ban: BanInfo) -> None:
-    """A user ban ends every session at once (through the one revocation function), once per ban."""
-    revoked = await context.sessions.revoke_for_ban(user_id, RevokedByBan(ban.reason, ban.expires_at))
+    """A user ban ends the sessions opened before it began (through the one revocation function),
+    once per ban; this runs in the background, possibly after the ban was lifted."""
+    in_force = context.protection.client.is_banned(user_id=user_id) is not None
+    revoked = await context.sessions.revoke_for_ban(
+        user_id, RevokedByBan(ban.reason, ban.expires_at), ban.created_at, in_force=in_force
+    )
     if revoked is not None:
         log.info("user_ban_applied", user_id=user_id, sessions=revoked, expires_at=ban.expires_at_iso())
 

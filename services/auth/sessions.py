@@ -32,6 +32,9 @@ from services.auth.store import (
 from shared.crypto import b64url_encode, derive_key
 
 TOKEN_HISTORY = 64  # older tokens than this are simply unknown (401), not reuse
+# How far auth's clock may run ahead of moderation's: a session opened up to this long after a
+# ban's start (as moderation dates it) counts as opened before it, and the ban ends it.
+BAN_CLOCK_TOLERANCE_MS = 500
 
 
 class StaleCredentials(Exception):
@@ -64,6 +67,11 @@ def session_id_of(token: str) -> str | None:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _opened_since(docs: list[Document], instant: dt.datetime) -> bool:
+    """Whether a live session among these was opened at or after `instant`."""
+    return any(doc.get("revoked_at") is None and doc["created_at"] >= instant for doc in docs)
 
 
 @dataclass(frozen=True)
@@ -306,15 +314,37 @@ class SessionService:
         live.sort(key=lambda doc: doc["last_used_at"], reverse=True)
         return [Session.from_doc(doc) for doc in live]
 
-    async def revoke_for_ban(self, user_id: str, ban: RevokedByBan) -> int | None:
-        """End every session of a banned user once per ban; None when this ban was applied before.
+    async def revoke_for_ban(
+        self, user_id: str, ban: RevokedByBan, started_at: dt.datetime | None, in_force: bool = True
+    ) -> int | None:
+        """End the sessions a user ban found, once per ban; None when this ban was applied before.
 
         Every process learns every active ban when it starts or its ban feed resets; the first
         to apply it ends the sessions, the others write nothing (no epoch bump, no record).
+
+        The revocation runs in the background and may run late: after the ban was lifted and the
+        user signed in again. So it ends only the sessions opened before the ban began, as
+        moderation dates it (`started_at`), plus BAN_CLOCK_TOLERANCE_MS for the skew between
+        moderation's clock and auth's; without a start (an old moderation) it ends them all.
+        The epoch is bumped (refusing every older token, including a session whose credentials
+        were checked before the ban but which is not stored yet) only when no live session was
+        opened after that instant: such a session means the user signed in after the ban began,
+        which a known ban refuses, so the ban was lifted (or not yet known here) and a bump would
+        end a sign-in the ban never covered. A ban no longer `in_force` when this runs still ends
+        the sessions it found, but their records carry no ban: /verify answers 401, not `banned`.
         """
         if not await self._user_state.mark_ban_applied(user_id, int(ban.expires_at.timestamp() * 1000)):
             return None
-        return await self.revoke(user_id=user_id, reason="user_banned", actor="moderation", ban=ban)
+        opened_before = (
+            None if started_at is None else started_at + dt.timedelta(milliseconds=BAN_CLOCK_TOLERANCE_MS)
+        )
+        return await self.revoke(
+            user_id=user_id,
+            reason="user_banned",
+            actor="moderation",
+            ban=ban if in_force else None,
+            opened_before=opened_before,
+        )
 
     async def revoke(
         self,
@@ -325,25 +355,39 @@ class SessionService:
         session_ids: list[str] | None = None,
         keep: str | None = None,
         ban: RevokedByBan | None = None,
+        opened_before: dt.datetime | None = None,
     ) -> int:
         """The one revocation path: mark sessions revoked and record them for /verify.
 
         A revocation caused by a ban carries the ban, so a /verify that learns of the
         revocation before the ban itself still answers 403 `banned`, not 401.
+        `opened_before` bounds an all-sessions revocation to the sessions opened before that
+        instant, and bumps the epoch only if no live session was opened since (see
+        `revoke_for_ban`).
         """
         now = self._clock()
         epoch: int | None = None
-        if session_ids is None and keep is None:
-            # First the epoch, then the sweep: a login whose credentials were checked before this
-            # point either sees the new epoch when it re-reads it, or is found by the sweep.
-            epoch = await self._user_state.bump_session_epoch(user_id)
         if session_ids is not None:  # by id: a small indexed lookup, not every session of the user
             candidates = [
                 doc for doc in await self._sessions.by_ids(session_ids) if doc.get("user_id") == user_id
             ]
-        else:
+        elif keep is not None:
             candidates = await self._sessions.of_user(user_id)
-        ids = [doc["_id"] for doc in candidates if doc.get("revoked_at") is None and doc["_id"] != keep]
+        else:
+            # First the epoch, then the sweep: a login whose credentials were checked before this
+            # point either sees the new epoch when it re-reads it, or is found by the sweep.
+            if opened_before is None or not _opened_since(
+                await self._sessions.of_user(user_id), opened_before
+            ):
+                epoch = await self._user_state.bump_session_epoch(user_id)
+            candidates = await self._sessions.of_user(user_id)
+        ids = [
+            doc["_id"]
+            for doc in candidates
+            if doc.get("revoked_at") is None
+            and doc["_id"] != keep
+            and (opened_before is None or doc["created_at"] < opened_before)
+        ]
         expires = now + dt.timedelta(milliseconds=self.policy.access_lifetime_ms + 120_000)
         extra: Document = {} if ban is None else {"ban_reason": ban.reason, "ban_expires_at": ban.expires_at}
         records: list[Document] = [

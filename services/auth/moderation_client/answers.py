@@ -26,13 +26,26 @@ def account_subject(email_normalized: str, key: bytes) -> str:
 
 @dataclass(frozen=True)
 class BanInfo:
+    """A ban as auth acts on it.
+
+    `created_at_ms` is when the ban began, on moderation's clock: the list's `created_at`, a ban
+    change's `at` in the feed, an event answer's `created_at`. An answer without it (a moderation
+    older than that field) leaves it None; the ban cache then stamps the time it learned the ban,
+    which is never earlier than the ban's start.
+    """
+
     subject: str
     reason: str
     expires_at_ms: int
+    created_at_ms: int | None = None
 
     @property
     def expires_at(self) -> datetime:
         return datetime.fromtimestamp(self.expires_at_ms / 1000, UTC)
+
+    @property
+    def created_at(self) -> datetime | None:
+        return None if self.created_at_ms is None else datetime.fromtimestamp(self.created_at_ms / 1000, UTC)
 
     def expires_at_iso(self) -> str:
         return iso_from_ms(self.expires_at_ms)
@@ -46,7 +59,14 @@ class BanInfo:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> BanInfo:
-        return cls(str(data["subject"]), str(data["reason"]), parse_iso_ms(str(data["expires_at"])))
+        """A ban from the list, a feed change or an event answer (whichever start field it has)."""
+        started = data.get("created_at") or data.get("at")
+        return cls(
+            str(data["subject"]),
+            str(data["reason"]),
+            parse_iso_ms(str(data["expires_at"])),
+            parse_iso_ms(str(started)) if started else None,
+        )
 
 
 @dataclass(frozen=True)

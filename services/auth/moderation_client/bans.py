@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import structlog
 
@@ -85,7 +86,12 @@ class BanCache:
         self._callbacks.append(callback)
 
     async def learn(self, ban: BanInfo) -> None:
-        """Cache a ban; a new user ban runs the callbacks in the background."""
+        """Cache a ban; a new user ban runs the callbacks in the background.
+
+        A ban without its start time gets the time it was learned: it began no later than that.
+        """
+        if ban.created_at_ms is None:
+            ban = replace(ban, created_at_ms=self.wall_ms())
         known = self._bans.get(ban.subject)
         self._bans[ban.subject] = ban
         if ban.subject.startswith("user:") and (known is None or known.expires_at_ms != ban.expires_at_ms):

@@ -61,7 +61,11 @@ def ban_out(ban: BanState | None, retry_after: int) -> BanOut | None:
     if ban is None:
         return None
     return BanOut(
-        subject=ban.subject, reason=ban.reason, expires_at=iso(ban.expires_at_ms), retry_after=retry_after
+        subject=ban.subject,
+        reason=ban.reason,
+        created_at=iso(ban.created_at_ms),
+        expires_at=iso(ban.expires_at_ms),
+        retry_after=retry_after,
     )
 
 

@@ -312,6 +312,10 @@ class BanOut(BaseModel):
     model_config = _OUT
     subject: str
     reason: str
+    created_at: str = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the ban began: a client bounds what the ban ends by it.",
+    )
     expires_at: str = Field(json_schema_extra={"format": "date-time"})
     retry_after: int = Field(ge=0, description="Seconds until the ban ends.")
 
