@@ -23,30 +23,9 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import (
-    base64url_to_bytes,
-    bytes_to_base64url,
-    parse_authentication_credential_json,
-    parse_registration_credential_json,
-)
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from services.auth.accounts import user_id_of
 from services.auth.audit import AuditTrail
@@ -54,14 +33,26 @@ from services.auth.passkeys.settings import WebAuthnSettings
 from services.auth.store import Document, DuplicateValue, PasskeyRepository, WebAuthnChallengeRepository
 from shared.errors import DomainError, ErrorCode
 
+# py_webauthn is imported where a ceremony runs, not with the service: it brings pyOpenSSL and
+# ASN.1 tables (about 5 MB of resident memory) that a deployment without passkeys never uses.
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
 log = structlog.get_logger("authgate.passkeys")
 
 CHALLENGE_TTL = dt.timedelta(minutes=5)
 CEREMONY_TIMEOUT_MS = 120_000  # what the browser is told; the challenge outlives it
 MAX_NAME_CHARS = 64
 MAX_PASSKEYS_PER_USER = 20
-# What a hostile answer can make the parser raise: all mean "not a valid credential".
-MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+
+def _malformed() -> tuple[type[BaseException], ...]:
+    """What a hostile answer can make the parser raise: all mean "not a valid credential"."""
+    from webauthn.helpers.exceptions import WebAuthnException
+
+    return (WebAuthnException, ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+
 REGISTER = "register"
 LOGIN = "login"
 
@@ -139,6 +130,8 @@ def _challenge_key(challenge: bytes) -> str:
 
 def _challenge_of(credential: dict[str, Any]) -> bytes:
     """The challenge the browser signed, read from clientDataJSON before anything is verified."""
+    from webauthn.helpers import base64url_to_bytes
+
     response = credential.get("response")
     if not isinstance(response, dict) or not isinstance(response.get("clientDataJSON"), str):
         raise ValueError("no clientDataJSON")
@@ -184,7 +177,7 @@ class Passkeys:
         """The challenge of this answer, consumed; refused when unknown, spent, expired or foreign."""
         try:
             challenge = _challenge_of(credential)
-        except MALFORMED:
+        except _malformed():
             raise invalid_challenge() from None
         record = await self._challenges.take(_challenge_key(challenge))
         if record is None or record.get("kind") != kind or record.get("user_id") != user_id:
@@ -197,6 +190,15 @@ class Passkeys:
     # Registration ---------------------------------------------------------------------------
 
     async def registration_options(self, user: Document) -> dict[str, Any]:
+        from webauthn import generate_registration_options, options_to_json
+        from webauthn.helpers import base64url_to_bytes
+        from webauthn.helpers.structs import (
+            AuthenticatorSelectionCriteria,
+            PublicKeyCredentialDescriptor,
+            ResidentKeyRequirement,
+            UserVerificationRequirement,
+        )
+
         rp_id = self._rp()
         user_id = user_id_of(user)
         existing = await self._repo.list_for(user_id)
@@ -229,6 +231,9 @@ class Passkeys:
         self, user: Document, credential: dict[str, Any], name: str | None, ip: str | None
     ) -> PasskeyInfo:
         """Verify the attestation ('none' accepted) against this user's challenge and store the key."""
+        from webauthn import verify_registration_response
+        from webauthn.helpers import bytes_to_base64url, parse_registration_credential_json
+
         rp_id = self._rp()
         user_id = user_id_of(user)
         challenge = await self._take_challenge(credential, REGISTER, user_id)
@@ -241,7 +246,7 @@ class Passkeys:
                 expected_origin=list(self.settings.origins),
                 require_user_verification=True,
             )
-        except MALFORMED as exc:
+        except _malformed() as exc:
             await self._audit.record(
                 "passkey_register_failed", user_id=user_id, ip=ip, outcome="refused", reason=str(exc)[:200]
             )
@@ -271,6 +276,9 @@ class Passkeys:
     # Sign-in --------------------------------------------------------------------------------
 
     async def authentication_options(self) -> dict[str, Any]:
+        from webauthn import generate_authentication_options, options_to_json
+        from webauthn.helpers.structs import UserVerificationRequirement
+
         options = generate_authentication_options(
             rp_id=self._rp(),
             challenge=await self._new_challenge(LOGIN, None),
@@ -286,11 +294,14 @@ class Passkeys:
     ) -> PasskeyLogin:
         """The user a valid assertion names. `epoch_of` reads the user's session epoch before the
         signature is checked, so a revocation landing meanwhile ends the session about to start."""
+        from webauthn import verify_authentication_response
+        from webauthn.helpers import bytes_to_base64url, parse_authentication_credential_json
+
         rp_id = self._rp()
         challenge = await self._take_challenge(credential, LOGIN, None)
         try:
             parsed = parse_authentication_credential_json(credential)
-        except MALFORMED:
+        except _malformed():
             await self._failed(ip, None, "malformed")
             raise invalid_passkey() from None
         doc = await self._repo.by_credential_id(bytes_to_base64url(parsed.raw_id))
@@ -316,7 +327,7 @@ class Passkeys:
                 credential_current_sign_count=0,
                 require_user_verification=True,
             )
-        except MALFORMED as exc:
+        except _malformed() as exc:
             await self._failed(ip, user_id, "invalid_assertion", detail=str(exc)[:200])
             raise invalid_passkey() from None
         new = verified.new_sign_count
@@ -389,5 +400,7 @@ def _last_method() -> DomainError:
 
 
 def _transports(doc: Document) -> list[AuthenticatorTransport]:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
     known = {t.value: t for t in AuthenticatorTransport}
     return [known[t] for t in doc.get("transports") or () if t in known]
