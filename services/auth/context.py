@@ -160,7 +160,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         session_cookies=SessionCookieTokens(
             settings.jwt_secret, settings.jwt_issuer, settings.auth_cookie_refresh_ms // 1000
         ),
-        passkeys=Passkeys(store.passkeys, store.webauthn_challenges, audit, settings.webauthn),
+        passkeys=Passkeys(store.passkeys, store.webauthn_challenges, audit, settings.webauthn, accounts),
     )
 
 

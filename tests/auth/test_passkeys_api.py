@@ -21,13 +21,15 @@ import pytest
 from harness import ROOT, ModerationHandle, run_authgate, start_moderation
 from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import assert_error, email
-from tests.auth.conftest import AuthApp
+from tests.auth.conftest import STRONG_PASSWORD, AuthApp
 from tests.auth.portal_helpers import PORTAL, portal_app
 from tests.auth.two_factor_helpers import enrolled
 from tests.auth.webauthn_helpers import AT, BE, BS, UP, UV, SoftAuthenticator
 
 API = "/api/auth/webauthn"
 LOGIN_MAX = 3
+
+WITH_PASSWORD = {"password": STRONG_PASSWORD}  # registering a passkey needs the current password
 
 
 @dataclass
@@ -50,7 +52,7 @@ async def member(auth: AuthApp) -> Member:
 async def register(
     auth: AuthApp, who: Member, authenticator: SoftAuthenticator, name: str | None = None, **knobs: Any
 ) -> httpx.Response:
-    options = await auth.client.post(f"{API}/register/options", headers=who.bearer)
+    options = await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=who.bearer)
     assert options.status_code == 200, options.text
     credential = authenticator.create(options.json(), **knobs)
     body: dict[str, Any] = {"credential": credential}
@@ -94,7 +96,9 @@ async def test_register_then_sign_in_without_password_or_second_factor(
     auth: AuthApp, key: SoftAuthenticator
 ) -> None:
     who = await member(auth)
-    options = (await auth.client.post(f"{API}/register/options", headers=who.bearer)).json()
+    options = (
+        await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=who.bearer)
+    ).json()
     assert options["rp"] == {"id": "auth.test", "name": "authgate"}
     assert options["authenticatorSelection"]["residentKey"] == "required"
     assert options["authenticatorSelection"]["userVerification"] == "required"
@@ -108,7 +112,7 @@ async def test_register_then_sign_in_without_password_or_second_factor(
     passkey = registered.json()["passkey"]
     assert passkey["name"] == "Laptop" and passkey["last_used"] is None and passkey["backed_up"] is True
     # The next registration excludes it.
-    again = (await auth.client.post(f"{API}/register/options", headers=who.bearer)).json()
+    again = (await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=who.bearer)).json()
     assert [c["id"] for c in again["excludeCredentials"]] == [key.credentials[0].id]
 
     browser = auth.new_client()
@@ -174,7 +178,9 @@ async def test_a_challenge_is_single_use(auth: AuthApp, key: SoftAuthenticator) 
         400,
         "passkey_challenge_invalid",
     )
-    creation = (await auth.client.post(f"{API}/register/options", headers=who.bearer)).json()
+    creation = (
+        await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=who.bearer)
+    ).json()
     crossed = key.get({"challenge": creation["challenge"]})
     assert_error(
         await auth.client.post(f"{API}/login/verify", json={"credential": crossed}),
@@ -240,7 +246,9 @@ async def test_a_registration_failing_a_check_is_refused(
 
 async def test_a_registration_challenge_belongs_to_its_user(auth: AuthApp, key: SoftAuthenticator) -> None:
     owner, thief = await member(auth), await member(auth)
-    options = (await auth.client.post(f"{API}/register/options", headers=owner.bearer)).json()
+    options = (
+        await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=owner.bearer)
+    ).json()
     answer = await auth.client.post(
         f"{API}/register/verify", json={"credential": key.create(options)}, headers=thief.bearer
     )
@@ -391,7 +399,7 @@ async def test_without_a_relying_party_passkeys_are_off(app_factory: Callable[..
     async with app_factory() as auth:
         who = await member(auth)
         assert_error(await auth.client.post(f"{API}/login/options"), 404, "passkeys_disabled")
-        answer = await auth.client.post(f"{API}/register/options", headers=who.bearer)
+        answer = await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=who.bearer)
         assert_error(answer, 404, "passkeys_disabled")
 
 
@@ -429,3 +437,15 @@ async def test_login_options_count_as_logins(
         limited = await client.post(f"{API}/login/options")
         assert_error(limited, 429, "rate_limited")
         assert int(limited.headers["retry-after"]) >= 1
+
+
+async def test_registering_a_passkey_needs_the_current_password(auth: AuthApp) -> None:
+    """A stolen access token is not enough: a passkey signs in without the password and outlives it."""
+    who = await member(auth)
+    challenges = await auth.collection("auth_webauthn_challenges").count_documents({})
+    for body in ({}, {"password": "not the password at all"}):
+        answer = await auth.client.post(f"{API}/register/options", json=body, headers=who.bearer)
+        assert_error(answer, 401, "invalid_credentials")
+    assert await auth.collection("auth_webauthn_challenges").count_documents({}) == challenges
+    fine = await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=who.bearer)
+    assert fine.status_code == 200, fine.text

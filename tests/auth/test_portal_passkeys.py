@@ -16,7 +16,7 @@ import pytest
 
 from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import assert_error, email
-from tests.auth.conftest import AuthApp
+from tests.auth.conftest import STRONG_PASSWORD, AuthApp
 from tests.auth.portal_helpers import (
     PAGE_HEADERS,
     PORTAL,
@@ -60,7 +60,11 @@ async def add_passkey(client: httpx.AsyncClient, key: SoftAuthenticator, name: s
     assert page.status_code == 200, page.text
     csrf = re.search(r'data-csrf="([^"]+)"', page.text)
     assert csrf
-    options = await call(client, "/portal/passkeys/register/options", csrf.group(1))
+    assert 'id="passkey-password"' in page.text  # the account has a password: it is asked for
+    refused = await call(client, "/portal/passkeys/register/options", csrf.group(1))
+    assert refused.status_code == 401 and refused.json()["code"] == "invalid_credentials"
+    password = {"password": STRONG_PASSWORD}
+    options = await call(client, "/portal/passkeys/register/options", csrf.group(1), password)
     assert options.status_code == 200, options.text
     body = {"credential": key.create(options.json()), "name": name or None}
     return await call(client, "/portal/passkeys/register/verify", csrf.group(1), body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from playwright.async_api import BrowserContext, Page
 
+from harness import STRONG_PASSWORD
 from harness.browser import enable_virtual_authenticator
 from tests.browser.conftest import APP_HOSTS, PORTAL_HOST, Proxy, Stack
 from tests.browser.pages import echoed, header, heading, sign_in, submit
@@ -23,6 +24,7 @@ async def test_a_passkey_is_registered_and_signs_in_without_a_password(
     await page.goto(f"{stack.portal}/portal/account/passkeys")
     assert await heading(page) == "Passkeys"
     await page.get_by_label("Name (optional)").fill("Test laptop")
+    await page.get_by_label("Current password").fill(STRONG_PASSWORD)
     add = page.get_by_role("button", name="Add a passkey", exact=True)
     await add.wait_for()
     await page.wait_for_function("!document.getElementById('passkey-add-button').disabled")

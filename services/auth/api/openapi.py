@@ -212,9 +212,12 @@ WEBAUTHN = [
         "/api/auth/webauthn/register/options",
         "POST",
         "Creation options for a new passkey of the caller (discoverable, user verification "
-        "required, existing passkeys excluded); the challenge is single use and expires in 5 minutes",
-        {200: w.CreationOptions, 400: E, 401: E, 403: E, 404: E, 413: E, 415: E, 422: E, 503: E},
-        body=w.EmptyRequest,
+        "required, existing passkeys excluded); the challenge is single use and expires in 5 minutes. "
+        "An account with a password sends it (`password`): a passkey outlives a password change, so "
+        "a stolen access token is not enough; wrong or missing: 401 invalid_credentials, counted as "
+        "a failed login",
+        {200: w.CreationOptions, 400: E, 401: E, 403: E, 404: E, 413: E, 415: E, 422: E, 429: E, 503: E},
+        body=w.RegisterOptionsRequest,
         security=BEARER,
     ),
     Operation(

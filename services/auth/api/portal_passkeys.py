@@ -32,9 +32,10 @@ from services.auth.api.portal_support import (
     session_cookie_claims,
     set_session_cookie,
 )
+from services.auth.api.two_factor import password_limited
 from services.auth.api.webauthn import passkey_json
 from services.auth.counters import LOGINS
-from services.auth.passkeys.manager import disabled
+from services.auth.passkeys.manager import disabled, has_password
 from services.auth.passkeys.schemas import AuthenticationCredential, RegistrationCredential, credential_json
 from services.auth.portal.csrf import same_origin
 from services.auth.portal.forms import PasskeyNameForm, PasskeyRemoveForm
@@ -68,6 +69,11 @@ class PortalRegisterVerify(BaseModel):
 
 class EmptyBody(BaseModel):
     model_config = _STRICT
+
+
+class PortalRegisterOptions(BaseModel):
+    model_config = _STRICT
+    password: StrictStr | None = Field(default=None, max_length=4096)
 
 
 @dataclass(frozen=True)
@@ -168,8 +174,11 @@ async def register_options(request: Request) -> Response:
     _enabled(request)
     _guard(request)
     who = await _signed_in_user(request)
-    await parse_body(request, EmptyBody, allow_empty=True)
-    options = await ctx(request).passkeys.registration_options(who.user)
+    body = await parse_body(request, PortalRegisterOptions, allow_empty=True)
+    passkeys = ctx(request).passkeys
+    options = await password_limited(
+        request, who.user, body.password, lambda: passkeys.registration_options(who.user, body.password)
+    )
     return JSONResponse(options, headers=NO_STORE)
 
 
@@ -208,6 +217,7 @@ async def _account(
         scripted=True,
         passkeys=rows,
         email=str(who.user.get("email", "")),
+        needs_password=has_password(who.user),
         notice=notice,
         error=error,
     )

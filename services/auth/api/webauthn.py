@@ -16,11 +16,13 @@ from services.auth.api.auth import issue_session
 from services.auth.api.common import NO_STORE, client_ip, ctx, require_access, unauthorized
 from services.auth.api.login_flow import invalid_credentials
 from services.auth.api.passkey_login import check_passkey_login, start_passkey_login
+from services.auth.api.two_factor import password_limited
 from services.auth.counters import LOGINS
 from services.auth.passkeys.manager import PasskeyInfo, disabled
 from services.auth.passkeys.schemas import (
     EmptyRequest,
     LoginVerifyRequest,
+    RegisterOptionsRequest,
     RegisterVerifyRequest,
     RenameRequest,
     credential_json,
@@ -60,8 +62,11 @@ async def _caller(request: Request) -> Document:
 
 async def register_options(request: Request) -> Response:
     user = await _caller(request)
-    await parse_body(request, EmptyRequest, allow_empty=True)
-    options = await ctx(request).passkeys.registration_options(user)
+    body = await parse_body(request, RegisterOptionsRequest, allow_empty=True)
+    passkeys = ctx(request).passkeys
+    options = await password_limited(
+        request, user, body.password, lambda: passkeys.registration_options(user, body.password)
+    )
     return JSONResponse(options, headers=NO_STORE)
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from services.auth.accounts import user_id_of
+from services.auth.accounts import Accounts, user_id_of
 from services.auth.audit import AuditTrail
 from services.auth.passkeys.settings import WebAuthnSettings
 from services.auth.store import Document, DuplicateValue, PasskeyRepository, WebAuthnChallengeRepository
@@ -149,11 +149,13 @@ class Passkeys:
         challenges: WebAuthnChallengeRepository,
         audit: AuditTrail,
         settings: WebAuthnSettings,
+        accounts: Accounts,
     ) -> None:
         self._repo = repo
         self._challenges = challenges
         self._audit = audit
         self.settings = settings
+        self._accounts = accounts
 
     @property
     def enabled(self) -> bool:
@@ -189,7 +191,13 @@ class Passkeys:
 
     # Registration ---------------------------------------------------------------------------
 
-    async def registration_options(self, user: Document) -> dict[str, Any]:
+    async def registration_options(self, user: Document, password: str | None) -> dict[str, Any]:
+        """A registration challenge, after the current password when the account has one.
+
+        A passkey signs in without the password and outlives a password change, so a stolen
+        access token or session cookie must not be enough to add one. An account without a
+        password (provider sign-in only) has nothing more to prove than its session.
+        """
         from webauthn import generate_registration_options, options_to_json
         from webauthn.helpers import base64url_to_bytes
         from webauthn.helpers.structs import (
@@ -201,6 +209,10 @@ class Passkeys:
 
         rp_id = self._rp()
         user_id = user_id_of(user)
+        if has_password(user) and (
+            not password or await self._accounts.check_password(user, password) is None
+        ):
+            raise DomainError(ErrorCode.INVALID_CREDENTIALS, "The current password is incorrect.")
         existing = await self._repo.list_for(user_id)
         if len(existing) >= MAX_PASSKEYS_PER_USER:
             raise invalid_registration(f"At most {MAX_PASSKEYS_PER_USER} passkeys per account.")

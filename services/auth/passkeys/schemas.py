@@ -71,6 +71,13 @@ class EmptyRequest(BaseModel):
     model_config = _STRICT
 
 
+class RegisterOptionsRequest(BaseModel):
+    """The current password: required when the account has one (a passkey outlives it)."""
+
+    model_config = _STRICT
+    password: StrictStr | None = Field(default=None, max_length=4096)
+
+
 class PasskeyOut(BaseModel):
     model_config = _OUT
     id: str

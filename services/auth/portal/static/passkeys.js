@@ -124,9 +124,11 @@
       event.preventDefault();
       var csrf = form.getAttribute("data-csrf");
       var name = document.getElementById("passkey-name").value;
+      var passwordField = document.getElementById("passkey-password");
+      var options = passwordField ? { password: passwordField.value } : undefined;
       button.disabled = true;
       say(output, "");
-      post("/portal/passkeys/register/options", csrf)
+      post("/portal/passkeys/register/options", csrf, options)
         .then(function (json) {
           return navigator.credentials.create({ publicKey: creationOptions(json) });
         })
