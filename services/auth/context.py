@@ -133,6 +133,8 @@ def build_context(settings: AuthSettings) -> AuthContext:
             _per_account(limits.reset_password),
         ),
     )
+    # Security notices: 2FA turned on or off, a passkey added (when mail is configured).
+    notices = TwoFactorNotices(outbox, templates, settings.app_title)
     two_factor = TwoFactor(
         store.two_factor,
         store.users,
@@ -141,7 +143,7 @@ def build_context(settings: AuthSettings) -> AuthContext:
         TempTokens(store.temp_tokens, settings.jwt_refresh_secret, settings.jwt_issuer),
         audit,
         TwoFactorSettings(settings.app_title, settings.creds_key),
-        TwoFactorNotices(outbox, templates, settings.app_title),
+        notices,
     )
     return AuthContext(
         settings=settings,
@@ -160,7 +162,9 @@ def build_context(settings: AuthSettings) -> AuthContext:
         session_cookies=SessionCookieTokens(
             settings.jwt_secret, settings.jwt_issuer, settings.auth_cookie_refresh_ms // 1000
         ),
-        passkeys=Passkeys(store.passkeys, store.webauthn_challenges, audit, settings.webauthn, accounts),
+        passkeys=Passkeys(
+            store.passkeys, store.webauthn_challenges, audit, settings.webauthn, accounts, notices
+        ),
     )
 
 

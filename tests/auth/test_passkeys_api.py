@@ -19,10 +19,12 @@ import httpx
 import pytest
 
 from harness import ROOT, ModerationHandle, run_authgate, start_moderation
+from harness.smtp import SmtpServer
 from services.auth.moderation_client import BanInfo
 from tests.auth.api_helpers import assert_error, email
 from tests.auth.conftest import STRONG_PASSWORD, AuthApp
 from tests.auth.portal_helpers import PORTAL, portal_app
+from tests.auth.test_portal_recovery import mail_to, portal_mail_env
 from tests.auth.two_factor_helpers import enrolled
 from tests.auth.webauthn_helpers import AT, BE, BS, UP, UV, SoftAuthenticator
 
@@ -449,3 +451,16 @@ async def test_registering_a_passkey_needs_the_current_password(auth: AuthApp) -
     assert await auth.collection("auth_webauthn_challenges").count_documents({}) == challenges
     fine = await auth.client.post(f"{API}/register/options", json=WITH_PASSWORD, headers=who.bearer)
     assert fine.status_code == 200, fine.text
+
+
+async def test_the_owner_is_told_by_mail_when_a_passkey_is_added(
+    app_factory: Callable[..., Any], smtp: SmtpServer, key: SoftAuthenticator
+) -> None:
+    env = portal_mail_env(smtp, ALLOW_UNVERIFIED_EMAIL_LOGIN="true")
+    async with portal_app(app_factory, **env) as auth:
+        who = await member(auth)
+        assert (await register(auth, who, key)).status_code == 201
+        notice = (await mail_to(smtp, who.address, "A passkey was added"))[0]
+        part = next(p for p in notice.message.walk() if p.get_content_type() == "text/plain")
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes) and b"signs in without your password" in payload

@@ -23,6 +23,7 @@ KINDS = (
     "register_existing",
     "two_factor_enabled",
     "two_factor_disabled",
+    "passkey_added",
 )
 
 

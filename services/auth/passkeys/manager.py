@@ -31,6 +31,7 @@ from services.auth.accounts import Accounts, user_id_of
 from services.auth.audit import AuditTrail
 from services.auth.passkeys.settings import WebAuthnSettings
 from services.auth.store import Document, DuplicateValue, PasskeyRepository, WebAuthnChallengeRepository
+from services.auth.two_factor.notices import TwoFactorNotices
 from shared.errors import DomainError, ErrorCode
 
 # py_webauthn is imported where a ceremony runs, not with the service: it brings pyOpenSSL and
@@ -150,12 +151,14 @@ class Passkeys:
         audit: AuditTrail,
         settings: WebAuthnSettings,
         accounts: Accounts,
+        notices: TwoFactorNotices | None = None,
     ) -> None:
         self._repo = repo
         self._challenges = challenges
         self._audit = audit
         self.settings = settings
         self._accounts = accounts
+        self._notices = notices
 
     @property
     def enabled(self) -> bool:
@@ -283,6 +286,8 @@ class Passkeys:
         except DuplicateValue:
             raise invalid_registration("This passkey is registered already.") from None
         await self._audit.record("passkey_registered", user_id=user_id, ip=ip, passkey_id=doc["_id"])
+        if self._notices is not None:  # the owner hears of a key that signs in without the password
+            await self._notices.send(user, "passkey_added")
         return info(doc)
 
     # Sign-in --------------------------------------------------------------------------------
