@@ -53,6 +53,7 @@ from tests.integration.support import AuthClient, EchoServer, auth_env, run_cli,
 DOMAIN = "example.localhost"
 PORTAL_HOST = f"auth.{DOMAIN}"
 APP_HOSTS = (f"app.{DOMAIN}", f"app2.{DOMAIN}")
+MFA_HOST = f"admin.{DOMAIN}"  # Caddy asks /forward-auth?mfa=required for this one
 PROXIES = ("nginx", "caddy")
 # The revocation bound the service is given, and how long a test waits for it (generous).
 VERIFY_MAX_STALENESS_MS = 1000
@@ -145,6 +146,7 @@ def _start_caddy(work: Path, auth: Server, app: EchoServer) -> Server:
         "AUTHGATE_UPSTREAM": f"127.0.0.1:{auth.port}",
         "APP_UPSTREAM": app.address,
         "APP_SITES": ", ".join(f"http://{host}:{port}" for host in APP_HOSTS),
+        "MFA_SITES": f"http://{MFA_HOST}:{port}",
         "PORTAL_SITE": f"http://{PORTAL_HOST}:{port}",
         "CADDY_ADMIN": "off",
     }

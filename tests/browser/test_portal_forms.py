@@ -11,7 +11,7 @@ from playwright.async_api import BrowserContext, Page
 
 from harness import STRONG_PASSWORD
 from harness.browser import save_screenshot
-from tests.browser.conftest import APP_HOSTS, Proxy, Stack
+from tests.browser.conftest import APP_HOSTS, MFA_HOST, Proxy, Stack
 from tests.browser.pages import echoed, header, heading, sign_in, submit
 
 
@@ -71,6 +71,34 @@ async def test_two_factor_sign_in(page: Page, stack: Stack, proxy: Proxy) -> Non
     await submit(page, "Verify")
     assert await page.get_by_role("alert").inner_text() == "That code is not valid."
     await code_field.fill(pyotp.TOTP(secret).now())
+    await submit(page, "Verify")
+    assert page.url == original
+    body = await echoed(page)
+    assert header(body, "X-Auth-Email") == [address]
+    assert sorted(header(body, "X-Auth-Amr")[0].split(",")) == ["otp", "pwd"]
+
+
+async def test_a_password_session_steps_up_for_an_app_that_needs_a_second_factor(
+    page: Page, stack: Stack, proxy: Proxy
+) -> None:
+    """A resource behind `?mfa=required` (nginx: the /admin/ area; Caddy: the admin host): a
+    session that proved only a password is sent to the portal's step-up page, then back."""
+    address = stack.new_user("stepup")
+    await page.goto(proxy.url(APP_HOSTS[0], "/"))
+    await sign_in(page, address)  # a password only: the ordinary app opens
+    assert header(await echoed(page), "X-Auth-Amr") == ["pwd"]
+    secret = _enrol_totp(stack, address)  # turned on later, from another device
+
+    if proxy.name == "nginx":
+        original = proxy.url(APP_HOSTS[0], "/admin/audit?from=2026-11")
+    else:
+        original = proxy.url(MFA_HOST, "/audit?from=2026-11")
+    await page.goto(original)
+    assert page.url.startswith(f"{stack.portal}/portal/step-up?rd=")
+    assert (await heading(page)) == "Confirm with your second factor"
+    await page.get_by_label("Code from your authenticator app, or a backup code").fill(
+        pyotp.TOTP(secret).now()
+    )
     await submit(page, "Verify")
     assert page.url == original
     body = await echoed(page)

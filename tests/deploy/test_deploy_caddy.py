@@ -74,8 +74,13 @@ def test_the_defaults_describe_the_documented_setup(tmp_path: Path) -> None:
     assert check[0]["upstreams"] == [{"dial": "authgate-auth:3080"}]
     copied = [h for h in _handlers(check[0]["handle_response"]) if h["handler"] == "headers"]
     assert sorted(copied[0]["request"]["set"]) == IDENTITY
+    stepped = [h for h in proxies if h.get("rewrite", {}).get("uri") == "/forward-auth?mfa=required"]
+    assert len(stepped) == 1, "one forward_auth asking for a second factor (the MFA sites)"
+    copied = [h for h in _handlers(stepped[0]["handle_response"]) if h["handler"] == "headers"]
+    assert sorted(copied[0]["request"]["set"]) == IDENTITY
     app = [h for h in proxies if h["upstreams"] == [{"dial": "wiki:8080"}]]
-    assert len(app) == 1
+    assert len(app) == 2, "the apps and the MFA apps"
+    assert app[0]["headers"] == app[1]["headers"], "both strip the session cookie"
     replacements = app[0]["headers"]["request"]["replace"]["Cookie"]
     strip = [re.compile(r["search_regexp"]) for r in replacements]
     for header, kept in (
@@ -91,4 +96,5 @@ def test_the_defaults_describe_the_documented_setup(tmp_path: Path) -> None:
         m["host"] for route in config["apps"]["http"]["servers"]["srv0"]["routes"] for m in route["match"]
     ]
     assert ["wiki.example.com", "app.example.com"] in hosts and ["auth.example.com"] in hosts
+    assert ["admin.example.com"] in hosts
     assert config["admin"] == {"listen": "localhost:2019"}
