@@ -19,6 +19,12 @@ BEARER = ["bearer"]
 
 _CHANGE = {400: E, 401: E, 403: E, 413: E, 415: E, 422: E, 503: E}
 _RD = {"name": "rd", "in": "query", "required": False, "schema": {"type": "string"}}
+# A provider flow's start (`rd`, `portal`) and its callback's query (what the provider sends back).
+_START = [_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}]
+_CALLBACK = [
+    {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+    for name in ("code", "state", "iss", "error")
+]
 OPENID = [
     Operation(
         "/oauth/openid",
@@ -31,7 +37,7 @@ OPENID = [
         "Refusals (social_login_disabled, banned, rate_limited) redirect to "
         "DOMAIN_CLIENT/login?redirect=false&error=<code>, or answer JSON for Accept: application/json",
         {302: None, 403: E, 404: E, 429: E, 503: E},
-        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        parameters=_START,
         headers={302: ["Location", "Set-Cookie"]},
     ),
     Operation(
@@ -46,10 +52,7 @@ OPENID = [
         "DOMAIN_CLIENT/login?redirect=false&error=<code> (auth_failed, "
         "social_registration_disabled, email_domain_not_allowed, role_required, link_required, banned)",
         {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
-        parameters=[
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-            for name in ("code", "state", "iss", "error")
-        ],
+        parameters=_CALLBACK,
         headers={302: ["Location", "Set-Cookie"]},
     ),
     Operation(
@@ -68,7 +71,7 @@ OPENID = [
         "Start Google sign-in (LibreChat's preset, as OpenID Connect; GOOGLE_ISSUER overrides the "
         "issuer): as /oauth/openid",
         {302: None, 403: E, 404: E, 429: E, 503: E},
-        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        parameters=_START,
         headers={302: ["Location", "Set-Cookie"]},
     ),
     Operation(
@@ -76,10 +79,7 @@ OPENID = [
         "GET",
         "Google's redirect back: as /oauth/openid/callback (the link is `googleId`)",
         {302: None, 401: E, 403: E, 404: E, 409: E, 429: E, 503: E},
-        parameters=[
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-            for name in ("code", "state", "iss", "error")
-        ],
+        parameters=_CALLBACK,
         headers={302: ["Location", "Set-Cookie"]},
     ),
     Operation(
@@ -87,7 +87,7 @@ OPENID = [
         "GET",
         "Start GitHub sign-in (LibreChat's preset, OAuth2 with state and PKCE S256): as /oauth/openid",
         {302: None, 403: E, 404: E, 429: E, 503: E},
-        parameters=[_RD, {"name": "portal", "in": "query", "required": False, "schema": {"type": "string"}}],
+        parameters=_START,
         headers={302: ["Location", "Set-Cookie"]},
     ),
     Operation(
