@@ -17,29 +17,15 @@ from services.auth.accounts import user_id_of
 from services.auth.api.common import client_ip, ctx
 from services.auth.api.oauth import LINKS_PATH, begin
 from services.auth.api.openid_state import provider_named
-from services.auth.api.portal_support import message, page, read_form, redirect, session_cookie_claims
+from services.auth.api.portal_support import cookie_user, message, page, read_form, redirect
 from services.auth.portal.forms import LinksForm
-from services.auth.session_cookie import AMR_OTP, AMR_PASSWORD, CookieClaims
+from services.auth.session_cookie import AMR_OTP, AMR_PASSWORD
 from services.auth.social.flow import MODE_LINK, new_flow
 from services.auth.social.signin import OpenIdSignIn, Rules
 from services.auth.store import Document
 from shared.errors import DomainError
 
 LOGIN_PATH = "/portal/login"
-
-
-async def _signed_in(request: Request) -> tuple[CookieClaims, Document] | None:
-    context = ctx(request)
-    claims = session_cookie_claims(request, expired_ok=False)
-    if claims is None:
-        return None
-    access = claims.access
-    if context.revocations.is_revoked(access.session_id) or context.revocations.predates(
-        access.user_id, access.epoch
-    ):
-        return None
-    user = await context.accounts.find_by_id(access.user_id)
-    return (claims, user) if user is not None else None
 
 
 def _render(request: Request, user: Document, status: int = 200, **values: str | None) -> Response:
@@ -75,7 +61,7 @@ def _to_login(request: Request, status: int) -> Response:
 
 
 async def links_page(request: Request) -> Response:
-    found = await _signed_in(request)
+    found = await cookie_user(request)
     if found is None:
         return _to_login(request, 302)
     notice = "The provider is linked." if request.query_params.get("linked") == "1" else None
@@ -87,7 +73,7 @@ async def links_submit(request: Request) -> Response:
     form = await read_form(request, LinksForm)
     if isinstance(form, Response):
         return form
-    found = await _signed_in(request)
+    found = await cookie_user(request)
     if found is None:
         return _to_login(request, 303)
     claims, user = found

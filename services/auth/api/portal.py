@@ -25,6 +25,7 @@ from services.auth.api.common import client_ip, ctx, user_agent
 from services.auth.api.login_flow import PasswordChecked, check_password_login
 from services.auth.api.oauth import finish_after_two_factor, pending_sign_in
 from services.auth.api.portal_support import (
+    checked_rd,
     clear_session_cookie,
     clear_temp_cookie,
     message,
@@ -51,11 +52,6 @@ from shared.errors import ApiError, DomainError, ErrorCode
 
 INVALID = "Invalid email or password."
 LOGIN_PATH = "/portal/login"
-
-
-def _rd(request: Request, raw: str | None) -> str:
-    """`rd` when the allow-list accepts it, normalized; otherwise nothing (never a fallback URL)."""
-    return ctx(request).settings.redirects.checked(raw) or ""
 
 
 def _passkeys(request: Request) -> bool:
@@ -105,7 +101,7 @@ def domain_refusal(request: Request, error: DomainError) -> Response:
 async def login_page(request: Request) -> Response:
     """The form, or (with a live session) a renewed cookie and the way back to `rd`."""
     context = ctx(request)
-    rd = _rd(request, request.query_params.get("rd"))
+    rd = checked_rd(request, request.query_params.get("rd"))
     claims = session_cookie_claims(request, expired_ok=True)
     if claims is not None:
         user_id, session_id = claims.access.user_id, claims.access.session_id
@@ -141,7 +137,7 @@ async def login_submit(request: Request) -> Response:
     form = await read_form(request, LoginForm)
     if isinstance(form, Response):
         return form
-    rd = _rd(request, form.rd)
+    rd = checked_rd(request, form.rd)
 
     def again(status: int, error: str) -> Response:
         return page(
@@ -236,7 +232,7 @@ async def logout_submit(request: Request) -> Response:
 async def two_factor_page(request: Request) -> Response:
     if not request.cookies.get(temp_cookie_name(ctx(request))):
         return redirect(LOGIN_PATH, 302)
-    return page(request, "two_factor", rd=_rd(request, request.query_params.get("rd")), error=None)
+    return page(request, "two_factor", rd=checked_rd(request, request.query_params.get("rd")), error=None)
 
 
 async def two_factor_submit(request: Request) -> Response:
@@ -245,7 +241,7 @@ async def two_factor_submit(request: Request) -> Response:
     form = await read_form(request, TwoFactorForm)
     if isinstance(form, Response):
         return form
-    rd = _rd(request, form.rd)
+    rd = checked_rd(request, form.rd)
     ip = client_ip(request)
     temp = request.cookies.get(temp_cookie_name(context), "")
     two_factor = context.two_factor

@@ -23,6 +23,7 @@ from services.auth.api.auth import start_session
 from services.auth.api.common import NO_STORE, client_ip, ctx, user_agent
 from services.auth.api.passkey_login import check_passkey_login, start_passkey_login
 from services.auth.api.portal_support import (
+    checked_rd,
     csrf,
     csrf_cookie_name,
     message,
@@ -130,10 +131,6 @@ async def _signed_in_user(request: Request) -> PortalUser:
     return found
 
 
-def _checked_rd(request: Request, raw: str) -> str:
-    return ctx(request).settings.redirects.checked(raw) or ""
-
-
 # Sign-in ------------------------------------------------------------------------------------
 
 
@@ -161,7 +158,7 @@ async def login_verify(request: Request) -> Response:
         LOGINS.labels("stale").inc()
         raise ApiError(401, ErrorCode.INVALID_PASSKEY, "The passkey could not be verified.") from None
     LOGINS.labels("success").inc()
-    rd = _checked_rd(request, body.rd)
+    rd = checked_rd(request, body.rd)
     response = JSONResponse({"redirect": rd or "/portal/login"}, headers=NO_STORE)
     set_session_cookie(context, response, checked.user, session)
     return response
@@ -200,7 +197,7 @@ async def register_verify(request: Request) -> Response:
 
 def _to_sign_in(request: Request) -> Response:
     server = ctx(request).settings.domain_server or ""
-    back = _checked_rd(request, server.rstrip("/") + ACCOUNT_PATH) if server else ""
+    back = checked_rd(request, server.rstrip("/") + ACCOUNT_PATH) if server else ""
     return redirect("/portal/login" + (f"?rd={quote(back, safe='')}" if back else ""), 302)
 
 

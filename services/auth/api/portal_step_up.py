@@ -17,37 +17,21 @@ from services.auth.accounts import user_id_of
 from services.auth.api.common import client_ip, ctx
 from services.auth.api.portal import LOGIN_PATH, banned_page, domain_refusal, proof_of
 from services.auth.api.portal_support import (
+    checked_rd,
+    cookie_user,
     message,
     page,
     read_form,
     redirect,
-    session_cookie_claims,
     set_session_cookie,
 )
 from services.auth.portal.forms import TwoFactorForm
 from services.auth.protection import Banned
-from services.auth.session_cookie import AMR_OTP, MULTI_FACTOR_AMR, CookieClaims
-from services.auth.store import Document
+from services.auth.session_cookie import AMR_OTP, MULTI_FACTOR_AMR
 from shared.errors import DomainError, ErrorCode
 
 STEP_UP_PATH = "/portal/step-up"
 ACCOUNT_PATH = "/portal/account"
-
-
-def _rd(request: Request, raw: str | None) -> str:
-    return ctx(request).settings.redirects.checked(raw) or ""
-
-
-async def _signed_in(request: Request) -> tuple[CookieClaims, Document] | None:
-    """The browser's live cookie session and its user; None sends the browser to sign in."""
-    context = ctx(request)
-    claims = session_cookie_claims(request, expired_ok=False)
-    if claims is None or context.revocations.predates(claims.access.user_id, claims.access.epoch):
-        return None
-    if context.revocations.is_revoked(claims.access.session_id):
-        return None
-    user = await context.accounts.find_by_id(claims.access.user_id)
-    return (claims, user) if user is not None else None
 
 
 def _to_login(rd: str) -> Response:
@@ -56,8 +40,8 @@ def _to_login(rd: str) -> Response:
 
 async def step_up_page(request: Request) -> Response:
     context = ctx(request)
-    rd = _rd(request, request.query_params.get("rd"))
-    found = await _signed_in(request)
+    rd = checked_rd(request, request.query_params.get("rd"))
+    found = await cookie_user(request)
     if found is None:
         return _to_login(rd)
     claims, user = found
@@ -83,8 +67,8 @@ async def step_up_submit(request: Request) -> Response:
     form = await read_form(request, TwoFactorForm)
     if isinstance(form, Response):
         return form
-    rd = _rd(request, form.rd)
-    found = await _signed_in(request)
+    rd = checked_rd(request, form.rd)
+    found = await cookie_user(request)
     if found is None:
         return _to_login(rd)
     claims, user = found

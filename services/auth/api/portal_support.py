@@ -223,3 +223,26 @@ def session_cookie_claims(request: Request, *, expired_ok: bool) -> CookieClaims
         return context.session_cookies.verify(values[0], expired_ok=expired_ok)
     except InvalidToken:
         return None
+
+
+async def cookie_user(request: Request) -> tuple[CookieClaims, Document] | None:
+    """The browser's session cookie, unexpired and unrevoked as /verify judges it, and its user.
+
+    No read of the session itself: pages that change it (step-up, linking) go through the
+    session store, which refuses an ended one. None sends the browser to sign in.
+    """
+    context = ctx(request)
+    claims = session_cookie_claims(request, expired_ok=False)
+    if claims is None:
+        return None
+    access = claims.access
+    revocations = context.revocations
+    if revocations.is_revoked(access.session_id) or revocations.predates(access.user_id, access.epoch):
+        return None
+    user = await context.accounts.find_by_id(access.user_id)
+    return (claims, user) if user is not None else None
+
+
+def checked_rd(request: Request, raw: str | None) -> str:
+    """`rd` when AUTH_REDIRECT_DOMAINS accepts it, normalized; otherwise "" (never a fallback URL)."""
+    return ctx(request).settings.redirects.checked(raw) or ""
